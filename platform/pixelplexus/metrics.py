@@ -1,0 +1,307 @@
+"""Image quality metrics on NumPy images: PSNR, SSIM, sliced Wasserstein distance, colorfulness.
+
+Images are ``H×W×3`` RGB (or ``H×W`` / ``H×W×1`` gray) arrays on the 0..255 scale, ``uint8`` or float;
+everything is computed in float64. PSNR and SSIM follow the protocol SR papers report (and BasicSR
+implements): optionally on the BT.601 Y channel (:func:`pixelplexus.color.rgb_to_y`'s formula, not rounded),
+with ``crop_border`` pixels removed on every side (usually the upscale factor). They agree with
+``skimage.metrics`` to floating-point precision; the tests check that.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pixelplexus.color import BT601_Y_OFFSET, BT601_Y_WEIGHTS
+
+# ----------------------------------------------------------------------------------------- PSNR / SSIM
+
+_SSIM_SIGMA = 1.5
+_SSIM_RADIUS = 5  # 11×11 window: Wang et al. 2004; skimage's truncate=3.5 gives the same radius for σ=1.5
+_SSIM_K1, _SSIM_K2 = 0.01, 0.03
+_DATA_RANGE = 255.0
+
+
+def _as_channels(image: np.ndarray, name: str) -> np.ndarray:
+    """An image as float64 H×W×C (C = 1 or 3)."""
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3):
+        raise ValueError(f"{name}: expected an H×W×3 RGB or H×W / H×W×1 gray image, got shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise TypeError(
+            f"{name}: expected a uint8 or float image on the 0..255 scale, got dtype {array.dtype}"
+        )
+    return array.astype(np.float64)
+
+
+def _prepare_pair(img: np.ndarray, ref: np.ndarray, crop_border: int, y_channel: bool, metric: str):
+    a = _as_channels(img, f"{metric}(img)")
+    b = _as_channels(ref, f"{metric}(ref)")
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{metric}: img and ref must have the same shape, got {np.shape(img)} and {np.shape(ref)}; "
+            "crop or resize the reference to the output size first"
+        )
+    if crop_border < 0:
+        raise ValueError(f"{metric}: crop_border must be >= 0, got {crop_border}")
+    if y_channel and a.shape[2] == 3:
+        a, b = _luma(a), _luma(b)
+    if crop_border:
+        a = a[crop_border:-crop_border, crop_border:-crop_border]
+        b = b[crop_border:-crop_border, crop_border:-crop_border]
+    if a.size == 0:
+        raise ValueError(f"{metric}: crop_border={crop_border} removes the whole {img.shape[:2]} image")
+    return a, b
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 Y on the 0..255 scale (16..235) of float64 RGB on 0..255, kept as H×W×1."""
+    return (rgb @ (np.array(BT601_Y_WEIGHTS) / 255.0) + BT601_Y_OFFSET)[:, :, None]
+
+
+def psnr(img: np.ndarray, ref: np.ndarray, *, crop_border: int = 0, y_channel: bool = False) -> float:
+    """Peak signal-to-noise ratio in dB, ``10·log10(255² / MSE)``, MSE over all pixels and channels.
+
+    Args:
+        img: the image to score, H×W×3 or gray, 0..255 scale.
+        ref: the ground truth, same shape.
+        crop_border: pixels removed from every side before scoring (SR convention: the scale factor).
+        y_channel: score the BT.601 luma of RGB images instead of RGB (no effect on gray images).
+
+    Returns ``inf`` for identical images (MSE = 0).
+    """
+    a, b = _prepare_pair(img, ref, crop_border, y_channel, "psnr")
+    mse = float(np.mean((a - b) ** 2))
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * math.log10(_DATA_RANGE**2 / mse)
+
+
+def _gaussian_window() -> np.ndarray:
+    taps = np.arange(-_SSIM_RADIUS, _SSIM_RADIUS + 1, dtype=np.float64)
+    window = np.exp(-(taps**2) / (2 * _SSIM_SIGMA**2))
+    return window / window.sum()
+
+
+def _filter_valid(x: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Separable 'valid' correlation of an H×W×C array with a 1-D window on both spatial axes."""
+    k = len(window)
+    h, w = x.shape[0] - k + 1, x.shape[1] - k + 1
+    rows = sum(weight * x[i : i + h] for i, weight in enumerate(window))
+    return sum(weight * rows[:, i : i + w] for i, weight in enumerate(window))
+
+
+def ssim(img: np.ndarray, ref: np.ndarray, *, crop_border: int = 0, y_channel: bool = False) -> float:
+    """Structural similarity (Wang et al. 2004) with the standard settings.
+
+    11×11 Gaussian window with σ = 1.5, K1 = 0.01, K2 = 0.03, data range 255, population (not sample)
+    covariances; the SSIM map is taken where the window fits inside the image ('valid') and averaged, and
+    RGB images score the mean over the three channels. Same arguments as :func:`psnr`. The image must be
+    at least 11×11 after cropping.
+    """
+    a, b = _prepare_pair(img, ref, crop_border, y_channel, "ssim")
+    size = 2 * _SSIM_RADIUS + 1
+    if a.shape[0] < size or a.shape[1] < size:
+        raise ValueError(
+            f"ssim: needs at least {size}×{size} pixels after cropping, got {a.shape[0]}×{a.shape[1]} "
+            f"(crop_border={crop_border}); score a larger image or lower crop_border"
+        )
+    window = _gaussian_window()
+    c1 = (_SSIM_K1 * _DATA_RANGE) ** 2
+    c2 = (_SSIM_K2 * _DATA_RANGE) ** 2
+    mu_a, mu_b = _filter_valid(a, window), _filter_valid(b, window)
+    var_a = _filter_valid(a * a, window) - mu_a**2
+    var_b = _filter_valid(b * b, window) - mu_b**2
+    cov = _filter_valid(a * b, window) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(ssim_map.mean(axis=(0, 1)).mean())
+
+
+# ------------------------------------------------------------------------------- sliced Wasserstein
+
+_BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0  # 5×5 Gaussian of cv2.pyrDown, separable
+_SWD_MIN_RESOLUTION = 16
+
+
+def _blur(x: np.ndarray) -> np.ndarray:
+    """5×5 binomial filter of an N×H×W×C array with mirror borders (cv2 / scipy 'mirror' = numpy 'reflect')."""
+    for axis in (1, 2):
+        pad = [(0, 0)] * 4
+        pad[axis] = (2, 2)
+        padded = np.pad(x, pad, mode="reflect")
+        length = x.shape[axis]
+        x = sum(w * np.take(padded, np.arange(i, i + length), axis=axis) for i, w in enumerate(_BINOMIAL))
+    return x
+
+
+def _pyr_down(x: np.ndarray) -> np.ndarray:
+    return _blur(x)[:, ::2, ::2]
+
+
+def _pyr_up(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    up = np.zeros((x.shape[0], 2 * x.shape[1], 2 * x.shape[2], x.shape[3]), dtype=x.dtype)
+    up[:, ::2, ::2] = x
+    return (4.0 * _blur(up))[:, : shape[0], : shape[1]]
+
+
+def _laplacian_pyramid(images: np.ndarray, num_levels: int) -> list[np.ndarray]:
+    """Finest band-pass level first, the low-pass residual last (Burt & Adelson 1983)."""
+    levels = [images.astype(np.float64)]
+    for _ in range(1, num_levels):
+        coarse = _pyr_down(levels[-1])
+        levels[-1] = levels[-1] - _pyr_up(coarse, levels[-1].shape[1:3])
+        levels.append(coarse)
+    return levels
+
+
+def _patches(level: np.ndarray, ys: np.ndarray, xs: np.ndarray, patch_size: int) -> np.ndarray:
+    """Patches at top-left corners ``ys, xs`` (N×P each) of an N×H×W×C level → (N·P)×C×(k·k)."""
+    offsets = np.arange(patch_size)
+    image = np.arange(level.shape[0])[:, None, None, None]
+    rows = ys[:, :, None, None] + offsets[:, None]  # N×P×k×1
+    cols = xs[:, :, None, None] + offsets[None, :]  # N×P×1×k
+    patches = level[image, rows, cols]  # N×P×k×k×C
+    patches = np.moveaxis(patches, -1, 2)  # N×P×C×k×k, ProGAN's descriptor layout
+    return patches.reshape(-1, patches.shape[2], patch_size * patch_size)
+
+
+def _normalize(desc: np.ndarray) -> np.ndarray:
+    """Zero mean, unit std per colour channel over the whole patch set; → (patches)×(C·k·k)."""
+    desc = desc - desc.mean(axis=(0, 2), keepdims=True)
+    std = desc.std(axis=(0, 2), keepdims=True)
+    desc = desc / np.where(std > 0, std, 1.0)
+    return desc.reshape(desc.shape[0], -1).astype(np.float32)
+
+
+def _wasserstein_1d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """W1 between the empirical distributions of the columns of sorted ``a`` (n×D) and ``b`` (m×D).
+
+    The integral of ``|F_a⁻¹(t) − F_b⁻¹(t)|`` over the merged quantile steps; for n = m it is the mean of
+    ``|a_i − b_i|``, as in ProGAN.
+    """
+    n, m = a.shape[0], b.shape[0]
+    if n == m:
+        return np.abs(a.astype(np.float64) - b).mean(axis=0)
+    # Quantile breakpoints i/n and j/m as integers over the common denominator n·m.
+    steps = np.union1d(np.arange(n + 1) * m, np.arange(m + 1) * n)
+    starts, widths = steps[:-1], np.diff(steps)
+    return (np.abs(a[starts // m].astype(np.float64) - b[starts // n]) * widths[:, None]).sum(axis=0) / (
+        n * m
+    )
+
+
+def _check_image_set(images: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(images)
+    if array.ndim != 4 or array.shape[-1] != 3 or array.shape[0] < 1:
+        raise ValueError(
+            f"sliced_wasserstein_distance: {name} must be N×H×W×3 with N ≥ 1, got shape {array.shape}"
+        )
+    return array
+
+
+def sliced_wasserstein_distance(
+    real: np.ndarray,
+    fake: np.ndarray,
+    *,
+    num_levels: int | None = None,
+    patches_per_image: int = 128,
+    patch_size: int = 7,
+    num_projections: int = 512,
+    repeats: int = 4,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Multi-scale sliced Wasserstein distance between two image sets (Karras et al. 2018, ProGAN, App. D).
+
+    Each set is decomposed into a Laplacian pyramid (finest band first, down to a 16-pixel short side unless
+    ``num_levels`` says otherwise). At every level ``patches_per_image`` random ``patch_size``² patches are
+    taken per image; each set's patches are normalised per colour channel by that set's mean and std over
+    the level, as in ProGAN. The two patch sets are then compared by the sliced Wasserstein distance
+    (Rabin et al. 2011): the mean over ``num_projections`` random unit directions (drawn in ``repeats``
+    batches, 4 × 128 in ProGAN) of the 1-D Wasserstein-1 distance between the projected patches.
+
+    Args:
+        real, fake: ``N×H×W×3`` images on 0..255 (uint8 or float); the two sets must share H×W but not N.
+        num_levels: pyramid levels; by default as many as keep the short side ≥ 16.
+        seed: patch positions and directions come from ``numpy.random.default_rng(seed)``. Both sets use
+            the same draws (common random numbers), so a set compared with itself scores exactly 0 and
+            the score is deterministic.
+
+    Returns:
+        ``{"swd_<short side>": …}`` per level, finest first (e.g. ``swd_128, swd_64, swd_32, swd_16``), and
+        ``"swd_mean"``; all ×10³ as ProGAN reports them. Lower is better.
+
+    All patches are held in memory: about ``N · patches_per_image · 3 · patch_size² · 4`` bytes per level.
+    """
+    real = _check_image_set(real, "real")
+    fake = _check_image_set(fake, "fake")
+    if real.shape[1:] != fake.shape[1:]:
+        raise ValueError(
+            f"sliced_wasserstein_distance: real and fake images must have the same H×W×3, got "
+            f"{real.shape[1:]} and {fake.shape[1:]}; resize one set first"
+        )
+    height, width = real.shape[1:3]
+    short = min(height, width)
+    if short < max(patch_size, _SWD_MIN_RESOLUTION):
+        raise ValueError(
+            f"sliced_wasserstein_distance: images of {height}×{width} are too small; the short side must be "
+            f"at least {max(patch_size, _SWD_MIN_RESOLUTION)}"
+        )
+    max_levels = math.floor(math.log2(short / _SWD_MIN_RESOLUTION)) + 1
+    if num_levels is None:
+        num_levels = max_levels
+    if not 1 <= num_levels <= max_levels:
+        raise ValueError(
+            f"sliced_wasserstein_distance: num_levels must be in 1..{max_levels} for {height}×{width} images "
+            f"(the coarsest level keeps a short side of at least {_SWD_MIN_RESOLUTION}), got {num_levels}"
+        )
+    if repeats < 1 or num_projections < repeats:
+        raise ValueError(
+            f"sliced_wasserstein_distance: need repeats ≥ 1 and num_projections ≥ repeats, got "
+            f"repeats={repeats}, num_projections={num_projections}"
+        )
+
+    rng = np.random.default_rng(seed)
+    result: dict[str, float] = {}
+    count = max(real.shape[0], fake.shape[0])
+    for level_real, level_fake in zip(
+        _laplacian_pyramid(real, num_levels), _laplacian_pyramid(fake, num_levels)
+    ):
+        h, w = level_real.shape[1:3]
+        ys = rng.integers(0, h - patch_size + 1, size=(count, patches_per_image))
+        xs = rng.integers(0, w - patch_size + 1, size=(count, patches_per_image))
+        desc_real = _normalize(_patches(level_real, ys[: len(level_real)], xs[: len(level_real)], patch_size))
+        desc_fake = _normalize(_patches(level_fake, ys[: len(level_fake)], xs[: len(level_fake)], patch_size))
+        total = 0.0
+        for chunk in np.array_split(np.arange(num_projections), repeats):
+            directions = rng.standard_normal((desc_real.shape[1], len(chunk)))
+            directions = (directions / np.linalg.norm(directions, axis=0, keepdims=True)).astype(np.float32)
+            proj_real = np.sort(desc_real @ directions, axis=0)
+            proj_fake = np.sort(desc_fake @ directions, axis=0)
+            total += float(_wasserstein_1d(proj_real, proj_fake).sum())
+        result[f"swd_{min(h, w)}"] = total / num_projections * 1e3
+    result["swd_mean"] = float(np.mean(list(result.values())))
+    return result
+
+
+# ------------------------------------------------------------------------------------------ colorfulness
+
+
+def colorfulness(img: np.ndarray) -> float:
+    """Colourfulness M of Hasler & Süsstrunk 2003 ("Measuring colourfulness in natural images").
+
+    With ``rg = R − G`` and ``yb = ½(R + G) − B`` on the 0..255 scale,
+    ``M = sqrt(σ_rg² + σ_yb²) + 0.3 · sqrt(μ_rg² + μ_yb²)``. 0 for gray images (including H×W and H×W×1);
+    about 0–15 for nearly gray photos, 50–60 for "quite colourful", above 100 for extremely colourful ones.
+    """
+    array = _as_channels(img, "colorfulness")
+    if array.shape[2] == 1:
+        return 0.0
+    red, green, blue = array[..., 0], array[..., 1], array[..., 2]
+    rg = red - green
+    yb = 0.5 * (red + green) - blue
+    sigma = math.sqrt(float(rg.std()) ** 2 + float(yb.std()) ** 2)
+    mu = math.sqrt(float(rg.mean()) ** 2 + float(yb.mean()) ** 2)
+    return sigma + 0.3 * mu

@@ -1,0 +1,208 @@
+"""Metrics: PSNR/SSIM agree with scikit-image under the SR protocol; SWD and colorfulness behave."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+from skimage.color import rgb2ycbcr
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from pixelplexus.metrics import colorfulness, psnr, sliced_wasserstein_distance, ssim
+
+
+def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A seeded RGB uint8 test image: smooth colour waves plus mild texture."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    channels = [
+        128 + 90 * np.sin(xx / rng.uniform(4, 9) + c) * np.cos(yy / rng.uniform(5, 11) - c) for c in range(3)
+    ]
+    image = np.stack(channels, axis=-1) + rng.normal(0, 8, (height, width, 3))
+    return np.clip(image, 0, 255).round().astype(np.uint8)
+
+
+def shapes(count: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """N×size×size×3 uint8 'cartoon' images: a colour gradient with random flat discs and rectangles."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    images = []
+    for _ in range(count):
+        start, stop = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+        angle = rng.uniform(0, 2 * np.pi)
+        ramp = xx * np.cos(angle) + yy * np.sin(angle)
+        ramp = (ramp - ramp.min()) / (ramp.max() - ramp.min())
+        image = start + (stop - start) * ramp[..., None]
+        for _ in range(12):
+            cy, cx = rng.uniform(0, size, 2)
+            radius = rng.uniform(3, 14)
+            if rng.random() < 0.5:
+                mask = (yy - cy) ** 2 + (xx - cx) ** 2 < radius**2
+            else:
+                mask = (np.abs(yy - cy) < radius) & (np.abs(xx - cx) < 0.6 * radius)
+            image[mask] = rng.uniform(0, 255, 3)
+        images.append(image)
+    return np.clip(np.stack(images), 0, 255).round().astype(np.uint8)
+
+
+def noisy(image: np.ndarray, sigma: float, seed: int = 1) -> np.ndarray:
+    noise = np.random.default_rng(seed).normal(0, sigma, image.shape)
+    return np.clip(image + noise, 0, 255).round().astype(np.uint8)
+
+
+def blurred(images: np.ndarray, sigma: float) -> np.ndarray:
+    spatial = (sigma, sigma, 0) if images.ndim == 3 else (0, sigma, sigma, 0)
+    return np.clip(gaussian_filter(images.astype(np.float64), spatial), 0, 255).round().astype(np.uint8)
+
+
+def reference(img, ref, crop_border, y_channel):
+    """What scikit-image says, with the SR protocol applied by hand."""
+    a, b = img.astype(np.float64), ref.astype(np.float64)
+    if y_channel and a.ndim == 3 and a.shape[2] == 3:
+        a, b = rgb2ycbcr(a / 255.0)[..., 0], rgb2ycbcr(b / 255.0)[..., 0]
+    if crop_border:
+        a = a[crop_border:-crop_border, crop_border:-crop_border]
+        b = b[crop_border:-crop_border, crop_border:-crop_border]
+    value_psnr = peak_signal_noise_ratio(b, a, data_range=255)
+    value_ssim = structural_similarity(
+        b,
+        a,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
+        channel_axis=-1 if a.ndim == 3 else None,
+    )
+    return value_psnr, value_ssim
+
+
+HR = smooth_image(45, 61)
+DEGRADED = {"noisy": noisy(HR, 12), "blurred": blurred(HR, 1.2)}
+
+
+@pytest.mark.parametrize("degradation", sorted(DEGRADED))
+@pytest.mark.parametrize("crop_border", [0, 2, 4])
+@pytest.mark.parametrize("y_channel", [False, True])
+def test_psnr_and_ssim_match_skimage(degradation, crop_border, y_channel):
+    img = DEGRADED[degradation]
+    expected_psnr, expected_ssim = reference(img, HR, crop_border, y_channel)
+    assert psnr(img, HR, crop_border=crop_border, y_channel=y_channel) == pytest.approx(
+        expected_psnr, abs=0.01
+    )
+    assert ssim(img, HR, crop_border=crop_border, y_channel=y_channel) == pytest.approx(
+        expected_ssim, abs=0.001
+    )
+
+
+@pytest.mark.parametrize("shape", ["hw", "hw1"])
+def test_gray_images_match_skimage(shape):
+    gray_hr, gray_img = HR[..., 1], DEGRADED["noisy"][..., 1]
+    if shape == "hw1":
+        gray_hr, gray_img = gray_hr[..., None], gray_img[..., None]
+    expected_psnr, expected_ssim = reference(gray_img.squeeze(), gray_hr.squeeze(), 2, False)
+    # y_channel has nothing to convert on a gray image
+    assert psnr(gray_img, gray_hr, crop_border=2, y_channel=True) == pytest.approx(expected_psnr, abs=0.01)
+    assert ssim(gray_img, gray_hr, crop_border=2) == pytest.approx(expected_ssim, abs=0.001)
+
+
+def test_float_input_on_the_255_scale_equals_uint8():
+    img = DEGRADED["blurred"]
+    assert psnr(img.astype(np.float32), HR) == pytest.approx(psnr(img, HR))
+    assert ssim(img.astype(np.float64), HR.astype(np.float64), y_channel=True) == pytest.approx(
+        ssim(img, HR, y_channel=True)
+    )
+
+
+def test_identical_images():
+    assert psnr(HR, HR) == math.inf
+    assert ssim(HR, HR, y_channel=True) == pytest.approx(1.0)
+
+
+def test_known_psnr_value():
+    ref = np.zeros((8, 8, 3), np.uint8)
+    img = np.full((8, 8, 3), 16, np.uint8)  # MSE = 256
+    assert psnr(img, ref) == pytest.approx(10 * math.log10(255**2 / 256))
+
+
+def test_bad_inputs_are_explained():
+    with pytest.raises(ValueError, match="same shape"):
+        psnr(HR, HR[:-1])
+    with pytest.raises(ValueError, match="at least 11×11"):
+        ssim(HR[:14, :14], HR[:14, :14], crop_border=2)
+    with pytest.raises(ValueError, match="removes the whole"):
+        psnr(HR[:8, :8], HR[:8, :8], crop_border=4)
+    with pytest.raises(ValueError, match="H×W×3"):
+        psnr(HR[..., :2], HR[..., :2])
+
+
+# ---------------------------------------------------------------------------------------------------- SWD
+
+RNG = np.random.default_rng(7)
+REAL = shapes(8, 64, RNG)
+OTHER_REAL = shapes(8, 64, RNG)
+
+
+def test_swd_levels_keys_and_determinism():
+    result = sliced_wasserstein_distance(REAL, OTHER_REAL)
+    assert list(result) == ["swd_64", "swd_32", "swd_16", "swd_mean"]
+    assert result["swd_mean"] == pytest.approx(
+        np.mean([result["swd_64"], result["swd_32"], result["swd_16"]])
+    )
+    assert result == sliced_wasserstein_distance(REAL, OTHER_REAL)
+    assert result != sliced_wasserstein_distance(REAL, OTHER_REAL, seed=1)
+    assert list(sliced_wasserstein_distance(REAL, OTHER_REAL, num_levels=2)) == [
+        "swd_64",
+        "swd_32",
+        "swd_mean",
+    ]
+
+
+def test_swd_of_a_set_with_itself_is_zero():
+    result = sliced_wasserstein_distance(REAL, REAL)
+    assert all(value == pytest.approx(0.0, abs=1e-9) for value in result.values())
+
+
+def test_swd_ranks_degradations():
+    swd = lambda fake: sliced_wasserstein_distance(REAL, fake)["swd_mean"]  # noqa: E731
+    shuffled = np.stack([image.reshape(-1, 3)[RNG.permutation(64 * 64)].reshape(64, 64, 3) for image in REAL])
+    slightly_noisy = noisy(REAL, 3)
+    assert swd(slightly_noisy) < swd(blurred(REAL, 1.5))
+    assert swd(OTHER_REAL) < swd(shuffled)
+    assert 2 * swd(OTHER_REAL) < swd(RNG.integers(0, 256, REAL.shape, dtype=np.uint8))
+
+
+def test_swd_accepts_sets_of_different_sizes_and_odd_shapes():
+    result = sliced_wasserstein_distance(REAL, OTHER_REAL[:3], patches_per_image=32, num_projections=64)
+    assert set(result) == {"swd_64", "swd_32", "swd_16", "swd_mean"}
+    assert all(np.isfinite(value) and value > 0 for value in result.values())
+    odd = sliced_wasserstein_distance(REAL[:2, :50, :37], REAL[2:5, :50, :37], patches_per_image=16)
+    assert list(odd) == ["swd_37", "swd_19", "swd_mean"]
+
+
+def test_swd_bad_inputs_are_explained():
+    with pytest.raises(ValueError, match="same H×W×3"):
+        sliced_wasserstein_distance(REAL, REAL[:, :32])
+    with pytest.raises(ValueError, match="N×H×W×3"):
+        sliced_wasserstein_distance(REAL[0], REAL[0])
+    with pytest.raises(ValueError, match="too small"):
+        sliced_wasserstein_distance(REAL[:, :8, :8], REAL[:, :8, :8])
+    with pytest.raises(ValueError, match=r"num_levels must be in 1\.\.3"):
+        sliced_wasserstein_distance(REAL, REAL, num_levels=4)
+
+
+# ------------------------------------------------------------------------------------------ colorfulness
+
+
+def test_gray_images_have_no_colorfulness():
+    gray = np.repeat(HR[..., :1], 3, axis=-1)
+    assert colorfulness(gray) == pytest.approx(0.0, abs=1e-12)
+    assert colorfulness(HR[..., 0]) == 0.0
+    assert colorfulness(HR[..., :1]) == 0.0
+
+
+def test_colorfulness_matches_hand_computation():
+    # Two pixels: pure red (rg = 255, yb = 127.5) and pure blue (rg = 0, yb = -255).
+    image = np.array([[[255, 0, 0], [0, 0, 255]]], np.uint8)
+    sigma = math.hypot(127.5, 191.25)  # population std of {255, 0} and of {127.5, -255}
+    mu = math.hypot(127.5, -63.75)
+    assert colorfulness(image) == pytest.approx(sigma + 0.3 * mu)
+    assert colorfulness(HR) > colorfulness(np.clip(HR.astype(int) // 4 + 96, 0, 255))
