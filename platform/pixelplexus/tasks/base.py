@@ -1,0 +1,251 @@
+"""The task: what Ray Train, Ray Data and Ray Serve share.
+
+A task (``generate``, ``enhance``, ``colorize``) knows
+
+* its networks — :meth:`Task.build_generator`, :meth:`Task.build_discriminator` from a :class:`TaskConfig`;
+* its data — :meth:`Task.training_sample` turns one decoded RGB image into one training example;
+* one training step's losses — :meth:`Task.generator_output` (the "fake"), :meth:`Task.discriminator_loss`
+  and :meth:`Task.generator_loss`;
+* inference — :meth:`Task.prepare` (item → model input), :meth:`Task.run` (the network, tiled where it
+  helps) and :meth:`Task.finish` (model output → image), composed by :meth:`Task.predict`.
+
+Everything here is plain PyTorch and NumPy with no hidden per-call state, so one task instance can serve
+concurrent requests and the Ray layers stay thin.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import Tensor, nn
+
+from pixelplexus.archs import build_network
+from pixelplexus.config import ConfigError, TaskConfig, parse_config
+from pixelplexus.imageio import ImageRecord, to_float
+from pixelplexus.losses import AdversarialLoss, PixelLoss, load_vgg19, r1_penalty
+from pixelplexus.losses.perceptual import PerceptualLoss, TextureLoss
+from pixelplexus.weights import WeightsInfo
+
+Logs = dict[str, float]
+
+
+class InferenceOptions(BaseModel):
+    """Per-call inference options; each task narrows this with its own fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OptionsError(ValueError):
+    """Inference options that cannot be used (bad ``scale``, negative ``truncation``, …)."""
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The network inside a DDP / compiled wrapper."""
+    while hasattr(module, "module"):
+        module = module.module
+    return getattr(module, "_orig_mod", module)
+
+
+def rgb_float(record: ImageRecord) -> np.ndarray:
+    """An image record's pixels as H×W×3 float32 in [0, 1] (gray is repeated into three channels)."""
+    pixels = to_float(record)
+    return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+
+
+class Task(ABC):
+    """Base class of the three tasks. Subclasses set ``name`` and ``Options`` and fill in the hooks."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[InferenceOptions]] = InferenceOptions
+
+    def __init__(self, config: TaskConfig | Mapping[str, Any] | None = None):
+        if config is None:
+            config = self.default_config()
+        elif not isinstance(config, TaskConfig):
+            config = parse_config({"task": self.name, **dict(config)})
+        if config.task != self.name:
+            raise ConfigError(f"a {config.task!r} config was given to the {self.name!r} task")
+        self.config = config
+        losses = config.losses
+        self.pixel_loss = PixelLoss(losses.pixel)
+        self.adversarial = AdversarialLoss(losses.adversarial) if losses.uses_adversarial else None
+        if self.adversarial is not None and config.discriminator is None:
+            raise ConfigError(
+                f"{self.name}: losses.adversarial is {losses.adversarial!r} but no discriminator is configured; "
+                "add a discriminator section or set losses.adversarial: none"
+            )
+        self.perceptual: PerceptualLoss | None = None
+        self.texture: TextureLoss | None = None
+        if losses.needs_vgg:
+            layers = sorted(set(losses.perceptual_layers) | set(losses.texture_layers))
+            vgg = load_vgg19(losses.vgg_weights, layers)
+            if losses.perceptual_weight > 0:
+                self.perceptual = PerceptualLoss(vgg, losses.perceptual_layers)
+            if losses.texture_weight > 0:
+                self.texture = TextureLoss(vgg, losses.texture_layers, patch_size=losses.texture_patch)
+
+    # ----------------------------------------------------------------------------------- configuration
+    @classmethod
+    @abstractmethod
+    def default_config(cls) -> TaskConfig:
+        """A working configuration for this task; YAML files and flags override it."""
+
+    def to(self, device: str | torch.device) -> Task:
+        """Move the loss networks (e.g. VGG) to ``device``; returns ``self``."""
+        for module in (self.perceptual, self.texture):
+            if module is not None:
+                module.to(device)
+        return self
+
+    # ----------------------------------------------------------------------------------------- networks
+    def build_generator(self) -> nn.Module:
+        spec = self.config.generator
+        return build_network(spec.arch, **spec.args)
+
+    def build_discriminator(self) -> nn.Module | None:
+        """The discriminator, or ``None`` when no adversarial loss is configured."""
+        spec = self.config.discriminator
+        if self.adversarial is None or spec is None:
+            return None
+        return build_network(spec.arch, **spec.args)
+
+    def weights_info(self, generator: nn.Module, *, run_id: str | None = None, **extra: Any) -> WeightsInfo:
+        """What a weights file of this task's generator says about itself."""
+        spec = self.config.generator
+        return WeightsInfo(
+            task=self.name,
+            arch=spec.arch,
+            args=dict(spec.args),
+            scale=getattr(unwrap(generator), "upscale", None),
+            run_id=run_id,
+            extra=extra,
+        )
+
+    # --------------------------------------------------------------------------------------------- data
+    @abstractmethod
+    def training_sample(self, rgb: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """One training example (a dict of C×H×W float32 arrays) from an H×W×3 uint8 RGB image."""
+
+    @staticmethod
+    def collate(samples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Tensor]:
+        """Stack examples into a batch of tensors."""
+        return {key: torch.from_numpy(np.stack([s[key] for s in samples])) for key in samples[0]}
+
+    # ------------------------------------------------------------------------------------ training step
+    @abstractmethod
+    def generator_output(self, generator: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+        """The generator's output for a batch: the "fake" both losses look at."""
+
+    @abstractmethod
+    def real_and_fake(self, batch: Mapping[str, Tensor], fake: Tensor) -> tuple[Tensor, Tensor]:
+        """The discriminator's inputs for the real and the generated side."""
+
+    def discriminator_loss(
+        self, discriminator: nn.Module, batch: Mapping[str, Tensor], fake: Tensor
+    ) -> tuple[Tensor, Logs]:
+        """Adversarial loss of the discriminator (+ R1 on reals and any self-supervised terms)."""
+        assert self.adversarial is not None, "discriminator_loss needs an adversarial loss"
+        losses = self.config.losses
+        real, fake_in = self.real_and_fake(batch, fake.detach())
+        if losses.r1_weight > 0:
+            real = real.detach().requires_grad_(True)
+        real_logits, extra, logs = self._discriminate_real(discriminator, real)
+        fake_logits = discriminator(fake_in)
+        loss = self.adversarial.discriminator(real_logits, fake_logits)
+        logs.update(d_adv=loss.item(), d_real=real_logits.mean().item(), d_fake=fake_logits.mean().item())
+        if losses.r1_weight > 0:
+            r1 = r1_penalty(real_logits, real)
+            logs["d_r1"] = r1.item()
+            loss = loss + losses.r1_weight * r1
+        loss = loss + extra
+        logs["d_loss"] = loss.item()
+        return loss, logs
+
+    def _discriminate_real(self, discriminator: nn.Module, real: Tensor) -> tuple[Tensor, Tensor, Logs]:
+        """Logits for reals, plus any extra discriminator loss computed on them (0 here)."""
+        return discriminator(real), real.new_zeros(()), {}
+
+    def generator_loss(
+        self,
+        discriminator: nn.Module | None,
+        batch: Mapping[str, Tensor],
+        fake: Tensor,
+        *,
+        adversarial: bool = True,
+    ) -> tuple[Tensor, Logs]:
+        """Content losses (``content_loss``) plus the adversarial term when ``adversarial`` and a D exist."""
+        loss, logs = self.content_loss(batch, fake)
+        if adversarial and discriminator is not None and self.adversarial is not None:
+            real, fake_in = self.real_and_fake(batch, fake)
+            fake_logits = discriminator(fake_in)
+            real_logits = discriminator(real).detach() if self.adversarial.kind == "ragan" else None
+            adv = self.adversarial.generator(fake_logits, real_logits)
+            logs["g_adv"] = adv.item()
+            loss = loss + self.config.losses.adversarial_weight * adv
+        logs["g_loss"] = loss.item()
+        return loss, logs
+
+    def content_loss(self, batch: Mapping[str, Tensor], fake: Tensor) -> tuple[Tensor, Logs]:
+        """Non-adversarial generator losses; none by default."""
+        return fake.new_zeros(()), {}
+
+    # ---------------------------------------------------------------------------------------- inference
+    def parse_options(self, options: InferenceOptions | Mapping[str, Any] | None = None, **kwargs: Any):
+        """Validate inference options (a model, a mapping or keywords) → ``self.Options``."""
+        if isinstance(options, self.Options) and not kwargs:
+            return options
+        data = dict(options.model_dump() if isinstance(options, BaseModel) else options or {}, **kwargs)
+        try:
+            return self.Options(**data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
+            )
+            raise OptionsError(f"{self.name}: {problems}") from None
+
+    @abstractmethod
+    def prepare(self, item: Any, options: Any, generator: nn.Module) -> Tensor:
+        """One input item (an image record, or a seed for generate) → the network's C×H×W input."""
+
+    def run(self, generator: nn.Module, x: Tensor, options: Any) -> Tensor:
+        """The network on a batch of prepared inputs."""
+        return generator(x)
+
+    @abstractmethod
+    def finish(self, y: Tensor, item: Any, options: Any) -> ImageRecord:
+        """One network output (C×H×W, on the CPU) and its input item → the result image."""
+
+    @torch.no_grad()
+    def predict(
+        self,
+        generator: nn.Module,
+        items: Sequence[Any],
+        options: InferenceOptions | Mapping[str, Any] | None = None,
+        *,
+        batch_size: int = 8,
+    ) -> list[ImageRecord]:
+        """Run the whole inference path on ``items``; inputs of equal shape are batched together.
+
+        The generator is used as it is (call ``.eval()`` first, as :func:`load_generator` does).
+        """
+        options = self.parse_options(options)
+        device = next(generator.parameters()).device
+        prepared = [self.prepare(item, options, generator) for item in items]
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for index, x in enumerate(prepared):
+            groups[tuple(x.shape)].append(index)
+        results: list[ImageRecord | None] = [None] * len(items)
+        for indices in groups.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                x = torch.stack([prepared[i] for i in chunk]).to(device)
+                y = self.run(generator, x, options).float().cpu()
+                for i, out in zip(chunk, y):
+                    results[i] = self.finish(out, items[i], options)
+        return results  # type: ignore[return-value]

@@ -1,0 +1,110 @@
+"""enhance: single-image super-resolution ×2/×3/×4.
+
+Training pairs are HR crops and their bicubic-downscaled LR (the standard SR protocol). Losses: pixel
+(L1/MSE/Charbonnier), VGG perceptual (Ledig et al. 2017), EnhanceNet patch-wise texture (Sajjadi et al.
+2017) and adversarial (SRGAN's, or ESRGAN's relativistic average). Inference works in RGB [0, 1]; gray
+images come back gray, 16-bit images 16-bit, and alpha is upscaled alongside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from pixelplexus.config import ConfigError, LossConfig, NetworkSpec, OptimConfig, TaskConfig
+from pixelplexus.imageio import ImageRecord, from_float, resize
+from pixelplexus.tasks.base import InferenceOptions, Logs, Task, rgb_float, unwrap
+from pixelplexus.tiling import tiled_forward
+from pixelplexus.transforms import ensure_min_size, random_crop, random_flip, to_chw
+
+
+class EnhanceOptions(InferenceOptions):
+    """``tile``: tile edge in LR pixels (None = whole image); ``tile_overlap``: overlap between tiles."""
+
+    tile: int | None = Field(None, ge=16, le=4096)
+    tile_overlap: int = Field(32, ge=0, le=512)
+
+
+class EnhanceTask(Task):
+    name = "enhance"
+    Options = EnhanceOptions
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        if self.config.crop_size % self.scale:
+            raise ConfigError(
+                f"enhance: crop_size {self.config.crop_size} is not a multiple of the scale {self.scale}"
+            )
+
+    @classmethod
+    def default_config(cls) -> TaskConfig:
+        return TaskConfig(
+            task="enhance",
+            generator=NetworkSpec(arch="compact", args={"num_feat": 64, "num_conv": 16, "upscale": 4}),
+            discriminator=NetworkSpec(arch="unet_discriminator", args={"num_feat": 64}),
+            losses=LossConfig(pixel="l1", adversarial="none"),
+            optim=OptimConfig(lr_g=2e-4, lr_d=1e-4, betas=(0.9, 0.99)),
+            crop_size=96,
+            batch_size=16,
+        )
+
+    @property
+    def scale(self) -> int:
+        return int(self.config.generator.args.get("upscale", 4))
+
+    # --------------------------------------------------------------------------------------------- data
+    def training_sample(self, rgb: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        size = self.config.crop_size
+        hr = random_flip(random_crop(ensure_min_size(rgb, size), size, rng), rng, rotate=True)
+        lr = resize(hr, (size // self.scale, size // self.scale))
+        return {"lr": to_chw(lr) / 255.0, "hr": to_chw(hr) / 255.0}
+
+    # ------------------------------------------------------------------------------------ training step
+    def generator_output(self, generator: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+        return generator(batch["lr"])
+
+    def real_and_fake(self, batch: Mapping[str, Tensor], fake: Tensor) -> tuple[Tensor, Tensor]:
+        return batch["hr"], fake
+
+    def content_loss(self, batch: Mapping[str, Tensor], fake: Tensor) -> tuple[Tensor, Logs]:
+        losses, hr = self.config.losses, batch["hr"]
+        pixel = self.pixel_loss(fake, hr)
+        loss, logs = losses.pixel_weight * pixel, {"g_pixel": pixel.item()}
+        if self.perceptual is not None or self.texture is not None:
+            vgg = (self.perceptual or self.texture).vgg
+            feats_sr = vgg(fake)
+            with torch.no_grad():
+                feats_hr = vgg(hr)
+            if self.perceptual is not None:
+                perceptual = self.perceptual.from_features(feats_sr, feats_hr)
+                loss = loss + losses.perceptual_weight * perceptual
+                logs["g_perceptual"] = perceptual.item()
+            if self.texture is not None:
+                texture = self.texture.from_features(feats_sr, feats_hr)
+                loss = loss + losses.texture_weight * texture
+                logs["g_texture"] = texture.item()
+        return loss, logs
+
+    # ---------------------------------------------------------------------------------------- inference
+    def prepare(self, item: ImageRecord, options: EnhanceOptions, generator: nn.Module) -> Tensor:
+        return torch.from_numpy(to_chw(rgb_float(item)))
+
+    def run(self, generator: nn.Module, x: Tensor, options: EnhanceOptions) -> Tensor:
+        if options.tile:
+            scale = unwrap(generator).upscale
+            y = tiled_forward(generator, x, tile=options.tile, overlap=options.tile_overlap, scale=scale)
+        else:
+            y = generator(x)
+        return y.clamp_(0.0, 1.0)
+
+    def finish(self, y: Tensor, item: ImageRecord, options: EnhanceOptions) -> ImageRecord:
+        pixels = y.permute(1, 2, 0).numpy()
+        if item.is_gray:
+            pixels = pixels.mean(axis=-1, keepdims=True)
+        height, width = pixels.shape[:2]
+        alpha = None if item.alpha is None else resize(item.alpha, (width, height))
+        return item.replace(pixels=from_float(pixels, item.bit_depth), alpha=alpha)

@@ -1,0 +1,128 @@
+"""generate: a few-shot GAN that makes new images from noise (FastGAN, Liu et al. 2021).
+
+Training: hinge loss, DiffAugment (Zhao et al. 2020) on everything the discriminator sees, and FastGAN's
+self-supervised reconstruction loss on real images when the discriminator has decoders. Inference maps a
+seed to a latent (optionally with the truncation trick of Brock et al. 2019: components beyond
+``truncation`` are resampled) and the latent to an image; :meth:`GenerateTask.interpolate` walks between
+two seeds along the great circle (slerp).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from pixelplexus.augment import diff_augment
+from pixelplexus.config import ConfigError, LossConfig, NetworkSpec, OptimConfig, TaskConfig
+from pixelplexus.imageio import ImageRecord
+from pixelplexus.tasks.base import InferenceOptions, Logs, Task, unwrap
+from pixelplexus.transforms import random_crop, random_flip, resize_short_side, to_chw
+
+
+class GenerateOptions(InferenceOptions):
+    """``truncation``: resample latent components with |z| above it (None = plain normal latents)."""
+
+    truncation: float | None = Field(None, gt=0.0, le=10.0)
+
+
+def latent(seed: int, z_dim: int, truncation: float | None = None) -> Tensor:
+    """The latent of ``seed``: standard normal, truncated to ±``truncation`` by resampling."""
+    generator = torch.Generator().manual_seed(int(seed))
+    z = torch.randn(z_dim, generator=generator)
+    if truncation is not None:
+        outside = z.abs() > truncation
+        while outside.any():
+            z[outside] = torch.randn(int(outside.sum()), generator=generator)
+            outside = z.abs() > truncation
+    return z
+
+
+def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
+    """Spherical interpolation between latents ``a`` and ``b`` (linear when they are parallel)."""
+    cos = torch.dot(a / a.norm(), b / b.norm()).clamp(-1.0, 1.0)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-6:
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+class GenerateTask(Task):
+    name = "generate"
+    Options = GenerateOptions
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        resolution = self.config.generator.args.get("resolution")
+        if resolution is not None and resolution != self.config.crop_size:
+            raise ConfigError(
+                f"generate: crop_size ({self.config.crop_size}) must equal the generator's resolution ({resolution})"
+            )
+
+    @classmethod
+    def default_config(cls) -> TaskConfig:
+        return TaskConfig(
+            task="generate",
+            generator=NetworkSpec(
+                arch="fastgan_generator", args={"z_dim": 256, "ngf": 64, "resolution": 256}
+            ),
+            discriminator=NetworkSpec(arch="fastgan_discriminator", args={"ndf": 64, "resolution": 256}),
+            losses=LossConfig(pixel="l1", adversarial="hinge", reconstruction_weight=1.0),
+            optim=OptimConfig(lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999)),
+            crop_size=256,
+            batch_size=8,
+            augment="color,translation,cutout",
+        )
+
+    # --------------------------------------------------------------------------------------------- data
+    def training_sample(self, rgb: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        size = self.config.crop_size
+        image = random_flip(random_crop(resize_short_side(rgb, size), size, rng), rng)
+        return {"image": to_chw(image) / 127.5 - 1.0}
+
+    # ------------------------------------------------------------------------------------ training step
+    def generator_output(self, generator: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+        real = batch["image"]
+        z = torch.randn(real.shape[0], unwrap(generator).z_dim, device=real.device)
+        return generator(z)
+
+    def real_and_fake(self, batch: Mapping[str, Tensor], fake: Tensor) -> tuple[Tensor, Tensor]:
+        policy = self.config.augment
+        return diff_augment(batch["image"], policy), diff_augment(fake, policy)
+
+    def _discriminate_real(self, discriminator: nn.Module, real: Tensor) -> tuple[Tensor, Tensor, Logs]:
+        weight = self.config.losses.reconstruction_weight
+        if not getattr(unwrap(discriminator), "has_decoder", False) or weight == 0:
+            return super()._discriminate_real(discriminator, real)
+        logits, pairs = discriminator(real, return_aux=True)
+        recon = sum(self.pixel_loss(rec, target) for rec, target in pairs)
+        return logits, weight * recon, {"d_recon": float(recon)}
+
+    # ---------------------------------------------------------------------------------------- inference
+    def prepare(self, item: int | Tensor, options: GenerateOptions, generator: nn.Module) -> Tensor:
+        """A seed (int) or an explicit latent (1-D tensor) → the latent."""
+        if isinstance(item, Tensor):
+            return item.float()
+        return latent(item, unwrap(generator).z_dim, options.truncation)
+
+    def finish(self, y: Tensor, item: int | Tensor, options: GenerateOptions) -> ImageRecord:
+        pixels = ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        return ImageRecord(pixels=pixels, alpha=None, format="PNG", icc_profile=None, source_mode="RGB")
+
+    def interpolate(
+        self,
+        generator: nn.Module,
+        seed_a: int,
+        seed_b: int,
+        steps: int = 8,
+        options: GenerateOptions | Mapping | None = None,
+    ) -> list[ImageRecord]:
+        """``steps`` images along the slerp path from ``seed_a`` to ``seed_b`` (both ends included)."""
+        options = self.parse_options(options)
+        z_dim = unwrap(generator).z_dim
+        a, b = (latent(s, z_dim, options.truncation) for s in (seed_a, seed_b))
+        ts: Sequence[float] = np.linspace(0.0, 1.0, steps).tolist()
+        return self.predict(generator, [slerp(a, b, t) for t in ts], options)

@@ -1,0 +1,167 @@
+"""Generator weights files: safetensors tensors plus JSON metadata that says how to rebuild the network.
+
+A weights file is self-describing: ``task``, ``arch`` and the constructor ``args`` are stored next to the
+tensors, so ``load_generator(path)`` needs nothing else. safetensors never unpickles, so loading a file
+from an untrusted source cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
+from torch import nn
+
+from pixelplexus import __version__
+from pixelplexus.archs import build_network
+
+FORMAT_VERSION = "1"
+_META_KEY = "pixelplexus"
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be used for the request, with the reason."""
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What a weights file says about itself."""
+
+    task: str
+    arch: str
+    args: dict[str, Any]
+    scale: int | None = None
+    run_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_metadata(self) -> dict[str, str]:
+        body = {
+            "format_version": FORMAT_VERSION,
+            "pixelplexus_version": __version__,
+            "task": self.task,
+            "arch": self.arch,
+            "args": self.args,
+            "scale": self.scale,
+            "run_id": self.run_id,
+            "extra": self.extra,
+        }
+        return {_META_KEY: json.dumps(body, sort_keys=True)}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str] | None, source: str) -> WeightsInfo:
+        if not metadata or _META_KEY not in metadata:
+            raise WeightsError(f"{source}: not a PixelPlexus weights file (no '{_META_KEY}' metadata)")
+        try:
+            body = json.loads(metadata[_META_KEY])
+            return cls(
+                task=body["task"],
+                arch=body["arch"],
+                args=dict(body["args"]),
+                scale=body.get("scale"),
+                run_id=body.get("run_id"),
+                extra=dict(body.get("extra") or {}),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise WeightsError(f"{source}: unreadable PixelPlexus metadata ({exc})") from None
+
+
+def generator_bytes(generator: nn.Module, info: WeightsInfo) -> bytes:
+    """Serialise a generator's state dict and ``info`` as safetensors bytes."""
+    state = {name: t.detach().cpu().contiguous() for name, t in generator.state_dict().items()}
+    return save(state, metadata=info.to_metadata())
+
+
+def save_generator(path: str | Path, generator: nn.Module, info: WeightsInfo) -> Path:
+    """Write ``generator`` to ``path`` atomically (a temp file in the same folder, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = generator_bytes(generator, info)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_info(source: str | Path | bytes) -> WeightsInfo:
+    """The metadata of a weights file (path or bytes) without building the network."""
+    return _read(source)[1]
+
+
+def load_generator(
+    source: str | Path | bytes, *, task: str | None = None, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, WeightsInfo]:
+    """Rebuild the generator stored in ``source`` (a path or the file's bytes) and load its weights.
+
+    Args:
+        source: a ``.safetensors`` path or its bytes.
+        task: when given, the file must belong to this task.
+        map_location: device for the returned module.
+
+    Returns the module in eval mode and the file's :class:`WeightsInfo`.
+    """
+    state, info, name = _read(source)
+    if task is not None and info.task != task:
+        raise WeightsError(f"{name} holds a {info.task!r} generator ({info.arch}), not a {task!r} one")
+    try:
+        generator = build_network(info.arch, **info.args)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{name}: cannot build {info.arch}({info.args}): {exc}") from None
+    expected = generator.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise WeightsError(
+            f"{name} does not match {info.arch}({info.args}): "
+            f"missing tensors {_preview(missing)}; unexpected tensors {_preview(unexpected)}"
+        )
+    mismatched = [k for k, t in state.items() if t.shape != expected[k].shape]
+    if mismatched:
+        k = mismatched[0]
+        raise WeightsError(
+            f"{name}: tensor {k} has shape {tuple(state[k].shape)}, {info.arch} expects {tuple(expected[k].shape)}"
+        )
+    generator.load_state_dict(state)
+    return generator.to(map_location).eval(), info
+
+
+def _read(source: str | Path | bytes) -> tuple[dict[str, torch.Tensor], WeightsInfo, str]:
+    if isinstance(source, (bytes, bytearray)):
+        name, data = "weights bytes", bytes(source)
+    else:
+        path = Path(source)
+        name = str(path)
+        if not path.is_file():
+            raise WeightsError(f"weights file not found: {path}")
+        data = path.read_bytes()
+    try:
+        state = load(data)
+        metadata = _metadata(data)
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise WeightsError(f"{name}: not a readable safetensors file ({exc})") from None
+    return state, WeightsInfo.from_metadata(metadata, name), name
+
+
+def _metadata(data: bytes) -> dict[str, str] | None:
+    """The ``__metadata__`` of a safetensors file, read from its JSON header."""
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_len])
+    return header.get("__metadata__")
+
+
+def _preview(keys: list[str], limit: int = 5) -> str:
+    if not keys:
+        return "none"
+    shown = ", ".join(keys[:limit])
+    return f"{shown} (+{len(keys) - limit} more)" if len(keys) > limit else shown
