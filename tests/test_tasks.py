@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from corpus import test_pattern as pattern
+from pixelplexus.archs.fastgan_arch import NoiseInjection
 from pixelplexus.color import rgb_to_lab
 from pixelplexus.engine import build_networks, train_step
 from pixelplexus.imageio import ImageRecord, resize
@@ -233,3 +234,26 @@ def test_generate_seeds_truncation_and_interpolation(tiny_config):
     assert np.array_equal(path[0].pixels, a1.pixels) and np.array_equal(path[-1].pixels, b.pixels)
     with pytest.raises(OptionsError, match="truncation"):
         task.parse_options(truncation=-1)
+
+
+def test_fastgan_maps_a_seed_to_one_image():
+    """FastGAN injects noise while training; in eval mode a seed always gives the same image."""
+    task = get_task(
+        {
+            "task": "generate",
+            "crop_size": 32,
+            "generator": {"arch": "fastgan_generator", "args": {"z_dim": 8, "ngf": 8, "resolution": 32}},
+        }
+    )
+    generator = task.build_generator()
+    for module in generator.modules():
+        if isinstance(module, NoiseInjection):
+            torch.nn.init.constant_(module.weight, 0.5)  # noise weights start at zero: make the noise visible
+    generator.eval()
+    first, second = task.predict(generator, [7]), task.predict(generator, [7])
+    assert np.array_equal(first[0].pixels, second[0].pixels)
+    generator.train()
+    z = torch.stack([task.prepare(7, task.parse_options(), generator)] * 2)
+    with torch.no_grad():
+        noisy = generator(z)
+    assert not torch.equal(noisy[0], noisy[1])  # training draws fresh noise per sample

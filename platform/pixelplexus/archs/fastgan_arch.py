@@ -25,13 +25,19 @@ def _channels(width: int, multiple: float) -> int:
 
 
 class NoiseInjection(nn.Module):
-    """Adds one map of per-pixel Gaussian noise, scaled by a learned scalar that starts at zero (StyleGAN)."""
+    """Adds one map of per-pixel Gaussian noise, scaled by a learned scalar that starts at zero (StyleGAN).
+
+    In eval mode without an explicit ``generator`` no noise is added (StyleGAN2's ``noise_mode="none"``),
+    so inference maps a latent to one image, always.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
 
     def forward(self, feat: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if generator is None and not self.training:
+            return feat
         n, _, h, w = feat.shape
         device = generator.device if generator is not None else feat.device
         noise = torch.randn(n, 1, h, w, generator=generator, device=device, dtype=feat.dtype)
@@ -120,8 +126,9 @@ class FastGANGenerator(nn.Module):
     returns the full-resolution image only.
 
     Noise injection draws from ``generator`` if given (a ``torch.Generator`` on the CPU or on the model's
-    device), else from torch's global RNG: pass a seeded generator to ``forward`` for images that are
-    reproducible even when several requests share the process. The noise weights start at zero.
+    device), else from torch's global RNG in training and not at all in eval mode, so an eval-mode generator
+    maps each latent to one image even when several requests share the process. The noise weights start at
+    zero.
 
     Input: z, N x z_dim; output: N x 3 x resolution x resolution in [-1, 1].
 
