@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from pixelplexus.color import lab_to_model, lab_to_rgb, model_to_lab, rgb_to_lab
+from pixelplexus.color import AB_SCALE, lab_to_model, lab_to_rgb, rgb_to_lab
 from pixelplexus.config import LossConfig, NetworkSpec, OptimConfig, TaskConfig
 from pixelplexus.imageio import ImageRecord, from_float, resize
 from pixelplexus.tasks.base import InferenceOptions, Logs, Task, rgb_float
@@ -87,8 +87,7 @@ class ColorizeTask(Task):
 
     def finish(self, y: Tensor, item: ImageRecord, options: ColorizeOptions) -> ImageRecord:
         lab = _lab(rgb_float(item))
-        _, ab = model_to_lab(torch.zeros_like(y[:1]), y).split([1, 2], dim=0)
-        ab = F.interpolate(ab[None], size=lab.shape[-2:], mode="bilinear", align_corners=False)[0]
+        ab = F.interpolate(y[None] * AB_SCALE, size=lab.shape[-2:], mode="bilinear", align_corners=False)[0]
         rgb = lab_to_rgb(torch.cat([lab[:1], ab * options.strength]), clip=True)
         pixels = from_float(rgb.permute(1, 2, 0).numpy(), item.bit_depth)
         # A gray source's ICC profile does not describe RGB output.
