@@ -1,8 +1,12 @@
-"""Shared test set-up: tiny task configurations that train in seconds on a CPU."""
+"""Shared test set-up: tiny task configurations that train in seconds on a CPU, and a real S3 endpoint."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -54,3 +58,67 @@ def tiny_config():
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on loopback, as a separate process; yields its endpoint URL."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError("moto_server did not start") from None
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch):
+    """A fresh bucket on the moto server, with the AWS environment pointing at it; yields the bucket name."""
+    for name, value in {
+        "AWS_ENDPOINT_URL": s3_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    import boto3
+
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    yield bucket
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch):
+    """A local MLflow tracking store (SQLite + artifact folder) set as the current tracking URI."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.create_experiment("tests", artifact_location=(tmp_path / "artifacts").as_uri())
+    mlflow.set_experiment("tests")
+    yield uri
+    mlflow.end_run()
+    mlflow.set_tracking_uri(previous)

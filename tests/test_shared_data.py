@@ -16,7 +16,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 # Bicubic baselines as published (e.g. Kim et al. 2016, Table 2; Lim et al. 2017): Y channel, border = scale.
-PUBLISHED_BICUBIC = {("Set5", 2): (33.66, 0.9299), ("Set5", 4): (28.42, 0.8104), ("Set14", 4): (26.00, 0.7027)}
+PUBLISHED_BICUBIC = {
+    ("Set5", 2): (33.66, 0.9299),
+    ("Set5", 4): (28.42, 0.8104),
+    ("Set14", 4): (26.00, 0.7027),
+}
 
 
 def bicubic_scores(folder: Path, scale: int) -> tuple[float, float]:
@@ -29,7 +33,9 @@ def bicubic_scores(folder: Path, scale: int) -> tuple[float, float]:
         hr = hr[: height - height % scale, : width - width % scale]
         lr = resize(hr, (hr.shape[1] // scale, hr.shape[0] // scale))
         up = resize(lr, (hr.shape[1], hr.shape[0]))
-        scores.append((psnr(up, hr, crop_border=scale, y_channel=True), ssim(up, hr, crop_border=scale, y_channel=True)))
+        scores.append(
+            (psnr(up, hr, crop_border=scale, y_channel=True), ssim(up, hr, crop_border=scale, y_channel=True))
+        )
     return tuple(np.mean(scores, axis=0))
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from pixelplexus import __version__
 from pixelplexus.archs import build_network
+from pixelplexus.storage import localize
 
 FORMAT_VERSION = "1"
 _META_KEY = "pixelplexus"
@@ -105,7 +106,8 @@ def load_generator(
     """Rebuild the generator stored in ``source`` (a path or the file's bytes) and load its weights.
 
     Args:
-        source: a ``.safetensors`` path or its bytes.
+        source: a ``.safetensors`` file as a path, ``s3://`` or MLflow URI (a folder, such as a registered
+            model's, must hold exactly one ``.safetensors`` file), or the file's bytes.
         task: when given, the file must belong to this task.
         map_location: device for the returned module.
 
@@ -140,10 +142,11 @@ def _read(source: str | Path | bytes) -> tuple[dict[str, torch.Tensor], WeightsI
     if isinstance(source, (bytes, bytearray)):
         name, data = "weights bytes", bytes(source)
     else:
-        path = Path(source)
-        name = str(path)
-        if not path.is_file():
-            raise WeightsError(f"weights file not found: {path}")
+        name = os.fspath(source)
+        try:
+            path = _weights_file(localize(source), name)
+        except (FileNotFoundError, PermissionError) as exc:
+            raise WeightsError(f"cannot read weights {name}: {exc}") from None
         data = path.read_bytes()
     try:
         state = load(data)
@@ -151,6 +154,18 @@ def _read(source: str | Path | bytes) -> tuple[dict[str, torch.Tensor], WeightsI
     except (SafetensorError, ValueError, OSError) as exc:
         raise WeightsError(f"{name}: not a readable safetensors file ({exc})") from None
     return state, WeightsInfo.from_metadata(metadata, name), name
+
+
+def _weights_file(path: Path, name: str) -> Path:
+    """The weights file itself: ``path``, or the one ``.safetensors`` file inside a folder."""
+    if path.is_dir():
+        found = sorted(path.rglob("*.safetensors"))
+        if len(found) != 1:
+            raise FileNotFoundError(f"{name} holds {len(found)} .safetensors files; expected exactly one")
+        return found[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {name}")
+    return path
 
 
 def _metadata(data: bytes) -> dict[str, str] | None:

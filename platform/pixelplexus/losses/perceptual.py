@@ -24,9 +24,11 @@ from torch import Tensor, nn
 
 from pixelplexus.archs.vgg_arch import VGG19_LAYER_NAMES, VGG19Features
 from pixelplexus.losses.pixel import PixelLoss
+from pixelplexus.storage import localize
 
 _WEIGHTS_HELP = (
-    "set losses.vgg_weights to a torchvision-format VGG19 state dict (.pth or .safetensors), "
+    "set losses.vgg_weights to a torchvision-format VGG19 state dict (.pth or .safetensors; a path, s3:// "
+    "or MLflow URI), "
     "or set losses.perceptual_weight and losses.texture_weight to 0"
 )
 
@@ -35,10 +37,10 @@ TEXTURE_LAYER_WEIGHTS: Mapping[str, float] = {"conv1_1": 1.0, "conv2_1": 1.0, "c
 
 
 def load_vgg19(weights: str | os.PathLike[str] | None, layers: Sequence[str]) -> VGG19Features:
-    """A frozen :class:`VGG19Features` for ``layers`` with weights read from a local file. Never downloads.
+    """A frozen :class:`VGG19Features` for ``layers`` with weights from a file. Never downloads from the web.
 
     Args:
-        weights: path to a torchvision-format VGG19 state dict — ``.pth``/``.pt`` (read with
+        weights: path, ``s3://`` or MLflow URI of a torchvision-format VGG19 state dict — ``.pth``/``.pt`` (read with
             ``torch.load(weights_only=True)``) or ``.safetensors``. Only the ``features.*`` entries up to
             the deepest requested layer are used; others (``classifier.*``, deeper layers) are ignored.
         layers: layer names from :data:`~pixelplexus.archs.vgg_arch.VGG19_LAYER_NAMES`.
@@ -49,7 +51,10 @@ def load_vgg19(weights: str | os.PathLike[str] | None, layers: Sequence[str]) ->
     """
     if weights is None:
         raise ValueError(f"VGG19 weights are needed for the perceptual/texture losses: {_WEIGHTS_HELP}")
-    path = Path(weights).expanduser()
+    try:
+        path = localize(weights)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"VGG19 weights not found ({exc}): {_WEIGHTS_HELP}") from None
     if not path.is_file():
         raise FileNotFoundError(f"VGG19 weights not found at {path}: {_WEIGHTS_HELP}")
     state = _read_state_dict(path)

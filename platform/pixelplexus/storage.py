@@ -1,0 +1,131 @@
+"""Where files live: local paths, ``file://``, ``s3://bucket/key`` and MLflow artifact URIs.
+
+:func:`localize` turns any of them into a local path, so loaders (weights files, VGG19 state dicts) read
+local files only. S3 goes through boto3 with the standard AWS configuration (environment variables,
+including ``AWS_ENDPOINT_URL`` for S3-compatible stores); downloads are cached by ETag, so a changed
+object is fetched again. MLflow URIs (``runs:/…``, ``models:/…``, ``mlflow-artifacts:/…``) go through
+``mlflow.artifacts.download_artifacts`` against the current tracking server. Nothing else is fetched:
+web URLs are refused, because nothing is downloaded at run time from outside the platform's own stores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+MLFLOW_SCHEMES = ("runs", "models", "mlflow-artifacts")
+DEFAULT_CACHE = Path(tempfile.gettempdir()) / "pixelplexus-cache"
+
+
+def scheme_of(uri: str | os.PathLike[str]) -> str:
+    """``"s3"``, ``"runs"``, … or ``""`` for a local path (Windows drive letters count as local)."""
+    text = os.fspath(uri)
+    scheme = urlparse(text).scheme
+    return "" if len(scheme) <= 1 else scheme.lower()
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/key`` → ``("bucket", "some/key")``."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def s3_client():
+    """A boto3 S3 client configured from the environment (``AWS_ENDPOINT_URL`` included)."""
+    import boto3
+
+    return boto3.client("s3")
+
+
+def localize(uri: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """A local path holding the file (or folder) at ``uri``.
+
+    Local paths and ``file://`` URIs are returned as they are (no existence check: callers say what is
+    missing in their own words). Remote objects are downloaded under ``cache_dir``.
+
+    Raises:
+        FileNotFoundError: the remote object, bucket or artifact does not exist.
+        PermissionError: the store refused access.
+        ValueError: the scheme is not one PixelPlexus reads.
+    """
+    scheme = scheme_of(uri)
+    if scheme == "":
+        return Path(uri).expanduser()
+    text = os.fspath(uri)
+    if scheme == "file":
+        return Path(unquote(urlparse(text).path))
+    cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
+    if scheme == "s3":
+        return _localize_s3(text, cache)
+    if scheme in MLFLOW_SCHEMES:
+        return _localize_mlflow(text, cache)
+    raise ValueError(
+        f"cannot read {text!r}: PixelPlexus reads local paths, file://, s3:// and MLflow URIs "
+        f"({', '.join(s + ':/' for s in MLFLOW_SCHEMES)}); nothing is downloaded from the web — "
+        "copy the file into one of those stores"
+    )
+
+
+def read_bytes(uri: str | os.PathLike[str], **kwargs) -> bytes:
+    """The bytes of the file at ``uri`` (see :func:`localize`)."""
+    path = localize(uri, **kwargs)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file at {os.fspath(uri)}")
+    return path.read_bytes()
+
+
+def _localize_s3(uri: str, cache: Path) -> Path:
+    from botocore.exceptions import ClientError
+
+    bucket, key = split_s3(uri)
+    client = s3_client()
+    try:
+        etag = client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+        target = cache / "s3" / _digest(f"{uri}#{etag}") / Path(key).name
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.partial")
+            client.download_file(bucket, key, str(partial))
+            partial.replace(target)
+        return target
+    except ClientError as exc:
+        raise _s3_error(exc, uri, bucket, client) from None
+
+
+def _s3_error(exc, uri: str, bucket: str, client) -> OSError:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    if code in ("403", "AccessDenied", "Forbidden"):
+        return PermissionError(f"{uri}: access denied by the S3 store ({code}); check the AWS credentials")
+    if code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+        try:
+            client.head_bucket(Bucket=bucket)
+        except Exception:
+            return FileNotFoundError(f"{uri}: bucket {bucket!r} does not exist (or is not visible)")
+        return FileNotFoundError(f"{uri}: no such object")
+    return OSError(f"{uri}: S3 error {code}: {exc}")
+
+
+def _localize_mlflow(uri: str, cache: Path) -> Path:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    # models:/name/latest and @aliases move, so MLflow artifacts are downloaded afresh each time.
+    target = Path(tempfile.mkdtemp(prefix=_digest(uri)[:12] + "-", dir=_mkdir(cache / "mlflow")))
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target)))
+    except (MlflowException, OSError) as exc:
+        raise FileNotFoundError(f"{uri}: not found in the MLflow tracking server ({exc})") from None
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
