@@ -62,6 +62,31 @@ def test_one_step_updates_both_networks(tiny_config, name):
     assert all(p.requires_grad for p in nets.discriminator.parameters())
 
 
+def test_fastgan_step_trains_the_reconstruction_decoders():
+    """generate's default pair: FastGAN D's self-supervised reconstruction term is part of its loss."""
+    task = get_task(
+        {
+            "task": "generate",
+            "crop_size": 32,
+            "generator": {"arch": "fastgan_generator", "args": {"z_dim": 16, "ngf": 8, "resolution": 32}},
+            "discriminator": {"arch": "fastgan_discriminator", "args": {"ndf": 8, "resolution": 32}},
+            "losses": {"adversarial": "hinge", "r1_weight": 0.1},
+            "augment": "color,translation,cutout",
+        }
+    )
+    nets = build_networks(task)
+    decoders = {n: p.detach().clone() for n, p in nets.discriminator.named_parameters() if "decoder" in n}
+    assert decoders
+    logs = train_step(task, nets, batch_from(task, pattern(40, 40), np.random.default_rng(0), 2), step=0)
+    assert logs["d_recon"] > 0 and np.isfinite(logs["d_r1"])
+    changed = [
+        n
+        for n, p in nets.discriminator.named_parameters()
+        if n in decoders and not torch.equal(p, decoders[n])
+    ]
+    assert changed
+
+
 def test_warmup_trains_only_the_generator(tiny_config):
     task = get_task({**tiny_config("enhance"), "warmup_steps": 5})
     nets = build_networks(task)

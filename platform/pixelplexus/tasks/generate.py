@@ -99,7 +99,7 @@ class GenerateTask(Task):
             return super()._discriminate_real(discriminator, real)
         logits, pairs = discriminator(real, return_aux=True)
         recon = sum(self.pixel_loss(rec, target) for rec, target in pairs)
-        return logits, weight * recon, {"d_recon": float(recon)}
+        return logits, weight * recon, {"d_recon": recon.item()}
 
     # ---------------------------------------------------------------------------------------- inference
     def prepare(self, item: int | Tensor, options: GenerateOptions, generator: nn.Module) -> Tensor:
