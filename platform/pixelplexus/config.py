@@ -52,8 +52,18 @@ class LossConfig(_Strict):
         return None if value is None or value.strip().lower() in ("", "none") else value
 
     @property
+    def vgg_layers(self) -> list[str]:
+        """The VGG19 layers the switched-on perceptual and texture losses read."""
+        layers: set[str] = set()
+        if self.perceptual_weight > 0:
+            layers |= set(self.perceptual_layers)
+        if self.texture_weight > 0:
+            layers |= set(self.texture_layers)
+        return sorted(layers)
+
+    @property
     def needs_vgg(self) -> bool:
-        return self.perceptual_weight > 0 or self.texture_weight > 0
+        return bool(self.vgg_layers)
 
     @property
     def uses_adversarial(self) -> bool:

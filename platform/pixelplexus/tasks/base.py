@@ -83,11 +83,7 @@ class Task(ABC):
         self.perceptual: PerceptualLoss | None = None
         self.texture: TextureLoss | None = None
         if losses.needs_vgg:
-            layers = sorted(
-                (set(losses.perceptual_layers) if losses.perceptual_weight > 0 else set())
-                | (set(losses.texture_layers) if losses.texture_weight > 0 else set())
-            )
-            vgg = load_vgg19(losses.vgg_weights, layers)
+            vgg = load_vgg19(losses.vgg_weights, losses.vgg_layers)
             if losses.perceptual_weight > 0:
                 self.perceptual = PerceptualLoss(vgg, losses.perceptual_layers)
             if losses.texture_weight > 0:
