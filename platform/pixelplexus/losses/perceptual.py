@@ -118,7 +118,32 @@ def _check_layers(vgg: VGG19Features, layer_weights: Mapping[str, float], owner:
     return weights
 
 
-class PerceptualLoss(nn.Module):
+class _FeatureLoss(nn.Module):
+    """A weighted sum over VGG19 layers of a distance between the features of ``sr`` and ``hr``.
+
+    Subclasses set ``vgg`` and ``layer_weights`` and define :meth:`distance` for one layer.
+    """
+
+    vgg: VGG19Features
+    layer_weights: dict[str, float]
+
+    def distance(self, feat_sr: Tensor, feat_hr: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
+        with torch.no_grad():
+            feats_hr = self.vgg(hr)
+        return self.from_features(self.vgg(sr), feats_hr)
+
+    def from_features(self, feats_sr: Mapping[str, Tensor], feats_hr: Mapping[str, Tensor]) -> Tensor:
+        """The loss from precomputed ``vgg(sr)`` and ``vgg(hr)`` dicts (``feats_hr`` is detached)."""
+        return sum(
+            weight * self.distance(feats_sr[name], feats_hr[name].detach())
+            for name, weight in self.layer_weights.items()
+        )  # type: ignore[return-value]
+
+
+class PerceptualLoss(_FeatureLoss):
     """Weighted sum over layers of the distance between VGG19 features of ``sr`` and ``hr``.
 
     Args:
@@ -136,17 +161,8 @@ class PerceptualLoss(nn.Module):
         self.vgg = vgg
         self.criterion = PixelLoss(criterion)
 
-    def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
-        with torch.no_grad():
-            feats_hr = self.vgg(hr)
-        return self.from_features(self.vgg(sr), feats_hr)
-
-    def from_features(self, feats_sr: Mapping[str, Tensor], feats_hr: Mapping[str, Tensor]) -> Tensor:
-        """The loss from precomputed ``vgg(sr)`` and ``vgg(hr)`` dicts (``feats_hr`` is detached)."""
-        return sum(
-            weight * self.criterion(feats_sr[name], feats_hr[name].detach())
-            for name, weight in self.layer_weights.items()
-        )  # type: ignore[return-value]
+    def distance(self, feat_sr: Tensor, feat_hr: Tensor) -> Tensor:
+        return self.criterion(feat_sr, feat_hr)
 
 
 def patch_gram(features: Tensor, patch_size: int = 16) -> Tensor:
@@ -168,7 +184,7 @@ def patch_gram(features: Tensor, patch_size: int = 16) -> Tensor:
     return patches @ patches.transpose(-1, -2) / (c * ph * pw)
 
 
-class TextureLoss(nn.Module):
+class TextureLoss(_FeatureLoss):
     """EnhanceNet's texture loss: MSE between patch-wise Gram matrices of VGG19 features of ``sr`` and ``hr``.
 
     Args:
@@ -192,18 +208,5 @@ class TextureLoss(nn.Module):
         self.vgg = vgg
         self.patch_size = patch_size
 
-    def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
-        with torch.no_grad():
-            feats_hr = self.vgg(hr)
-        return self.from_features(self.vgg(sr), feats_hr)
-
-    def from_features(self, feats_sr: Mapping[str, Tensor], feats_hr: Mapping[str, Tensor]) -> Tensor:
-        """The loss from precomputed ``vgg(sr)`` and ``vgg(hr)`` dicts (``feats_hr`` is detached)."""
-        return sum(
-            weight
-            * F.mse_loss(
-                patch_gram(feats_sr[name], self.patch_size),
-                patch_gram(feats_hr[name].detach(), self.patch_size),
-            )
-            for name, weight in self.layer_weights.items()
-        )  # type: ignore[return-value]
+    def distance(self, feat_sr: Tensor, feat_hr: Tensor) -> Tensor:
+        return F.mse_loss(patch_gram(feat_sr, self.patch_size), patch_gram(feat_hr, self.patch_size))
