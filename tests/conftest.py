@@ -122,3 +122,23 @@ def mlflow_store(tmp_path, monkeypatch):
     yield uri
     mlflow.end_run()
     mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster shared by the whole session (8 logical CPUs, whatever the machine has).
+
+    Tests that need a cluster of their own (``ray start --head``, a killed worker) start it themselves.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=8, include_dashboard=False, configure_logging=False, log_to_driver=True)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """``free_port()`` → a TCP port on 127.0.0.1 that nothing listens on right now."""
+    return _free_port

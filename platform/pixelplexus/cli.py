@@ -57,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     archs = sub.add_parser("archs", help="list the network architectures")
     archs.set_defaults(func=_cmd_archs)
+
+    # Each layer registers its own commands; their modules import Ray and torch only when a command runs.
+    from pixelplexus.batch.command import add_parsers as add_batch
+    from pixelplexus.serving.command import add_parsers as add_serving
+    from pixelplexus.training.command import add_parsers as add_training
+
+    add_training(sub)
+    add_batch(sub)
+    add_serving(sub)
     return parser
 
 

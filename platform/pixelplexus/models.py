@@ -1,0 +1,158 @@
+"""Model references: how the batch jobs, the Serve app and the CLI name a generator to run.
+
+A reference is one of
+
+* a bundled name (``enhance-x4``, ``colorize``, …): a weights file shipped inside the package;
+* a weights file: a local path, ``file://``, ``s3://bucket/key``;
+* an MLflow URI: ``models:/pixelplexus-enhance/3``, ``models:/pixelplexus-enhance@champion``, ``runs:/…``.
+
+:func:`resolve_model` reads the file once and checks it (it exists, is a weights file, belongs to the
+task) so that a bad reference is an error *before* any work starts. The result carries the weights
+bytes, which travel to Ray actors and Serve replicas through the object store: workers never need access
+to the store the reference names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pixelplexus.storage import localize, scheme_of
+from pixelplexus.weights import WeightsError, WeightsInfo, load_generator, read_info
+
+BUNDLED_PACKAGE = "pixelplexus.bundled"
+BUNDLED_SUFFIX = ".safetensors"
+
+
+class ModelReferenceError(WeightsError):
+    """A model reference that cannot be used: unknown name, missing file, wrong task, access denied."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A checked model reference and the weights it names."""
+
+    reference: str  # what the user asked for, e.g. "models:/pixelplexus-enhance/3"
+    task: str
+    info: WeightsInfo
+    data: bytes  # the safetensors file
+    version: str  # the MLflow model version when the reference has one, else the file's digest
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()[:16]
+
+    def load(self, device: str | torch.device = "cpu") -> nn.Module:
+        """The generator in eval mode on ``device``."""
+        generator, _ = load_generator(self.data, task=self.task, map_location=device)
+        return generator
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-ready summary (``/v1/models``, manifests, logs)."""
+        return {
+            "task": self.task,
+            "reference": self.reference,
+            "version": self.version,
+            "arch": self.info.arch,
+            "scale": self.info.scale,
+            "run_id": self.info.run_id,
+            "digest": self.digest,
+        }
+
+
+def bundled_models() -> dict[str, Path]:
+    """Bundled model names → their files inside the installed package (empty until weights ship)."""
+    try:
+        folder = resources.files(BUNDLED_PACKAGE)
+    except ModuleNotFoundError:
+        return {}
+    return {
+        entry.name[: -len(BUNDLED_SUFFIX)]: Path(str(entry))
+        for entry in folder.iterdir()
+        if entry.name.endswith(BUNDLED_SUFFIX)
+    }
+
+
+def default_reference(task: str, *, scale: int | None = None) -> str:
+    """The bundled model a task uses when no ``--model`` is given (``enhance-x4``, ``colorize``, …)."""
+    name = f"{task}-x{scale or 4}" if task == "enhance" else task
+    if name not in bundled_models():
+        raise ModelReferenceError(
+            f"no model given for {task!r} and no bundled weights named {name!r} are installed; "
+            "pass --model with a weights file, an s3:// URI or an MLflow models:/ URI"
+        )
+    return name
+
+
+def resolve_model(reference: str | Path | None, task: str, *, scale: int | None = None) -> ResolvedModel:
+    """Read and check the weights that ``reference`` names for ``task``.
+
+    ``None`` means the task's bundled default. Raises :class:`ModelReferenceError` with the reason.
+    """
+    ref = default_reference(task, scale=scale) if reference is None else str(reference)
+    bundled = bundled_models()
+    if ref in bundled:
+        source: Path = bundled[ref]
+    else:
+        source = _localize(ref, known=sorted(bundled))
+    try:
+        data = _weights_bytes(source, ref)
+        info = read_info(data)
+    except WeightsError as exc:
+        raise ModelReferenceError(str(exc).replace("weights bytes", ref)) from None
+    if info.task != task:
+        raise ModelReferenceError(f"{ref} holds a {info.task!r} model ({info.arch}), not a {task!r} one")
+    if scale is not None and info.scale is not None and info.scale != scale:
+        raise ModelReferenceError(f"{ref} is a ×{info.scale} model; ×{scale} was asked for")
+    return ResolvedModel(
+        reference=ref, task=task, info=info, data=data, version=_version(ref) or _digest(data)
+    )
+
+
+def _localize(ref: str, *, known: list[str]) -> Path:
+    scheme = scheme_of(ref)
+    try:
+        path = localize(ref)
+    except (FileNotFoundError, PermissionError, ValueError, OSError) as exc:
+        raise ModelReferenceError(f"cannot read model {ref}: {exc}") from None
+    if scheme == "" and not path.exists():
+        hint = f" (bundled names: {', '.join(known)})" if known else " (no bundled weights are installed)"
+        raise ModelReferenceError(f"model {ref!r} is neither a weights file nor a bundled name{hint}")
+    return path
+
+
+def _weights_bytes(path: Path, ref: str) -> bytes:
+    if path.is_dir():
+        found = sorted(path.rglob(f"*{BUNDLED_SUFFIX}"))
+        if len(found) != 1:
+            raise ModelReferenceError(f"{ref} holds {len(found)} {BUNDLED_SUFFIX} files; expected exactly one")
+        path = found[0]
+    if not path.is_file():
+        raise ModelReferenceError(f"model file not found: {ref}")
+    return path.read_bytes()
+
+
+def _version(ref: str) -> str | None:
+    """The registered version number of a ``models:/name/N`` or ``models:/name@alias`` reference."""
+    if scheme_of(ref) != "models":
+        return None
+    body = ref.split(":/", 1)[1].strip("/")
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        try:
+            from mlflow import MlflowClient
+
+            return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+        except Exception:
+            return None
+    parts = body.split("/")
+    return parts[1] if len(parts) == 2 and parts[1].isdigit() else None
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:16]

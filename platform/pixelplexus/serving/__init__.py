@@ -1,0 +1,1 @@
+"""Ray Serve: one application, an HTTP ingress and one model deployment per task."""
