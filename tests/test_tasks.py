@@ -235,6 +235,28 @@ def test_colorize_keeps_lightness_and_sizes(tiny_config):
         task.parse_options(strength=2)
 
 
+def test_colorize_keeps_l_exactly_even_for_colours_outside_srgb(tiny_config):
+    """Out-of-gamut predictions lose chroma, not lightness: L changes only by the output's rounding."""
+    from pixelplexus.tasks.colorize import has_color
+
+    task = get_task(tiny_config("colorize"))
+    options = task.parse_options(render_size=32)
+
+    def lightness(pixels):
+        top = float(np.iinfo(pixels.dtype).max)
+        return rgb_to_lab(
+            torch.from_numpy(pixels.astype(np.float32) / top).permute(2, 0, 1).expand(3, -1, -1)
+        )[0]
+
+    for bit_depth, tolerance in ((8, 0.25), (16, 0.01)):
+        gray = record(pattern(30, 40, bit_depth=bit_depth)[..., :1])
+        for prediction in (torch.ones(2, 8, 10), -torch.ones(2, 8, 10), 3 * torch.randn(2, 8, 10)):
+            out = task.finish(prediction, gray, options)  # ab up to ±330: far outside sRGB
+            assert (lightness(out.pixels) - lightness(gray.pixels)).abs().max() < tolerance
+            assert has_color(out)  # the colour is reduced, not removed
+    assert not has_color(gray) and has_color(record(pattern(30, 40)))
+
+
 def test_generate_seeds_truncation_and_interpolation(tiny_config):
     task = get_task(tiny_config("generate"))
     generator = task.build_generator().eval()

@@ -79,12 +79,59 @@ class OptimConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
 
 
+class DegradationConfig(_Strict):
+    """Real-world degradations of enhance's LR inputs, for archive photos (Wang et al. 2021, Real-ESRGAN,
+    first-order model): blur the HR crop, downscale, add Gaussian noise, JPEG-compress. Each step happens
+    with its probability (0 = never, the default: plain bicubic pairs)."""
+
+    blur_prob: float = Field(0.0, ge=0, le=1)
+    blur_sigma: tuple[float, float] = (0.2, 2.0)
+    noise_prob: float = Field(0.0, ge=0, le=1)
+    noise_sigma: tuple[float, float] = (1.0, 10.0)  # on the 0..255 scale
+    jpeg_prob: float = Field(0.0, ge=0, le=1)
+    jpeg_quality: tuple[int, int] = (30, 95)
+
+    @property
+    def active(self) -> bool:
+        return max(self.blur_prob, self.noise_prob, self.jpeg_prob) > 0
+
+
+class ScheduleConfig(_Strict):
+    """Learning-rate schedule of both optimisers: a linear warm-up, then constant, cosine or step decay."""
+
+    kind: Literal["constant", "cosine", "step"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    min_ratio: float = Field(0.0, ge=0, le=1)  # cosine: final lr / initial lr
+    milestones: list[int] = Field(default_factory=list)  # step: steps at which lr is multiplied by gamma
+    gamma: float = Field(0.5, gt=0, le=1)
+
+
+class TrainConfig(_Strict):
+    """The training loop: length, intervals, EMA, precision and seed (the networks and losses are above)."""
+
+    max_steps: int = Field(1000, ge=1)
+    d_steps: int = Field(1, ge=1)  # discriminator steps per generator step
+    ema_decay: float = Field(0.999, ge=0, lt=1)  # 0 switches the EMA generator off
+    ema_start: int = Field(0, ge=0)  # steps before the EMA starts tracking (it copies G until then)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on capable GPUs, fp32 on CPU
+    seed: int = 0
+    log_every: int = Field(50, ge=1)
+    eval_every: int = Field(500, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    keep_checkpoints: int = Field(3, ge=1)
+    eval_images: int = Field(8, ge=1)  # validation images scored (and shown in the sample grid, up to 4)
+    eval_size: int = Field(256, ge=16)  # validation images are centre-cropped to at most this edge
+    shuffle_buffer: int = Field(64, ge=0)  # per-worker local shuffle (0 = file order)
+
+
 class TaskConfig(_Strict):
     """Everything a task needs to build its networks and losses.
 
     ``crop_size`` is the training image size: the HR crop for enhance, the crop for colorize and the output
     resolution for generate. ``warmup_steps`` are generator-only steps with the pixel loss (SRResNet → SRGAN).
     ``augment`` is the DiffAugment policy used in front of the discriminator (generate only).
+    ``degradation`` makes enhance's LR inputs look like archive photos; ``train`` drives the training loop.
     """
 
     task: TaskName
@@ -96,6 +143,8 @@ class TaskConfig(_Strict):
     batch_size: int = Field(16, ge=1)
     warmup_steps: int = Field(0, ge=0)
     augment: str = ""
+    degradation: DegradationConfig = Field(default_factory=DegradationConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
     def override(self, **changes: Any) -> TaskConfig:
         """A copy with top-level fields or dotted paths replaced, validated again (e.g. ``{"losses.r1_weight": 1}``)."""

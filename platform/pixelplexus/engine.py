@@ -1,21 +1,23 @@
 """One GAN training step for every task, in plain PyTorch.
 
-The step is the same for all tasks: the generator makes its output once, the discriminator takes a step
-on (real, detached fake), then the generator takes a step on its content losses plus the adversarial term
-from the updated discriminator (as in pix2pix and SRGAN). During ``warmup_steps`` only the generator
-trains, on its content losses (SRResNet → SRGAN). The distributed loop adds DDP, mixed precision and EMA
-around this function; it does not change it.
+The step is the same for all tasks: the generator makes its output, the discriminator takes ``d_steps``
+steps on (real, detached fake), then the generator takes a step on its content losses plus the
+adversarial term from the updated discriminator (as in pix2pix and SRGAN). During ``warmup_steps`` only
+the generator trains, on its content losses (SRResNet → SRGAN). Mixed precision is an :class:`Amp`; the
+distributed loop (``pixelplexus.training``) adds DDP wrappers, EMA and schedules around this function
+without changing it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from pixelplexus.tasks.base import Logs, Task
+from pixelplexus.tasks.base import Logs, Task, unwrap
 
 
 @dataclass
@@ -45,25 +47,97 @@ def build_networks(task: Task, device: str | torch.device = "cpu") -> Networks:
     return Networks(generator, discriminator, opt_g, opt_d)
 
 
-def train_step(task: Task, nets: Networks, batch: Mapping[str, Tensor], *, step: int) -> Logs:
-    """One optimisation step of both networks on ``batch``; returns the step's scalar logs."""
-    adversarial = nets.discriminator is not None and step >= task.config.warmup_steps
-    fake = task.generator_output(nets.generator, batch)
+@dataclass
+class Amp:
+    """Mixed precision: autocast to ``dtype`` (None = fp32) and, for fp16, a gradient scaler.
+
+    ``precision`` "auto" means bf16 on GPUs that support it, fp16 with a scaler on older GPUs and fp32 on the
+    CPU (CPU autocast is slower than fp32 for these convolutional networks).
+    """
+
+    device_type: str = "cpu"
+    dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+    @classmethod
+    def create(cls, precision: str, device: torch.device) -> Amp:
+        if device.type != "cuda" or precision == "fp32":
+            if precision in ("bf16", "fp16") and device.type != "cuda":
+                raise ValueError(f"precision {precision!r} needs a CUDA device; use fp32 or auto on {device}")
+            return cls(device.type)
+        if precision == "auto":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if precision == "bf16":
+            return cls("cuda", torch.bfloat16)
+        return cls("cuda", torch.float16, torch.amp.GradScaler("cuda"))
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def backward(self, loss: Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+        else:
+            optimizer.step()
+
+    def update(self) -> None:
+        if self.scaler is not None:
+            self.scaler.update()
+
+
+def train_step(
+    task: Task,
+    nets: Networks,
+    batch: Mapping[str, Tensor],
+    *,
+    step: int,
+    amp: Amp | None = None,
+    d_steps: int = 1,
+) -> Logs:
+    """One optimisation step of both networks on ``batch``; returns the step's scalar logs.
+
+    ``nets`` may hold DDP-wrapped networks: the discriminator steps go through the wrapper (so its gradients
+    are averaged across workers), while the generator's step calls the bare discriminator, which is frozen
+    then and needs no gradient synchronisation.
+    """
+    amp = amp or Amp()
+    discriminator = nets.discriminator
+    adversarial = discriminator is not None and step >= task.config.warmup_steps
     logs: Logs = {}
     if adversarial:
         assert nets.opt_d is not None
-        nets.discriminator.requires_grad_(True)
-        d_loss, d_logs = task.discriminator_loss(nets.discriminator, batch, fake)
-        nets.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        nets.opt_d.step()
+        for index in range(d_steps):
+            last = index == d_steps - 1  # earlier D steps see a fresh fake that G never backpropagates
+            with amp.autocast(), torch.set_grad_enabled(last):
+                fake = task.generator_output(nets.generator, batch)
+            with amp.autocast():
+                d_loss, d_logs = task.discriminator_loss(discriminator, batch, fake)
+            nets.opt_d.zero_grad(set_to_none=True)
+            amp.backward(d_loss)
+            amp.step(nets.opt_d)
         logs.update(d_logs)
-        nets.discriminator.requires_grad_(False)  # G's step needs gradients through D, not for D
-    g_loss, g_logs = task.generator_loss(nets.discriminator, batch, fake, adversarial=adversarial)
+    else:
+        with amp.autocast():
+            fake = task.generator_output(nets.generator, batch)
+    bare_d = unwrap(discriminator) if discriminator is not None else None
+    if bare_d is not None:
+        bare_d.requires_grad_(False)  # G's step needs gradients through D, not for D
+    with amp.autocast():
+        g_loss, g_logs = task.generator_loss(bare_d, batch, fake, adversarial=adversarial)
     nets.opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
-    nets.opt_g.step()
-    if nets.discriminator is not None:
-        nets.discriminator.requires_grad_(True)
+    amp.backward(g_loss)
+    amp.step(nets.opt_g)
+    amp.update()
+    if bare_d is not None:
+        bare_d.requires_grad_(True)
     logs.update(g_logs)
     return logs

@@ -130,7 +130,9 @@ def _weights_bytes(path: Path, ref: str) -> bytes:
     if path.is_dir():
         found = sorted(path.rglob(f"*{BUNDLED_SUFFIX}"))
         if len(found) != 1:
-            raise ModelReferenceError(f"{ref} holds {len(found)} {BUNDLED_SUFFIX} files; expected exactly one")
+            raise ModelReferenceError(
+                f"{ref} holds {len(found)} {BUNDLED_SUFFIX} files; expected exactly one"
+            )
         path = found[0]
     if not path.is_file():
         raise ModelReferenceError(f"model file not found: {ref}")

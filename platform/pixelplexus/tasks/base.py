@@ -18,6 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,6 +34,15 @@ from pixelplexus.losses.perceptual import PerceptualLoss, TextureLoss
 from pixelplexus.weights import WeightsInfo
 
 Logs = dict[str, float]
+
+
+@dataclass
+class Evaluation:
+    """Validation results: mean metrics and, per image, the pictures of a sample grid row."""
+
+    metrics: dict[str, float]
+    rows: list[list[np.ndarray]] = field(default_factory=list)  # e.g. [input, output, real] per image
+    columns: tuple[str, ...] = ()  # what each picture of a row shows
 
 
 class InferenceOptions(BaseModel):
@@ -219,6 +229,10 @@ class Task(ABC):
     @abstractmethod
     def finish(self, y: Tensor, item: Any, options: Any) -> ImageRecord:
         """One network output (C×H×W, on the CPU) and its input item → the result image."""
+
+    @abstractmethod
+    def evaluate(self, generator: nn.Module, images: Sequence[np.ndarray]) -> Evaluation:
+        """Score ``generator`` (eval mode) on validation images (H×W×3 uint8 RGB) and picture a few results."""
 
     @torch.no_grad()
     def predict(

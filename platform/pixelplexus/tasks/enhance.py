@@ -8,18 +8,19 @@ images come back gray, 16-bit images 16-bit, and alpha is upscaled alongside.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from pixelplexus.config import ConfigError, LossConfig, NetworkSpec, OptimConfig, TaskConfig
 from pixelplexus.imageio import ImageRecord, from_float, resize
-from pixelplexus.tasks.base import InferenceOptions, Logs, Task, rgb_float, unwrap
+from pixelplexus.metrics import psnr, ssim
+from pixelplexus.tasks.base import Evaluation, InferenceOptions, Logs, Task, rgb_float, unwrap
 from pixelplexus.tiling import tiled_forward
-from pixelplexus.transforms import ensure_min_size, random_crop, random_flip, to_chw
+from pixelplexus.transforms import center_crop, degrade, ensure_min_size, random_crop, random_flip, to_chw
 
 
 class EnhanceOptions(InferenceOptions):
@@ -27,6 +28,15 @@ class EnhanceOptions(InferenceOptions):
 
     tile: int | None = Field(None, ge=16, le=4096)
     tile_overlap: int = Field(32, ge=0, le=512)
+
+    @model_validator(mode="after")
+    def _tile_holds_overlap(self) -> EnhanceOptions:
+        if self.tile is not None and self.tile < 2 * self.tile_overlap:
+            raise ValueError(
+                f"tile ({self.tile}) must be at least twice tile_overlap ({self.tile_overlap}); "
+                "raise tile or lower tile_overlap"
+            )
+        return self
 
 
 class EnhanceTask(Task):
@@ -60,7 +70,11 @@ class EnhanceTask(Task):
     def training_sample(self, rgb: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         size = self.config.crop_size
         hr = random_flip(random_crop(ensure_min_size(rgb, size), size, rng), rng, rotate=True)
-        lr = resize(hr, (size // self.scale, size // self.scale))
+        degradation = self.config.degradation
+        if degradation.active:
+            lr = degrade(hr, self.scale, degradation, rng)
+        else:
+            lr = resize(hr, (size // self.scale, size // self.scale))
         return {"lr": to_chw(lr) / 255.0, "hr": to_chw(hr) / 255.0}
 
     # ------------------------------------------------------------------------------------ training step
@@ -108,3 +122,18 @@ class EnhanceTask(Task):
         height, width = pixels.shape[:2]
         alpha = None if item.alpha is None else resize(item.alpha, (width, height))
         return item.replace(pixels=from_float(pixels, item.bit_depth), alpha=alpha)
+
+    # --------------------------------------------------------------------------------------- validation
+    def evaluate(self, generator: nn.Module, images: Sequence[np.ndarray]) -> Evaluation:
+        """PSNR/SSIM on Y (border crop = scale, as SR papers report) and PSNR on RGB of bicubic-LR inputs."""
+        scale, scores, rows = self.scale, {"psnr_y": [], "ssim_y": [], "psnr_rgb": []}, []
+        for rgb in images:
+            hr = center_crop(rgb, self.config.train.eval_size, multiple=scale)
+            lr = resize(hr, (hr.shape[1] // scale, hr.shape[0] // scale))
+            sr = self.predict(generator, [ImageRecord(lr)])[0].pixels
+            scores["psnr_y"].append(psnr(sr, hr, crop_border=scale, y_channel=True))
+            scores["ssim_y"].append(ssim(sr, hr, crop_border=scale, y_channel=True))
+            scores["psnr_rgb"].append(psnr(sr, hr, crop_border=scale))
+            rows.append([lr, sr, hr])
+        metrics = {name: float(np.mean(values)) for name, values in scores.items()}
+        return Evaluation(metrics, rows, ("input (LR)", "output", "real (HR)"))

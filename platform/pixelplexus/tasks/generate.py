@@ -19,8 +19,9 @@ from torch import Tensor, nn
 from pixelplexus.augment import diff_augment
 from pixelplexus.config import ConfigError, LossConfig, NetworkSpec, OptimConfig, TaskConfig
 from pixelplexus.imageio import ImageRecord
-from pixelplexus.tasks.base import InferenceOptions, Logs, Task, unwrap
-from pixelplexus.transforms import random_crop, random_flip, resize_short_side, to_chw
+from pixelplexus.metrics import sliced_wasserstein_distance
+from pixelplexus.tasks.base import Evaluation, InferenceOptions, Logs, Task, unwrap
+from pixelplexus.transforms import center_crop, random_crop, random_flip, resize_short_side, to_chw
 
 
 class GenerateOptions(InferenceOptions):
@@ -126,3 +127,16 @@ class GenerateTask(Task):
         a, b = (latent(s, z_dim, options.truncation) for s in (seed_a, seed_b))
         ts: Sequence[float] = np.linspace(0.0, 1.0, steps).tolist()
         return self.predict(generator, [slerp(a, b, t) for t in ts], options)
+
+    # --------------------------------------------------------------------------------------- validation
+    def evaluate(self, generator: nn.Module, images: Sequence[np.ndarray]) -> Evaluation:
+        """Multi-scale SWD between images from fixed seeds and the real images (resized and centre-cropped
+        to the resolution); the same seeds every time, so the curve over training compares like with like."""
+        size = self.config.crop_size
+        real = np.stack([center_crop(resize_short_side(rgb, size), size) for rgb in images])
+        count = max(len(real), 16)
+        fake = np.stack([record.pixels for record in self.predict(generator, list(range(count)))])
+        metrics = sliced_wasserstein_distance(real, fake, patches_per_image=64)
+        shown = min(4, len(real))
+        rows = [[real[i] for i in range(shown)], [fake[i] for i in range(shown)]]
+        return Evaluation(metrics, rows, ("real", "generated"))

@@ -1,0 +1,358 @@
+"""Ray Train: the one GAN loop for every task on a real local Ray cluster, with a real MLflow store.
+
+Each run is a real ``TorchTrainer`` with 2 workers (DDP over gloo), a tiny config from ``jobs/configs/``
+and images the test makes; what it logs is read back through MLflow's own client.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+from PIL import Image
+
+from corpus import bad_images
+from corpus import test_pattern as pattern
+from pixelplexus.config import TaskConfig, load_config
+from pixelplexus.imageio import ImageRecord
+from pixelplexus.tasks import get_task
+from pixelplexus.training.state import STATE_FILE
+from pixelplexus.training.trainer import TrainJob, TrainResult, run_training
+from pixelplexus.weights import load_generator
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "jobs" / "configs"
+BAD = ("empty", "text_named_jpg", "truncated_png", "bomb_png_81_megapixels")
+
+
+def tiny(task: str, **changes) -> TaskConfig:
+    config = load_config(CONFIGS / f"{task}-tiny.yaml")
+    return config.override(**changes) if changes else config
+
+
+def image_files(count: int = 48, *, with_bad: bool = True) -> dict[str, bytes]:
+    """Relative path → bytes: ``count`` photo-like PNG/JPEG images in nested folders, plus bad files."""
+    files = {}
+    for i in range(count):
+        buffer = io.BytesIO()
+        fmt = "PNG" if i % 2 else "JPEG"
+        Image.fromarray(pattern(40 + 4 * (i % 3), 48, seed=i)).save(buffer, format=fmt)
+        files[f"set{i % 2}/img{i:02d}.{'png' if i % 2 else 'JPG'}"] = buffer.getvalue()
+    if with_bad:
+        corpus = bad_images()
+        for name in BAD:
+            files[f"bad/{name}{corpus[name].extension}"] = corpus[name].data
+    return files
+
+
+@pytest.fixture
+def images(tmp_path) -> Path:
+    folder = tmp_path / "images"
+    for relative, data in image_files().items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(data)
+    return folder
+
+
+def train(tmp_path: Path, config: TaskConfig, data, tracking_uri: str, **options) -> TrainResult:
+    job = TrainJob(
+        config=config,
+        data=str(data),
+        workers=options.pop("workers", 2),
+        tracking_uri=tracking_uri,
+        experiment=options.pop("experiment", "tests"),
+        storage=str(tmp_path / "ray"),
+        **options,
+    )
+    return run_training(job)
+
+
+def artifact_names(client: MlflowClient, run_id: str, path: str) -> list[str]:
+    return sorted(Path(entry.path).name for entry in client.list_artifacts(run_id, path))
+
+
+def final_state(result: TrainResult) -> dict:
+    return torch.load(Path(result.checkpoint) / STATE_FILE, weights_only=True)
+
+
+@pytest.mark.parametrize(("task", "val_metric"), [("enhance", "val_psnr_y"), ("colorize", "val_psnr_rgb")])
+def test_training_logs_metrics_samples_checkpoints_and_registers_a_model(
+    task, val_metric, tmp_path, images, mlflow_store, ray_cluster, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    config = tiny(task, **{"train.checkpoint_every": 5})
+    result = train(tmp_path, config, images, mlflow_store)
+
+    client = MlflowClient(mlflow_store)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["task"] == task and run.data.params["train.max_steps"] == "20"
+    assert [m.step for m in client.get_metric_history(result.run_id, "g_loss")] == [5, 10, 15, 20]
+    for name in ("d_loss", "lr_g", "lr_d", "images_per_s"):
+        assert name in run.data.metrics
+    assert run.data.metrics["skipped_images"] == len(BAD)  # counted once, not once per epoch
+    assert sorted(Path(p).name for p in result.skipped) == sorted(
+        f"{name}{bad_images()[name].extension}" for name in BAD
+    )
+    assert [m.step for m in client.get_metric_history(result.run_id, val_metric)] == [10, 20]
+    assert artifact_names(client, result.run_id, "samples") == ["step-0000010.png", "step-0000020.png"]
+    logged = artifact_names(client, result.run_id, "checkpoints")
+    assert logged == [f"step-{s:07d}" for s in (5, 10, 15, 20)]
+    assert STATE_FILE in artifact_names(client, result.run_id, "checkpoints/step-0000020")
+    # Ray Train keeps the last K (= 2) checkpoints in its storage.
+    kept = sorted(p.name for p in Path(result.checkpoint).parent.glob("step-*"))
+    assert kept == ["step-0000015", "step-0000020"]
+
+    version = client.get_model_version(f"pixelplexus-{task}", result.model_version)
+    assert version.run_id == result.run_id and float(version.tags[val_metric]) == pytest.approx(
+        result.metrics[val_metric]
+    )
+    generator, info = load_generator(result.model_uri, task=task)  # models:/pixelplexus-<task>/<n>
+    assert info.run_id == result.run_id and info.extra.get("ema") is True
+    image = ImageRecord(pattern(24, 32, seed=99))
+    output = get_task(config).predict(generator, [image])[0]
+    assert output.pixels.shape[:2] == ((48, 64) if task == "enhance" else (24, 32))
+
+
+def test_generate_trains_from_an_s3_prefix(s3_bucket, tmp_path, mlflow_store, ray_cluster, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s3 = boto3.client("s3")
+    for relative, data in image_files(with_bad=False).items():
+        s3.put_object(Bucket=s3_bucket, Key=f"photos/{relative}", Body=data)
+    s3.put_object(Bucket=s3_bucket, Key="elsewhere/ignored.png", Body=b"not under the prefix")
+    result = train(tmp_path, tiny("generate"), f"s3://{s3_bucket}/photos", mlflow_store)
+
+    client = MlflowClient(mlflow_store)
+    assert client.get_run(result.run_id).data.metrics["skipped_images"] == 0
+    swd = client.get_metric_history(result.run_id, "val_swd_mean")
+    assert [m.step for m in swd] == [10, 20] and all(np.isfinite(m.value) for m in swd)
+    generator, _ = load_generator(result.model_uri, task="generate")
+    images = get_task(tiny("generate")).predict(generator, [1, 2])
+    assert images[0].pixels.shape == (16, 16, 3) and not np.array_equal(images[0].pixels, images[1].pixels)
+
+
+def test_resume_is_exact(tmp_path, images, mlflow_store, ray_cluster, monkeypatch):
+    """2·N steps straight equal N steps, then a resume from the MLflow run, then N more (mid-epoch)."""
+    monkeypatch.chdir(tmp_path)
+    config = tiny(
+        "enhance",
+        warmup_steps=2,  # 48 images / 2 workers / batch 4 → 6 batches an epoch: the resume is mid-epoch
+        **{"train.max_steps": 8, "train.checkpoint_every": 4, "train.log_every": 4, "train.eval_every": 4},
+    )
+    straight = train(tmp_path / "a", config, images, mlflow_store)
+    first = train(tmp_path / "b", config.override(**{"train.max_steps": 4}), images, mlflow_store)
+    resumed = train(tmp_path / "b", config, images, mlflow_store, resume=first.run_id)
+
+    assert resumed.run_id == first.run_id  # the same MLflow run continues
+    a, b = final_state(straight), final_state(resumed)
+    assert a["position"] == b["position"] == {"step": 8, "epoch": 1, "batch_in_epoch": 2}
+    for part in ("generator", "discriminator", "ema"):
+        for name, tensor in a[part].items():
+            assert torch.equal(tensor, b[part][name]), f"{part}.{name} differs after resume"
+    for part in ("opt_g", "opt_d"):
+        for index, state in a[part]["state"].items():
+            assert torch.equal(state["exp_avg"], b[part]["state"][index]["exp_avg"])
+    history = MlflowClient(mlflow_store).get_metric_history(first.run_id, "g_loss")
+    assert [m.step for m in history] == [4, 8]
+
+
+def _logged_steps(client: MlflowClient, metric: str) -> list[int]:
+    runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    return [m.step for run in runs for m in client.get_metric_history(run.info.run_id, metric)]
+
+
+def _train_worker_pids() -> list[int]:
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if cmdline.startswith("ray::RayTrainWorker"):
+            found.append(process.info["pid"])
+    return found
+
+
+def test_a_killed_worker_restarts_from_the_latest_checkpoint(
+    tmp_path, images, mlflow_store, ray_cluster, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    config = tiny(
+        "enhance",
+        **{
+            "train.max_steps": 60,
+            "train.checkpoint_every": 10,
+            "train.log_every": 10,
+            "train.eval_every": 60,
+        },
+    )
+    outcome: dict = {}
+    runner = threading.Thread(
+        target=lambda: outcome.update(result=train(tmp_path, config, images, mlflow_store)), daemon=True
+    )
+    runner.start()
+    # Logs at step 20 mean the step-10 report (and its checkpoint) completed: kill a worker then.
+    client, deadline = MlflowClient(mlflow_store), time.monotonic() + 180
+    while not _logged_steps(client, "g_loss") or max(_logged_steps(client, "g_loss")) < 20:
+        assert time.monotonic() < deadline and runner.is_alive(), "training did not reach step 20"
+        time.sleep(0.5)
+    pids = _train_worker_pids()
+    assert len(pids) == 2, pids
+    os.kill(pids[-1], 9)
+    runner.join(timeout=300)
+    result = outcome["result"]
+
+    assert final_state(result)["position"]["step"] == 60
+    resumed_at = MlflowClient(mlflow_store).get_metric_history(result.run_id, "resumed_at_step")
+    assert resumed_at[0].value == 0 and max(m.value for m in resumed_at) >= 10, resumed_at
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.2)
+
+
+def test_training_against_a_remote_mlflow_server_with_artifacts_on_s3(
+    s3_bucket, tmp_path, images, ray_cluster, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", os.environ["AWS_ENDPOINT_URL"])
+    previous, port = mlflow.get_tracking_uri(), _free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            f"s3://{s3_bucket}/mlflow",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port, server, "mlflow server")
+        uri = f"http://127.0.0.1:{port}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)  # for models:/ lookups in this process
+        result = train(tmp_path, tiny("enhance", **{"train.max_steps": 10}), images, uri, experiment="remote")
+        keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=s3_bucket)["Contents"]]
+        assert any(k.endswith("/model/generator.safetensors") for k in keys)
+        assert any("/checkpoints/step-0000010/state.pt" in k for k in keys)
+        assert any(k.endswith("samples/step-0000010.png") for k in keys)
+        _generator, info = load_generator(result.model_uri, task="enhance")  # over HTTP, from S3
+        assert (
+            info.run_id == result.run_id
+            and MlflowClient(uri).get_run(result.run_id).info.status == "FINISHED"
+        )
+    finally:
+        mlflow.set_tracking_uri(previous)
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_a_ray_job_submitted_to_a_cluster_trains_and_succeeds(tmp_path, images):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    gcs, dashboard = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["RAY_AUTH_MODE"] = "disabled"  # loopback only; a real cluster keeps Ray's token authentication
+    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
+    head = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--head",
+            "--block",
+            f"--port={gcs}",
+            f"--dashboard-port={dashboard}",
+            # Fixed default ports would clash with the session's own Ray cluster on this machine.
+            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--runtime-env-agent-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}",
+            f"--ray-client-server-port={_free_port()}",
+            "--dashboard-host=127.0.0.1",
+            "--include-dashboard=true",
+            "--num-cpus=4",
+            "--disable-usage-stats",
+            f"--temp-dir={ray_tmp}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, so the whole cluster can be stopped at the end
+    )
+    try:
+        _wait_for_port(dashboard, head, "the Ray head's dashboard", timeout=120)
+        client = JobSubmissionClient(f"http://127.0.0.1:{dashboard}")
+        entrypoint = (
+            f"{sys.executable} jobs/train.py enhance --data {images} --config jobs/configs/enhance-tiny.yaml "
+            f"--workers 2 --max-steps 6 --tracking-uri sqlite:///{tmp_path / 'mlflow.db'} "
+            f"--storage {tmp_path / 'ray'}"
+        )
+        job_id = _submit(client, entrypoint)
+        deadline = time.monotonic() + 240
+        while not (status := client.get_job_status(job_id)).is_terminal():
+            assert time.monotonic() < deadline, "the job did not finish"
+            time.sleep(1)
+        logs = client.get_job_logs(job_id)
+        assert status == JobStatus.SUCCEEDED, logs[-3000:]
+        assert "registered models:/pixelplexus-enhance/1" in logs and "step 6/6" in logs
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=30)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _submit(client, entrypoint: str) -> str:
+    deadline = time.monotonic() + 60
+    while True:  # the dashboard's job agent comes up a moment after its port opens
+        try:
+            return client.submit_job(
+                entrypoint=entrypoint,
+                runtime_env={
+                    "working_dir": str(REPO),
+                    "excludes": [".venv", ".git", "mlruns", "ray_results", "demo-output", "*.db"],
+                },
+            )
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
