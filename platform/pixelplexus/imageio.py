@@ -669,6 +669,7 @@ def encode_image(record: ImageRecord, format: str | None = None, *, quality: int
     icc = _matching_icc(record.icc_profile, pixels.shape[2]) if fmt in _FORMATS_WITH_ICC else None
 
     planes = pixels if alpha is None else np.concatenate([pixels, alpha[..., None]], axis=2)
+    planes = np.ascontiguousarray(planes)  # imagecodecs refuses strided arrays (e.g. a permuted model output)
     if planes.dtype == np.uint16 and fmt == "PNG":
         return imagecodecs.png_encode(planes[..., 0] if planes.shape[2] == 1 else planes, level=6)  # no ICC
     if planes.dtype == np.uint16:

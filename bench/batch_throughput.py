@@ -1,0 +1,189 @@
+"""Batch enhance throughput: ``pixelplexus enhance`` against a hand-written loop and the model alone.
+
+The same N PNG images (``--size`` px, a photo-like test pattern) go through
+
+1. the model alone on pre-decoded tensors, in batches (the floor: nothing can be faster);
+2. a hand-written sequential loop: PIL decode → the same model, same batches → PIL encode → write;
+3. the batch pipeline (:func:`pixelplexus.batch.run.run_batch`, what ``pixelplexus enhance`` runs) on a
+   fresh local Ray cluster.
+
+All three use the same generator (the default compact ×4 one, freshly initialised), batch size and torch
+threads. Each runs in a fresh process; the floor is measured first and last and the faster one counts
+(the machine may be shared). The pipeline runs twice, on N/4 and on N images: its steady-state rate is
+the difference of the two (3N/4 images over the difference of the end-to-end times), so start-up — Ray,
+workers, model load — cancels out; start-up itself is reported as the time until the first results. Its
+peak memory is the largest sum of resident memory over the driver and every process it started (Ray's
+included), sampled every 0.2 s, at both sizes: it must not grow with N. Prints a Markdown table.
+
+    .venv/bin/python bench/batch_throughput.py [--n 256] [--size 128] [--batch-size 8] [--threads 2] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+CHILD = r"""
+import io, json, os, sys, threading, time
+from pathlib import Path
+import numpy as np, torch
+from PIL import Image
+mode, folder, n, batch, threads, device = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+torch.set_num_threads(threads)
+from pixelplexus.models import resolve_model
+from pixelplexus.tasks import get_task
+model = resolve_model(str(folder / "enhance.safetensors"), "enhance")
+task = get_task("enhance")
+options = task.parse_options(tile=None)
+files = sorted((folder / "in").glob("*.png"))[:n]
+
+if mode == "floor":
+    generator = model.load(device)
+    x = [torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1).float() / 255 for f in files]
+    x = [t.to(device) for t in x]
+    sync()
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, n, batch):
+            task.run(generator, torch.stack(x[i : i + batch]), options)
+    sync()
+    print(json.dumps({"seconds": time.perf_counter() - start}))
+elif mode == "loop":
+    generator = model.load(device)
+    out = folder / "loop"
+    out.mkdir(exist_ok=True)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, n, batch):
+            chunk = files[i : i + batch]
+            x = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1).float() / 255 for f in chunk])
+            y = task.run(generator, x.to(device), options).cpu()
+            for f, image in zip(chunk, y):
+                pixels = (image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+                Image.fromarray(pixels).save(out / f.name)
+    import resource
+    print(json.dumps({"seconds": time.perf_counter() - start, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+else:
+    import psutil, ray
+    from pixelplexus.batch.run import BatchRequest, run_batch
+    peak, done = [0], threading.Event()
+    def sample():
+        me = psutil.Process()
+        while not done.is_set():
+            total = 0
+            for p in [me, *me.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            peak[0] = max(peak[0], total)
+            time.sleep(0.2)
+    threading.Thread(target=sample, daemon=True).start()
+    listing = folder / f"list-{n}.txt"
+    listing.write_text("".join(f"in/{f.name}\n" for f in files))
+    begin = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, configure_logging=False, log_to_driver=False)
+    times = []
+    request = BatchRequest(task="enhance", input=str(listing), output=str(folder / f"out-{n}"), model=model,
+                           options=options.model_dump(), batch_size=batch, threads_per_worker=threads, overwrite=True,
+                           gpus_per_worker=1.0 if device == "cuda" else 0.0)
+    result = run_batch(request, progress=lambda d, t, c: times.append((time.perf_counter(), d)))
+    end = time.perf_counter()
+    done.set()
+    print(json.dumps({"seconds": end - begin, "startup": times[0][0] - begin, "ok": result.summary.counts["ok"],
+                      "peak_mib": peak[0] / 2**20}))
+"""
+
+
+def child(mode: str, folder: str, n: int, batch: int, threads: int, device: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, folder, str(n), str(batch), str(threads), device],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def make_inputs(folder: str, n: int, size: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from pixelplexus.tasks import get_task
+    from pixelplexus.weights import save_generator
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+    from corpus import test_pattern
+
+    task = get_task("enhance")  # default: compact, 64 features, 16 convs, ×4
+    generator = task.build_generator()
+    save_generator(os.path.join(folder, "enhance.safetensors"), generator, task.weights_info(generator))
+    os.makedirs(os.path.join(folder, "in"))
+    for i in range(n):
+        Image.fromarray(np.asarray(test_pattern(size, size, seed=i))).save(
+            os.path.join(folder, "in", f"{i:05d}.png")
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=256, help="images (default 256)")
+    parser.add_argument("--size", type=int, default=128, help="input edge in pixels (default 128)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)"
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="cuda: one GPU per model actor"
+    )
+    args = parser.parse_args()
+    n, batch, threads = args.n, args.batch_size, args.threads
+    n_small = max(batch, n // 4)
+    with tempfile.TemporaryDirectory() as folder:
+        make_inputs(folder, n, args.size)
+        first_floor = child("floor", folder, n, batch, threads, args.device)
+        loop = child("loop", folder, n, batch, threads, args.device)
+        small = child("pipeline", folder, n_small, batch, threads, args.device)
+        full = child("pipeline", folder, n, batch, threads, args.device)
+        last_floor = child("floor", folder, n, batch, threads, args.device)
+    assert full["ok"] == n and small["ok"] == n_small, (full, small)
+    floor_rate = n / min(first_floor["seconds"], last_floor["seconds"])
+    loop_rate, end_to_end = n / loop["seconds"], n / full["seconds"]
+    steady = (n - n_small) / (full["seconds"] - small["seconds"])
+    print(
+        f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {threads}; "
+        f"{n} images {args.size}² → ×4, batch {batch}, device {args.device}\n"
+    )
+    print("| path | images/s | vs loop | vs model only |")
+    print("|---|---|---|---|")
+    print(f"| model only (floor) | {floor_rate:.2f} | {floor_rate / loop_rate:.2f} | 1.00 |")
+    print(f"| sequential loop (PIL → model → PIL) | {loop_rate:.2f} | 1.00 | {loop_rate / floor_rate:.2f} |")
+    print(
+        f"| pixelplexus, steady state | {steady:.2f} | {steady / loop_rate:.2f} | {steady / floor_rate:.2f} |"
+    )
+    print(
+        f"| pixelplexus, end to end incl. start-up | {end_to_end:.2f} | {end_to_end / loop_rate:.2f} | "
+        f"{end_to_end / floor_rate:.2f} |"
+    )
+    print(
+        f"\nfloor runs: {first_floor['seconds']:.1f} s and {last_floor['seconds']:.1f} s; pixelplexus end to "
+        f"end: {small['seconds']:.1f} s (N={n_small}), {full['seconds']:.1f} s (N={n}); start-up until the "
+        f"first results: {full['startup']:.1f} s"
+    )
+    print(
+        f"peak memory, pixelplexus (all its processes): {small['peak_mib']:.0f} MiB at N={n_small}, "
+        f"{full['peak_mib']:.0f} MiB at N={n}; loop: {loop['peak_mib']:.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""The Ray Data pipeline: read + decode (CPU tasks) → the model (an actor pool) → encode + write (CPU tasks).
+
+Each stage is a plain function over a batch (a dict of NumPy columns, one row per input) that turns any
+failure of a row into that row's ``status = "error"`` with a ``reason``: nothing raises out of a batch, so
+Ray Data never drops a block because of one bad image, and every stage returns exactly the rows it got.
+A row is pending while ``status`` is ""; ``payload`` carries what the next stage needs: the decoded image
+(pickled between this job's own stages), or, for a colour image that ``--skip-color`` passes through, the
+original file's bytes.
+
+The model stage is a callable class, so each actor loads the generator once, from the weights bytes the
+driver put in the object store. Actors reserve a fixed amount of memory (a Ray logical resource), which
+also keeps Ray Data from fusing the decode tasks into the actors: decoding runs in parallel CPU tasks while
+the actors only run the model. A killed actor is restarted by Ray and its batch retried (Ray Data's
+defaults for actor pools: ``max_restarts=-1``, ``max_task_retries=-1``).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pixelplexus.batch.locations import InputItem, Location, S3Settings, read_uri, write_uri
+from pixelplexus.imageio import ImageDecodeError, ImageRecord, decode_image, encode_image, format_for_path
+
+Batch = dict[str, np.ndarray]
+
+MODEL_ACTOR_MEMORY = 1 << 30
+"""Memory a model actor reserves with Ray (the generator, one batch and torch's working set)."""
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """What the stages need besides the rows: the S3 settings and where outputs go."""
+
+    s3: S3Settings
+    output: Location
+    skip_color: bool = False
+
+
+def new_rows(items: list[tuple[InputItem, str]]) -> list[dict[str, Any]]:
+    """The pipeline's input rows: where to read each input, its key and its output key."""
+    return [
+        {"input": item.uri, "input_key": item.key, "output_key": output_key} for item, output_key in items
+    ]
+
+
+SIZES = ("input_bytes", "width", "height", "output_bytes", "output_width", "output_height")
+COLUMNS = ("input", "input_key", "output_key", "status", "reason", "detail", "seconds", *SIZES)
+"""The columns every stage returns (the manifest's, less ``run_id``); sizes are -1 while unknown."""
+
+
+def _pack(record: ImageRecord) -> bytes:
+    """A record as bytes for the next stage. Protocol 4 copies arrays out on loading (protocol 5 would make
+    read-only views into the bytes, misaligned for uint16, which some encoders refuse)."""
+    return pickle.dumps(record, protocol=4)
+
+
+def _fail(row: dict[str, Any], reason: str, exc: BaseException | None = None, detail: str = "") -> None:
+    detail = detail or (f"{type(exc).__name__}: {exc}" if exc else "")
+    row.update(status="error", reason=reason, detail=detail, payload=b"")
+
+
+def _rows(batch: Batch) -> list[dict[str, Any]]:
+    names = list(batch)
+    return [dict(zip(names, values)) for values in zip(*(batch[name] for name in names))]
+
+
+def _batch(rows: list[dict[str, Any]], *, payload: bool) -> Batch:
+    """Rows → columns: :data:`COLUMNS`, and ``payload`` when the next stage needs it."""
+    out: Batch = {}
+    for name in (*COLUMNS, "payload") if payload else COLUMNS:
+        values = [row.get(name) for row in rows]
+        if name in SIZES:
+            out[name] = np.array([-1 if v is None else int(v) for v in values], dtype=np.int64)
+        elif name == "seconds":
+            out[name] = np.array([float(v or 0.0) for v in values], dtype=np.float64)
+        else:
+            out[name] = np.empty(len(values), dtype=object)
+            out[name][:] = values
+    return out
+
+
+# ---------------------------------------------------------------------------------------- read + decode
+
+
+def read_and_decode(batch: Batch, settings: StageSettings) -> Batch:
+    """Read each input's bytes and decode them; with ``skip_color``, colour images are marked to pass through."""
+    from pixelplexus.tasks.colorize import has_color
+
+    rows = _rows(batch)
+    for row in rows:
+        start = time.perf_counter()
+        row.update(status="", reason="", detail="", payload=b"")
+        try:
+            data = read_uri(row["input"], settings.s3)
+        except Exception as exc:
+            _fail(row, "cannot read the input", exc)
+        else:
+            row["input_bytes"] = len(data)
+            try:
+                record = decode_image(data)
+            except ImageDecodeError as exc:
+                _fail(row, exc.reason, detail=str(exc))
+            except Exception as exc:  # MemoryError on a huge image, ...
+                _fail(row, "cannot decode image", exc)
+            else:
+                row.update(width=record.width, height=record.height)
+                if settings.skip_color and has_color(record):
+                    row.update(status="skipped", reason="already in colour", payload=data)
+                else:
+                    row["payload"] = _pack(record)
+        row["seconds"] = time.perf_counter() - start
+    return _batch(rows, payload=True)
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+class ModelWorker:
+    """An actor of the model pool: loads the generator once, then runs ``Task.predict`` on pending rows.
+
+    model: an ObjectRef of the driver's :class:`~pixelplexus.models.ResolvedModel` (or the model itself).
+    options: the task's inference options; batch_size: images per network call.
+    device: "cpu" or "cuda"; threads: torch threads on the CPU (None: the node's cores / ``concurrency``).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        options: dict[str, Any],
+        *,
+        batch_size: int,
+        device: str,
+        threads: int | None,
+        concurrency: int,
+    ) -> None:
+        import ray
+        import torch
+
+        from pixelplexus.tasks import get_task
+
+        if isinstance(model, ray.ObjectRef):
+            model = ray.get(model)
+        if device == "cpu":
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            torch.set_num_threads(threads or max(1, cores // concurrency))
+        self.task = get_task(model.task)
+        self.options = self.task.parse_options(options)
+        self.generator = model.load(device)
+        self.batch_size = batch_size
+
+    def __call__(self, batch: Batch) -> Batch:
+        rows = _rows(batch)
+        pending = [row for row in rows if row["status"] == ""]
+        if pending:
+            records = [pickle.loads(row["payload"]) for row in pending]
+            start = time.perf_counter()
+            try:
+                results = self._predict(records)
+            except Exception:  # one image too large for memory, ...: find it, keep the others
+                results = [self._predict_one(record) for record in records]
+            share = (time.perf_counter() - start) / len(pending)
+            for row, result in zip(pending, results):
+                row["seconds"] += share
+                if isinstance(result, Exception):
+                    _fail(row, "model failed", result)
+                else:
+                    row.update(output_width=result.width, output_height=result.height)
+                    row["payload"] = _pack(result)
+        return _batch(rows, payload=True)
+
+    def _predict(self, records: list) -> list:
+        return self.task.predict(self.generator, records, self.options, batch_size=self.batch_size)
+
+    def _predict_one(self, record) -> Any:
+        try:
+            return self._predict([record])[0]
+        except Exception as exc:
+            return exc
+
+
+# ------------------------------------------------------------------------------------------ encode + write
+
+
+def encode_and_write(batch: Batch, settings: StageSettings) -> Batch:
+    """Encode each result in its output key's format and write it atomically; pass-throughs are copied."""
+    rows = _rows(batch)
+    for row in rows:
+        if row["status"] == "error":
+            continue
+        start = time.perf_counter()
+        try:
+            if row["status"] == "skipped":
+                data = row["payload"]
+                row.update(output_width=row["width"], output_height=row["height"])
+            else:
+                record = pickle.loads(row["payload"])
+                data = encode_image(record, format_for_path(row["output_key"]))
+        except Exception as exc:
+            _fail(row, "cannot encode the result", exc)
+        else:
+            try:
+                write_uri(settings.output.join(row["output_key"]), data, settings.s3)
+            except Exception as exc:
+                _fail(row, "cannot write the output", exc)
+            else:
+                row["output_bytes"] = len(data)
+                if row["status"] == "":
+                    row["status"] = "ok"
+        row["seconds"] += time.perf_counter() - start
+    return _batch(rows, payload=False)
