@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,9 @@ class RunState:
             self.ema.update(self.nets.generator, self.position.step)
         with warnings.catch_warnings():
             # During the generator-only warm-up D's schedule advances without D steps; torch warns about that.
-            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()`", UserWarning)
+            warnings.filterwarnings(
+                "ignore", re.escape("Detected call of `lr_scheduler.step()`"), UserWarning
+            )
             for scheduler in self.schedulers.values():
                 scheduler.step()
 

@@ -1,0 +1,160 @@
+"""The training loop's parts without Ray: configs and flags, schedules, EMA, checkpoints, degradations."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from corpus import test_pattern as pattern
+from pixelplexus.cli import main as cli_main
+from pixelplexus.config import ConfigError, DegradationConfig, ScheduleConfig, load_config
+from pixelplexus.engine import Amp, build_networks, train_step
+from pixelplexus.tasks import get_task
+from pixelplexus.training.command import add_arguments, build_config
+from pixelplexus.training.state import EMA, RunState, checkpoint_config, lr_factor
+from pixelplexus.training.tracking import flatten
+from pixelplexus.transforms import degrade
+from pixelplexus.weights import load_generator
+
+CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return add_arguments(argparse.ArgumentParser()).parse_args(argv)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_job_config_builds_its_task(path):
+    config = load_config(path)
+    assert path.name.startswith(config.task)
+    task = get_task(config)
+    assert task.build_generator() is not None
+
+
+def test_flags_override_the_config_file():
+    args = parse(
+        "enhance",
+        "--data",
+        "x",
+        "--config",
+        str(CONFIGS / "enhance-tiny.yaml"),
+        "--max-steps",
+        "7",
+        "--set",
+        "train.log_every=3",
+        "--set",
+        "losses.adversarial_weight=0.5",
+        "--set",
+        "optim.betas=[0.5, 0.9]",
+    )
+    config = build_config(args)
+    assert config.train.max_steps == 7 and config.train.log_every == 3
+    assert config.losses.adversarial_weight == 0.5 and config.optim.betas == (0.5, 0.9)
+    assert build_config(parse("colorize", "--data", "x")).generator.args["num_downs"] == 8  # built-in default
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["enhance", "--config", str(CONFIGS / "colorize-tiny.yaml")], "is for 'colorize'"),
+        (["enhance", "--set", "train.nope=1"], "nope"),
+        (["enhance", "--set", "novalue"], "KEY=VALUE"),
+        (["enhance", "--config", "missing.yaml"], "not found"),
+    ],
+)
+def test_bad_configs_exit_2_with_the_reason(argv, message, capsys):
+    assert cli_main(["train", *argv, "--data", "x"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_learning_rate_schedules():
+    cosine = lr_factor(ScheduleConfig(kind="cosine", warmup_steps=10, min_ratio=0.1), max_steps=110)
+    assert cosine(0) == pytest.approx(0.1) and cosine(9) == pytest.approx(1.0)
+    assert cosine(60) == pytest.approx(0.55) and cosine(110) == pytest.approx(0.1)
+    step = lr_factor(ScheduleConfig(kind="step", milestones=[5, 8], gamma=0.5), max_steps=10)
+    assert [step(s) for s in (0, 4, 5, 8, 9)] == [1, 1, 0.5, 0.25, 0.25]
+    assert lr_factor(ScheduleConfig(), 10)(7) == 1.0
+
+
+def test_ema_follows_the_generator_before_its_start_then_averages():
+    model = torch.nn.Linear(2, 2)
+    ema = EMA(model, decay=0.9, start=2)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model, step=1)
+    assert torch.equal(ema.module.weight, model.weight)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    ema.update(model, step=2)
+    assert torch.allclose(ema.module.weight, torch.full((2, 2), 1.1))
+
+
+def test_amp_is_fp32_on_cpu_and_refuses_half_precision_there():
+    assert Amp.create("auto", torch.device("cpu")).name == "fp32"
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        Amp.create("bf16", torch.device("cpu"))
+
+
+def test_checkpoint_restore_continues_exactly(tmp_path, tiny_config):
+    """Train 4 steps; or train 2, save, restore into fresh networks and train 2 more: same weights."""
+    config = load_config(CONFIGS / "enhance-tiny.yaml").override(warmup_steps=1)
+    images = [pattern(40, 48, seed=i) for i in range(4)]
+
+    def fresh() -> RunState:
+        torch.manual_seed(0)
+        task = get_task(config)
+        return RunState(task, build_networks(task), Amp(), np.random.default_rng(0))
+
+    def steps(state: RunState, count: int) -> None:
+        for _ in range(count):
+            samples = [state.task.training_sample(image, state.rng) for image in images]
+            batch = state.task.collate(samples)
+            train_step(state.task, state.nets, batch, step=state.position.step)
+            state.after_step()
+
+    straight = fresh()
+    steps(straight, 4)
+    first = fresh()
+    steps(first, 2)
+    folder = first.save(tmp_path / "ckpt", [first.rng_state()], run_id="r1")
+    torch.manual_seed(123)  # the restore must bring back the RNG states, whatever they are now
+    resumed = fresh()
+    resumed.restore(folder, rank=0)
+    steps(resumed, 2)
+
+    for a, b in zip(
+        straight.nets.generator.state_dict().values(), resumed.nets.generator.state_dict().values()
+    ):
+        assert torch.equal(a, b)
+    for a, b in zip(straight.ema.module.state_dict().values(), resumed.ema.module.state_dict().values()):
+        assert torch.equal(a, b)
+    assert straight.learning_rates() == resumed.learning_rates()
+    assert checkpoint_config(folder) == config
+    _, info = load_generator(folder / "ema.safetensors", task="enhance")
+    assert info.run_id == "r1" and info.extra == {"step": 2, "ema": True}
+
+
+def test_degradations_make_archive_like_lr_images():
+    hr = pattern(64, 64, seed=1)
+    rng = np.random.default_rng(0)
+    plain = degrade(hr, 4, DegradationConfig(), rng)
+    assert plain.shape == (16, 16, 3) and plain.dtype == np.uint8
+    every = DegradationConfig(blur_prob=1, noise_prob=1, jpeg_prob=1, jpeg_quality=(10, 10))
+    degraded = degrade(hr, 4, every, rng)
+    assert degraded.shape == (16, 16, 3) and np.abs(degraded.astype(int) - plain).mean() > 2
+    task = get_task(load_config(CONFIGS / "enhance-tiny.yaml").override(**{"degradation.noise_prob": 1.0}))
+    sample = task.training_sample(hr, rng)
+    assert sample["lr"].shape == (3, 16, 16) and sample["hr"].shape == (3, 32, 32)
+
+
+def test_params_are_flattened_for_mlflow():
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": {}}) == {"a.b": "1", "a.c.d": "[1, 2]", "e": "{}"}
+
+
+def test_a_missing_degradation_key_is_a_config_error():
+    with pytest.raises(ConfigError, match="blur"):
+        load_config(CONFIGS / "enhance-tiny.yaml").override(**{"degradation.blur": 1})
