@@ -158,3 +158,25 @@ def test_params_are_flattened_for_mlflow():
 def test_a_missing_degradation_key_is_a_config_error():
     with pytest.raises(ConfigError, match="blur"):
         load_config(CONFIGS / "enhance-tiny.yaml").override(**{"degradation.blur": 1})
+
+
+def test_resume_by_run_id_finds_the_latest_checkpoint(tmp_path, mlflow_store):
+    from mlflow import MlflowClient
+
+    from pixelplexus.training.trainer import resolve_resume
+
+    client = MlflowClient(mlflow_store)
+    run_id = client.create_run(client.get_experiment_by_name("tests").experiment_id).info.run_id
+    assert resolve_resume(None, mlflow_store) == (None, None)
+    with pytest.raises(ValueError, match="no checkpoints"):
+        resolve_resume(run_id, mlflow_store)
+    for step in (4, 12, 8):
+        folder = tmp_path / f"step-{step:07d}"
+        folder.mkdir()
+        (folder / "state.pt").write_bytes(b"x")
+        client.log_artifacts(run_id, str(folder), f"checkpoints/{folder.name}")
+    assert resolve_resume(run_id, mlflow_store) == (f"runs:/{run_id}/checkpoints/step-0000012", run_id)
+    assert resolve_resume(str(tmp_path / "step-0000004"), mlflow_store) == (
+        str(tmp_path / "step-0000004"),
+        None,
+    )

@@ -123,6 +123,7 @@ class TrainConfig(_Strict):
     eval_images: int = Field(8, ge=1)  # validation images scored (and shown in the sample grid, up to 4)
     eval_size: int = Field(256, ge=16)  # validation images are centre-cropped to at most this edge
     shuffle_buffer: int = Field(64, ge=0)  # per-worker local shuffle (0 = file order)
+    cache_images: bool = False  # decode once into Ray's object store (small sets); else stream every epoch
 
 
 class TaskConfig(_Strict):

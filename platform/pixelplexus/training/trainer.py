@@ -116,6 +116,10 @@ def run_training(job: TrainJob) -> TrainResult:
         resume_from=resume_from,
         skipped=skipped,
     )
+    dataset = image_dataset(data, skipped, env=env)
+    if config.train.cache_images:  # a few hundred photos: decode once, not once per epoch
+        dataset.context.execution_options.preserve_order = True
+        dataset = dataset.materialize()
     resources = {"CPU": job.cpus_per_worker}
     if job.gpus_per_worker:
         resources["GPU"] = job.gpus_per_worker
@@ -133,7 +137,7 @@ def run_training(job: TrainJob) -> TrainResult:
             checkpoint_config=CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
             worker_runtime_env={"env_vars": env},
         ),
-        datasets={"train": image_dataset(data, skipped, env=env)},
+        datasets={"train": dataset},
         # Preserving order makes the split of the data between workers deterministic: exact resumes.
         dataset_config=DataConfig(
             execution_options=ExecutionOptions(preserve_order=True), enable_shard_locality=False
