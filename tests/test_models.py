@@ -1,0 +1,89 @@
+"""Model references: checked before work starts, with a reason when they cannot be used."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+import torch
+
+from pixelplexus.models import ModelReferenceError, bundled_models, default_reference, resolve_model
+from pixelplexus.tasks import get_task
+from pixelplexus.weights import save_generator
+
+
+@pytest.fixture
+def weights(tmp_path, tiny_config):
+    """task → a tiny weights file of that task."""
+    paths = {}
+    for name in ("enhance", "colorize"):
+        task = get_task(tiny_config(name))
+        generator = task.build_generator()
+        paths[name] = save_generator(
+            tmp_path / f"{name}.safetensors", generator, task.weights_info(generator)
+        )
+    return paths
+
+
+def test_a_weights_file_resolves_and_loads(weights):
+    model = resolve_model(weights["enhance"], "enhance", scale=2)
+    assert model.info.arch == "compact" and model.info.scale == 2
+    assert model.version == f"sha256:{model.digest}"
+    assert model.describe()["reference"] == str(weights["enhance"])
+    generator = model.load()
+    assert not generator.training and generator(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("reference", "task", "scale", "message"),
+    [
+        ("enhance", "colorize", None, "holds a 'enhance' model"),
+        ("enhance", "enhance", 4, "is a ×2 model; ×4 was asked for"),
+        ("missing.safetensors", "enhance", None, "neither a weights file nor a bundled name"),
+        ("https://example.com/w.safetensors", "enhance", None, "nothing is downloaded from the web"),
+    ],
+)
+def test_bad_references_say_why(weights, reference, task, scale, message):
+    ref = str(weights[reference]) if reference in weights else reference
+    with pytest.raises(ModelReferenceError, match=message):
+        resolve_model(ref, task, scale=scale)
+
+
+def test_a_file_that_is_not_weights_is_refused(tmp_path):
+    path = tmp_path / "notes.safetensors"
+    path.write_bytes(b"hello")
+    with pytest.raises(ModelReferenceError, match="not a readable safetensors file"):
+        resolve_model(path, "enhance")
+
+
+def test_no_default_without_bundled_weights():
+    if bundled_models():
+        pytest.skip("bundled weights are installed")
+    with pytest.raises(ModelReferenceError, match="no bundled weights named 'enhance-x4'"):
+        default_reference("enhance")
+
+
+def test_s3_references_name_the_missing_bucket_or_object(s3_bucket, weights):
+    boto3.client("s3").upload_file(str(weights["colorize"]), s3_bucket, "m/colorize.safetensors")
+    assert resolve_model(f"s3://{s3_bucket}/m/colorize.safetensors", "colorize").info.task == "colorize"
+    with pytest.raises(ModelReferenceError, match="no such object"):
+        resolve_model(f"s3://{s3_bucket}/m/none.safetensors", "colorize")
+    with pytest.raises(ModelReferenceError, match="bucket 'no-such-bucket-pp' does not exist"):
+        resolve_model("s3://no-such-bucket-pp/m.safetensors", "colorize")
+
+
+def test_mlflow_registered_versions_and_aliases(mlflow_store, weights):
+    from mlflow import MlflowClient
+
+    from pixelplexus.training.tracking import register_model
+
+    client = MlflowClient(mlflow_store)
+    run_id = client.create_run(client.get_experiment_by_name("tests").experiment_id).info.run_id
+    version = register_model(mlflow_store, run_id, "enhance", weights["enhance"], {"val_psnr_y": 30.0})
+    client.set_registered_model_alias("pixelplexus-enhance", "champion", version)
+    by_number = resolve_model(f"models:/pixelplexus-enhance/{version}", "enhance")
+    by_alias = resolve_model("models:/pixelplexus-enhance@champion", "enhance")
+    assert by_number.version == by_alias.version == version
+    assert by_number.data == weights["enhance"].read_bytes()
+    assert client.get_model_version("pixelplexus-enhance", version).tags["val_psnr_y"] == "30.0"
+    with pytest.raises(ModelReferenceError, match="not found in the MLflow tracking server"):
+        resolve_model("models:/pixelplexus-enhance/99", "enhance")
