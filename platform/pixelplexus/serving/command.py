@@ -1,9 +1,88 @@
-"""Command-line wiring (work in progress)."""
+"""``pixelplexus serve``: run the Serve application locally until interrupted."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
+import time
+
+LOCAL_CPUS = 4  # logical CPUs of the local Ray instance, at least
+
+
+def _model_override(text: str) -> tuple[str, str]:
+    from pixelplexus.config import TASK_NAMES
+
+    task, sep, reference = text.partition("=")
+    if not sep or task not in TASK_NAMES or not reference:
+        raise argparse.ArgumentTypeError(
+            f"expected TASK=REF with TASK one of {', '.join(TASK_NAMES)}, e.g. enhance=weights.safetensors; "
+            f"got {text!r}"
+        )
+    return task, reference
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from pixelplexus.models import ModelReferenceError
+    from pixelplexus.serving.deploy import check_models, deploy, load_config, with_http, with_models
+
+    try:
+        config = load_config(args.config)
+    except (OSError, ValueError) as exc:
+        print(f"pixelplexus serve: cannot use --config {args.config}: {exc}", file=sys.stderr)
+        return 2
+    config = with_models(with_http(config, host=args.host, port=args.port), dict(args.model))
+    try:
+        models = check_models(config)  # before Ray starts: a bad reference is one clear message
+    except ModelReferenceError as exc:
+        print(f"pixelplexus serve: {exc}\ngive each task a model with --model TASK=REF", file=sys.stderr)
+        return 2
+
+    import ray
+    from ray import serve
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop like Ctrl-C: shut Serve down below
+    # A Ray instance of its own. One replica of each deployment asks for 3.5 logical CPUs; logical CPUs only
+    # schedule (the replicas share the cores), so a small machine still runs the whole application.
+    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, LOCAL_CPUS), include_dashboard=False)
+    try:
+        deploy(config)
+        for task, model in models.items():
+            print(f"{task:9s} {model.reference} (version {model.version})")
+        print(f"serving on http://{args.host}:{args.port} (API docs at /docs); Ctrl-C stops", flush=True)
+        while True:
+            time.sleep(3600)
+    except RuntimeError as exc:  # the application did not start; Serve's reason
+        print(f"pixelplexus serve: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return 0
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register this package's subcommands on the ``pixelplexus`` parser."""
+    """Register ``serve`` on the ``pixelplexus`` parser."""
+    serve = sub.add_parser(
+        "serve",
+        help="run the HTTP service (Ray Serve) locally until interrupted",
+        description="Deploy the Serve application (enhance, colorize, generate over HTTP) on a local Ray "
+        "instance and block until interrupted. Without --config the embedded defaults and the bundled "
+        "models are used.",
+    )
+    serve.add_argument("--config", help="a Ray Serve config file, e.g. serve/config.yaml")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    serve.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        type=_model_override,
+        metavar="TASK=REF",
+        help="serve this model for a task (a weights file, s3:// or MLflow models:/ URI, bundled name); "
+        "repeatable",
+    )
+    serve.set_defaults(func=_cmd_serve)

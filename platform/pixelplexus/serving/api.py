@@ -1,0 +1,345 @@
+"""The HTTP API: FastAPI routes in front of the three model deployments.
+
+Thin by design. A route checks its parameters with the task (:meth:`Task.parse_options`), reads the upload
+within the byte limit, decodes it with the pixel limit (:func:`decode_image` checks the header before it
+decodes any pixels), awaits the task's model deployment and encodes the result. Decoding and encoding run
+in worker threads, off the event loop.
+
+Every error is JSON ``{"error": code, "detail": what to do, "request_id": id}`` with the request id that
+Ray Serve's proxy also returns in the ``X-Request-ID`` header:
+
+======  ===========================  ========================================================================
+status  error                        when
+======  ===========================  ========================================================================
+400     ``bad_request``              a malformed multipart body
+401     ``unauthorized``             ``PIXELPLEXUS_API_KEY`` is set and the bearer token is missing or wrong
+404     ``not_found``                no such route (405 ``method_not_allowed``: wrong method)
+413     ``payload_too_large``        the upload has more bytes than ``max_upload_bytes``
+413     ``image_too_large``          the image header claims more pixels than ``max_pixels``
+415     ``unsupported_media_type``   not an image, or a pixel format that cannot be decoded
+422     ``invalid_image``            an image file that is empty, truncated or corrupt
+422     ``invalid_upload``           a multipart body without the field ``file``
+422     ``invalid_parameters``       a bad parameter (``scale=7``, ``n=1000``, ``truncation=-1``, ...)
+500     ``internal_error``           a bug; the service keeps answering
+======  ===========================  ========================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import math
+import secrets
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from pixelplexus import __version__
+from pixelplexus.imageio import (
+    ImageDecodeError,
+    ImageRecord,
+    ImageTooLargeError,
+    decode_image,
+    encode_image,
+)
+from pixelplexus.tasks import TASKS, InferenceOptions, OptionsError, Task, get_task
+from pixelplexus.visual import image_grid
+
+API_KEY_ENV = "PIXELPLEXUS_API_KEY"
+MAX_IMAGES = 16  # images per /v1/generate request
+MAX_SEED = 2**32 - 1
+_FORM_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around the file
+_MEDIA_TYPES = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+    "BMP": "image/bmp",
+}
+_FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
+_UNSUPPORTED_REASONS = ("not a recognised image format", "unsupported pixel format")
+_IMAGE_BODY = {  # the upload, for /docs: a multipart field "file" or the raw bytes
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+class Limits(BaseModel):
+    """What one request may upload (the application's ``args`` in the Serve config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_upload_bytes: int = Field(32 * 2**20, ge=1, description="bytes per upload")
+    max_pixels: int = Field(4 * 2**20, ge=1, description="width × height of an uploaded image")
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": code, "detail": detail, "request_id": …}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, detail: str):
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+
+
+class GenerateRequest(BaseModel):
+    """The JSON body of ``POST /v1/generate``; every field is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(1, ge=1, le=MAX_IMAGES, description="number of images")
+    seed: Seed | None = Field(None, description="seed of the first image; the others use seed+1, seed+2, …")
+    seeds: list[Seed] | None = Field(
+        None, min_length=1, max_length=MAX_IMAGES, description="one seed per image (instead of seed and n)"
+    )
+    truncation: float | None = Field(
+        None, description="truncation trick: resample latents beyond ±truncation"
+    )
+    grid: bool = Field(False, description="several images as one grid PNG instead of JSON")
+
+    @model_validator(mode="after")
+    def _one_way_to_seed(self) -> GenerateRequest:
+        if self.seeds is not None and self.seed is not None:
+            raise ValueError("give seed (with n) or seeds, not both")
+        if self.seeds is not None and "n" in self.model_fields_set and self.n != len(self.seeds):
+            raise ValueError(f"n={self.n} but {len(self.seeds)} seeds were given; leave n out")
+        return self
+
+    def seed_list(self) -> list[int]:
+        """The seeds asked for, or ``n`` consecutive ones from a random first seed."""
+        if self.seeds is not None:
+            return list(self.seeds)
+        first = self.seed if self.seed is not None else secrets.randbelow(MAX_SEED - MAX_IMAGES)
+        return [first + i for i in range(self.n)]
+
+
+def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None = None) -> FastAPI:
+    """The FastAPI app over ``models``: task name → its deployment's handle.
+
+    A handle is called as ``await handle.remote(item, options, scale)`` and ``await
+    handle.describe.remote()`` (:class:`~pixelplexus.serving.model.ModelDeployment`).
+    """
+    tasks: dict[str, Task] = {name: get_task(name) for name in TASKS}
+    app = FastAPI(
+        title="PixelPlexus",
+        version=__version__,
+        description="Enhance (super-resolution), colorize and generate images.",
+    )
+
+    # ------------------------------------------------------------------------------------------ errors
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(request, exc.status, exc.code, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        return error_response(request, 422, "invalid_parameters", detail)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        return error_response(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        cause = getattr(exc, "cause", None) or exc  # a replica's exception arrives wrapped by Ray
+        detail = f"{type(cause).__name__}: {cause} (the service log has the traceback under this request id)"
+        return error_response(request, 500, "internal_error", detail)
+
+    if api_key:
+
+        @app.middleware("http")
+        async def _authenticate(request: Request, call_next):
+            path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
+            if path != "/healthz" and not authorized(request.headers.get("authorization"), api_key):
+                return error_response(
+                    request,
+                    401,
+                    "unauthorized",
+                    f"send the header 'Authorization: Bearer <key>' with the service's key ({API_KEY_ENV})",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            return await call_next(request)
+
+    # ------------------------------------------------------------------------------------------ steps
+    def parse_options(task: str, params: Mapping[str, Any]) -> InferenceOptions:
+        try:
+            return tasks[task].parse_options({k: v for k, v in params.items() if v is not None})
+        except OptionsError as exc:
+            raise ApiError(422, "invalid_parameters", str(exc)) from None
+
+    async def read_image(request: Request) -> ImageRecord:
+        data = await read_upload(request, limits.max_upload_bytes)
+        try:
+            return await run_in_threadpool(decode_image, data, max_pixels=limits.max_pixels)
+        except ImageDecodeError as exc:
+            raise decode_error(exc) from None
+
+    async def predict(
+        task: str, item: Any, options: InferenceOptions, scale: int | None = None
+    ) -> ImageRecord:
+        try:
+            return await models[task].remote(item, options, scale)
+        except OptionsError as exc:  # raised in the replica; Ray wraps it, ``cause`` is the original
+            raise ApiError(422, "invalid_parameters", str(getattr(exc, "cause", exc))) from None
+
+    async def image_response(record: ImageRecord, fmt: str | None) -> Response:
+        fmt = fmt or (record.format if record.format in _MEDIA_TYPES else "PNG")
+        body = await run_in_threadpool(encode_image, record, fmt)
+        return Response(body, media_type=_MEDIA_TYPES[fmt])
+
+    # ------------------------------------------------------------------------------------------ routes
+    @app.post("/v1/enhance", openapi_extra=_IMAGE_BODY, response_class=Response)
+    async def enhance(
+        request: Request,
+        scale: Annotated[
+            int | None, Query(ge=2, le=4, description="upscale factor; must be the loaded model's")
+        ] = None,
+        format: Annotated[str | None, Query(description="png, jpeg, webp, tiff or bmp")] = None,
+        tile: Annotated[int | None, Query(description="tile edge in input pixels, for large images")] = None,
+        tile_overlap: Annotated[
+            int | None, Query(description="overlap of tiles (tile ≥ 2 × overlap)")
+        ] = None,
+    ) -> Response:
+        """Super-resolve an image (multipart field ``file`` or the raw body); returns the image."""
+        fmt = output_format(format)
+        options = parse_options("enhance", {"tile": tile, "tile_overlap": tile_overlap})
+        record = await read_image(request)
+        return await image_response(await predict("enhance", record, options, scale), fmt)
+
+    @app.post("/v1/colorize", openapi_extra=_IMAGE_BODY, response_class=Response)
+    async def colorize(
+        request: Request,
+        render_size: Annotated[int | None, Query(description="longer side the network sees")] = None,
+        strength: Annotated[float | None, Query(description="0 (gray) to 1 (full colour)")] = None,
+        format: Annotated[str | None, Query(description="png, jpeg, webp, tiff or bmp")] = None,
+    ) -> Response:
+        """Colorize a (gray) image, keeping its own lightness; returns the image."""
+        fmt = output_format(format)
+        options = parse_options("colorize", {"render_size": render_size, "strength": strength})
+        record = await read_image(request)
+        return await image_response(await predict("colorize", record, options), fmt)
+
+    @app.post("/v1/generate", response_class=Response)
+    async def generate(spec: Annotated[GenerateRequest | None, Body()] = None) -> Response:
+        """New images from seeds: one image → PNG; several → JSON with base64 PNGs, or one grid PNG."""
+        spec = spec or GenerateRequest()
+        options = parse_options("generate", {"truncation": spec.truncation})
+        seeds = spec.seed_list()
+        records = await asyncio.gather(*(predict("generate", seed, options) for seed in seeds))
+        headers = {"X-Seeds": ",".join(map(str, seeds))}
+        if len(records) == 1 or spec.grid:
+            record = records[0] if len(records) == 1 else grid_record(records)
+            body = await run_in_threadpool(encode_image, record, "PNG")
+            return Response(body, media_type="image/png", headers=headers)
+        pngs = await run_in_threadpool(lambda: [encode_image(r, "PNG") for r in records])
+        images = [{"seed": s, "png": base64.b64encode(png).decode()} for s, png in zip(seeds, pngs)]
+        return JSONResponse({"images": images}, headers=headers)
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, list[dict[str, Any]]]:
+        """What each model deployment serves: task, reference, version, device, …"""
+        return {"models": list(await asyncio.gather(*(h.describe.remote() for h in models.values())))}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness; needs no key."""
+        return {"status": "ok"}
+
+    return app
+
+
+def error_response(
+    request: Request, status: int, code: str, detail: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The JSON error body every route answers with."""
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    return JSONResponse(
+        {"error": code, "detail": detail, "request_id": request_id}, status_code=status, headers=headers
+    )
+
+
+def authorized(header: str | None, api_key: str) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <api_key>`` (compared in constant time)."""
+    scheme, _, token = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), api_key.encode())
+
+
+def output_format(requested: str | None) -> str | None:
+    """The encoder's name for a ``format`` parameter (None: the upload's own format)."""
+    if requested is None:
+        return None
+    name = requested.strip().lstrip(".").upper()
+    name = _FORMAT_ALIASES.get(name, name)
+    if name not in _MEDIA_TYPES:
+        raise ApiError(
+            422, "invalid_parameters", f"format={requested!r}: use one of png, jpeg, webp, tiff, bmp"
+        )
+    return name
+
+
+async def read_upload(request: Request, limit: int) -> bytes:
+    """The uploaded file: the multipart field ``file`` or the raw body, at most ``limit`` bytes."""
+    too_large = ApiError(413, "payload_too_large", f"uploads are limited to {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + _FORM_OVERHEAD:
+        raise too_large
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        async with request.form(max_files=1, max_fields=4) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise ApiError(
+                    422, "invalid_upload", "send the image as the multipart field 'file', or as the raw body"
+                )
+            data = await upload.read(limit + 1)
+    else:
+        buffer = bytearray()
+        async for chunk in request.stream():
+            buffer += chunk
+            if len(buffer) > limit:
+                raise too_large
+        data = bytes(buffer)
+    if len(data) > limit:
+        raise too_large
+    return data
+
+
+def decode_error(exc: ImageDecodeError) -> ApiError:
+    """413 for too many pixels, 415 for what is not a decodable image, 422 for a broken one."""
+    if isinstance(exc, ImageTooLargeError):
+        return ApiError(413, "image_too_large", str(exc))
+    if exc.reason.startswith(_UNSUPPORTED_REASONS):
+        return ApiError(415, "unsupported_media_type", str(exc))
+    return ApiError(422, "invalid_image", str(exc))
+
+
+def grid_record(records: list[ImageRecord]) -> ImageRecord:
+    """Images laid out in a near-square grid, as one record."""
+    columns = math.ceil(math.sqrt(len(records)))
+    rows = [[r.pixels for r in records[i : i + columns]] for i in range(0, len(records), columns)]
+    return ImageRecord(pixels=image_grid(rows), format="PNG")

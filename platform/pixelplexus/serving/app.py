@@ -1,0 +1,49 @@
+"""The Serve application: an HTTP ingress and one model deployment per task, wired by handles.
+
+``serve/config.yaml`` names :func:`build` as its ``import_path`` (``pixelplexus.serving.app:build``) and
+passes :class:`~pixelplexus.serving.api.Limits` as ``args``; its ``deployments`` section overrides the
+defaults set here (replicas, autoscaling, GPUs, and each model's ``user_config``). Deployment names:
+``ingress``, ``enhance``, ``colorize``, ``generate``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+
+from pixelplexus.serving.api import API_KEY_ENV, Limits, build_api
+from pixelplexus.serving.model import ModelDeployment
+from pixelplexus.tasks import TASKS
+
+APP_NAME = "pixelplexus"
+INGRESS = "ingress"
+
+
+@serve.deployment(
+    name=INGRESS,
+    max_ongoing_requests=64,
+    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16},
+    ray_actor_options={"num_cpus": 0.5},
+)
+@serve.ingress()
+class Ingress:
+    """The FastAPI app (:func:`build_api`), built on the replica with its handles, limits and API key."""
+
+    def __init__(self, models: dict[str, DeploymentHandle], limits: dict[str, Any]):
+        self.models = models
+        self.limits = Limits.model_validate(limits)
+        self.api_key = os.environ.get(API_KEY_ENV) or None  # the edge reads the environment, once
+
+    def __serve_build_asgi_app__(self):
+        return build_api(self.models, self.limits, api_key=self.api_key)
+
+
+def build(args: dict[str, Any]) -> Application:
+    """The application; ``args`` are the upload :class:`Limits` (all optional)."""
+    limits = Limits.model_validate(args or {})
+    models = {task: ModelDeployment.options(name=task).bind(task) for task in TASKS}
+    return Ingress.bind(models, limits.model_dump())

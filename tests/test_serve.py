@@ -1,0 +1,373 @@
+"""The Serve application over real HTTP on loopback: serve/config.yaml deployed on the session's Ray
+cluster with tiny models, driven the way a client drives it."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import functools
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from conftest import TINY
+from corpus import bad_images, good_images
+from corpus import test_pattern as pattern
+from pixelplexus.imageio import ImageRecord, decode_image, encode_image
+from pixelplexus.models import resolve_model
+from pixelplexus.serving.api import API_KEY_ENV
+from pixelplexus.serving.deploy import (
+    application,
+    deploy,
+    deployment,
+    load_config,
+    with_http,
+    with_models,
+    with_user_config,
+)
+from pixelplexus.tasks import get_task
+from pixelplexus.weights import save_generator
+
+pytestmark = pytest.mark.slow
+
+CONFIG = Path(__file__).resolve().parents[1] / "serve" / "config.yaml"
+MAX_UPLOAD_BYTES = 256 * 1024
+MAX_PIXELS = 400 * 400
+
+
+@dataclass
+class Service:
+    url: str
+    config: dict[str, Any]  # as deployed
+    weights: dict[str, str]  # "enhance", "enhance-x4", "colorize", "generate" → weights file
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return requests.post(self.url + path, timeout=60, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(self.url + path, timeout=60, **kwargs)
+
+    def models(self) -> dict[str, dict[str, Any]]:
+        response = self.get("/v1/models")
+        assert response.status_code == 200, response.text
+        return {model["task"]: model for model in response.json()["models"]}
+
+
+def _tiny_weights(folder: Path) -> dict[str, str]:
+    configs = {name: copy.deepcopy(TINY[name]) for name in ("enhance", "colorize", "generate")}
+    configs["enhance-x4"] = copy.deepcopy(TINY["enhance"])
+    configs["enhance-x4"]["generator"]["args"]["upscale"] = 4
+    weights = {}
+    for name, config in configs.items():
+        task = get_task(config)
+        generator = task.build_generator()
+        weights[name] = str(
+            save_generator(folder / f"{name}.safetensors", generator, task.weights_info(generator))
+        )
+    return weights
+
+
+def _small(config: dict[str, Any]) -> dict[str, Any]:
+    """serve/config.yaml scaled to a 2-core test machine: one replica each, low limits."""
+    app = application(config)
+    app["args"] = {"max_upload_bytes": MAX_UPLOAD_BYTES, "max_pixels": MAX_PIXELS}
+    for entry in app["deployments"]:
+        entry["autoscaling_config"].update(min_replicas=1, max_replicas=1)
+        entry["ray_actor_options"]["num_cpus"] = 0.25
+    return config
+
+
+@pytest.fixture(scope="module")
+def service(ray_cluster, free_port, tmp_path_factory):
+    from ray import serve
+
+    weights = _tiny_weights(tmp_path_factory.mktemp("serve-weights"))
+    port = free_port()
+    models = {task: weights[task] for task in ("enhance", "colorize", "generate")}
+    config = _small(with_models(with_http(load_config(CONFIG), host="127.0.0.1", port=port), models))
+    try:
+        deploy(config)
+        yield Service(f"http://127.0.0.1:{port}", config, weights)
+    finally:
+        serve.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+_good_images = functools.cache(good_images)
+_bad_images = functools.cache(bad_images)
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    return encode_image(ImageRecord(pixels=pixels), "PNG")
+
+
+def _expected(weights: str, task: str, item: Any, options: dict[str, Any] | None = None) -> ImageRecord:
+    """The same model run in this process: what the service must answer."""
+    return get_task(task).predict(resolve_model(weights, task).load(), [item], options)[0]
+
+
+def _assert_close(got: ImageRecord, want: ImageRecord) -> None:
+    assert got.pixels.shape == want.pixels.shape and got.pixels.dtype == want.pixels.dtype
+    difference = np.abs(got.pixels.astype(np.int64) - want.pixels.astype(np.int64))
+    assert difference.max() <= 1  # batched and single forward passes may round differently
+
+
+def _assert_error(response: requests.Response, status: int, error: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "detail", "request_id"} and body["detail"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    if error is not None:
+        assert body["error"] == error, body
+    return body
+
+
+# ------------------------------------------------------------------------------------------------ endpoints
+@pytest.mark.parametrize("name", ["png_rgb", "png_rgba", "png_gray", "jpeg_rgb", "png_rgb16", "webp_rgba"])
+def test_enhance_answers_the_model_output_in_the_uploads_format(service, name):
+    image = _good_images(size=(37, 23))[name]
+    response = service.post("/v1/enhance", files={"file": (f"x{image.extension}", image.data)})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == f"image/{image.format.lower()}"
+    got = decode_image(response.content)
+    want = _expected(service.weights["enhance"], "enhance", decode_image(image.data))
+    assert (got.width, got.height) == (74, 46)
+    assert got.is_gray == (name == "png_gray") and got.bit_depth == (16 if name == "png_rgb16" else 8)
+    assert (got.alpha is not None) == name.endswith("rgba")
+    if image.format == "PNG":  # lossless: the service's pixels are the model's
+        _assert_close(got, want)
+
+
+def test_enhance_raw_body_format_tile_and_scale(service):
+    data = _png(pattern(40, 52, seed=3))
+    raw = service.post("/v1/enhance?format=jpeg", data=data, headers={"Content-Type": "image/png"})
+    assert raw.status_code == 200 and raw.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(raw.content)).size == (104, 80)
+
+    tiled = service.post("/v1/enhance?tile=16&tile_overlap=4&scale=2", data=data)
+    assert tiled.status_code == 200, tiled.text
+    want = _expected(
+        service.weights["enhance"], "enhance", decode_image(data), {"tile": 16, "tile_overlap": 4}
+    )
+    _assert_close(decode_image(tiled.content), want)
+
+    wrong_scale = _assert_error(service.post("/v1/enhance?scale=4", data=data), 422, "invalid_parameters")
+    assert "scale=4 is not available" in wrong_scale["detail"] and "×2" in wrong_scale["detail"]
+
+
+@pytest.mark.parametrize("name", ["png_gray", "jpeg_gray", "png_rgba", "png_gray16"])
+def test_colorize_returns_colour_at_the_uploads_size(service, name):
+    image = _good_images(size=(45, 30))[name]
+    source = decode_image(image.data)
+    response = service.post("/v1/colorize?render_size=32", data=image.data)
+    assert response.status_code == 200, response.text
+    got = decode_image(response.content)
+    assert (got.width, got.height, got.channels) == (45, 30, 3)
+    assert (got.alpha is not None) == (source.alpha is not None)
+    if image.format == "PNG":
+        _assert_close(got, _expected(service.weights["colorize"], "colorize", source, {"render_size": 32}))
+
+
+def test_colorize_strength_zero_adds_no_colour(service):
+    gray = _png(pattern(32, 32, seed=5)[..., :1])
+    got = decode_image(service.post("/v1/colorize?strength=0", data=gray).content).pixels.astype(int)
+    assert np.abs(got - got[..., :1]).max() <= 2  # R = G = B up to rounding
+
+
+def test_generate_one_many_and_grid(service):
+    weights = service.weights["generate"]
+    one = service.post("/v1/generate", json={"seed": 7})
+    assert one.status_code == 200 and one.headers["content-type"] == "image/png"
+    assert one.headers["X-Seeds"] == "7"
+    _assert_close(decode_image(one.content), _expected(weights, "generate", 7))
+    assert service.post("/v1/generate", json={"seed": 7}).content == one.content  # a seed is an image
+
+    many = service.post("/v1/generate", json={"n": 3, "seed": 7, "truncation": 1.5})
+    assert many.status_code == 200 and many.headers["content-type"] == "application/json"
+    images = many.json()["images"]
+    assert [image["seed"] for image in images] == [7, 8, 9]
+    for image in images:
+        want = _expected(weights, "generate", image["seed"], {"truncation": 1.5})
+        _assert_close(decode_image(base64.b64decode(image["png"])), want)
+
+    seeds = service.post("/v1/generate", json={"seeds": [3, 1, 4, 1, 5], "grid": True})
+    assert seeds.status_code == 200 and seeds.headers["X-Seeds"] == "3,1,4,1,5"
+    grid = decode_image(seeds.content)
+    assert grid.width > 2 * 16 and grid.height > 2 * 16  # 3 × 2 cells of 16 × 16 with padding
+
+    random = service.post("/v1/generate")  # no body: one image from a random seed
+    assert random.status_code == 200 and random.headers["X-Seeds"].isdigit()
+
+
+def test_models_health_and_docs(service):
+    models = service.models()
+    assert set(models) == {"enhance", "colorize", "generate"}
+    for task, model in models.items():
+        assert model["reference"] == service.weights[task]
+        assert model["version"] == resolve_model(service.weights[task], task).version
+        assert model["device"] == "cpu"
+    assert models["enhance"]["scale"] == 2
+    assert service.get("/healthz").json() == {"status": "ok"}
+    docs = service.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert {"/v1/enhance", "/v1/colorize", "/v1/generate", "/v1/models"} <= set(
+        service.get("/openapi.json").json()["paths"]
+    )
+
+
+# ------------------------------------------------------------------------------------------------ errors
+NOT_IMAGES = {"text_named_jpg", "random_bytes", "float_tiff", "negative_int32_tiff"}
+
+
+@pytest.mark.parametrize("name", sorted(_bad_images()))
+def test_bad_images_are_refused_politely(service, name):
+    bad = _bad_images()[name]
+    if bad.too_large:
+        status, error = 413, "image_too_large"
+    elif name in NOT_IMAGES:
+        status, error = 415, "unsupported_media_type"
+    else:  # empty, truncated, corrupt
+        status, error = 422, "invalid_image"
+    _assert_error(service.post("/v1/colorize", data=bad.data), status, error)
+
+
+def test_size_limits(service):
+    too_many_bytes = np.random.default_rng(0).bytes(MAX_UPLOAD_BYTES + 1)
+    _assert_error(service.post("/v1/enhance", data=too_many_bytes), 413, "payload_too_large")
+    _assert_error(
+        service.post("/v1/enhance", files={"file": ("big.png", too_many_bytes)}), 413, "payload_too_large"
+    )
+    body = _assert_error(service.post("/v1/enhance", data=_png(pattern(401, 400))), 413, "image_too_large")
+    assert "400×401 pixels" in body["detail"] and f"max_pixels={MAX_PIXELS}" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs"),
+    [
+        ("/v1/enhance?scale=7", {}),
+        ("/v1/enhance?scale=two", {}),
+        ("/v1/enhance?tile=3", {}),
+        ("/v1/enhance?tile=32", {}),  # smaller than twice the default overlap
+        ("/v1/enhance?format=gif", {}),
+        ("/v1/colorize?render_size=5", {}),
+        ("/v1/colorize?strength=2", {}),
+        ("/v1/generate", {"json": {"n": 1000}}),
+        ("/v1/generate", {"json": {"truncation": -1}}),
+        ("/v1/generate", {"json": {"seed": 1, "seeds": [1, 2]}}),
+        ("/v1/generate", {"json": {"n": 2, "seeds": [1, 2, 3]}}),
+        ("/v1/generate", {"json": {"seed": -4}}),
+        ("/v1/generate", {"json": {"colour": "red"}}),
+        ("/v1/generate", {"data": b"{not json", "headers": {"Content-Type": "application/json"}}),
+    ],
+)
+def test_bad_parameters_are_422(service, path, kwargs):
+    kwargs = kwargs or {"data": _png(pattern(20, 20))}
+    _assert_error(service.post(path, **kwargs), 422, "invalid_parameters")
+
+
+def test_other_errors_and_the_service_keeps_answering(service):
+    _assert_error(service.get("/v1/nothing"), 404, "not_found")
+    _assert_error(service.get("/v1/enhance"), 405)
+    no_file = service.post("/v1/enhance", files={"image": ("x.png", _png(pattern(8, 8)))})
+    _assert_error(no_file, 422, "invalid_upload")
+    assert service.post("/v1/enhance", data=_png(pattern(20, 20))).status_code == 200
+
+
+# ------------------------------------------------------------------------------------------------ load
+def test_200_requests_from_16_threads_are_all_answered_correctly(service):
+    inputs = [  # mixed sizes and options, so batches mix them
+        ("/v1/enhance", _png(pattern(24, 24, seed=1)), "enhance", {}),
+        ("/v1/enhance", _png(pattern(17, 31, seed=2)), "enhance", {}),
+        (
+            "/v1/enhance?tile=16&tile_overlap=4",
+            _png(pattern(30, 20, seed=3)),
+            "enhance",
+            {"tile": 16, "tile_overlap": 4},
+        ),
+        ("/v1/colorize", _png(pattern(24, 24, seed=4)[..., :1]), "colorize", {}),
+        ("/v1/colorize?strength=0.5", _png(pattern(20, 28, seed=5)), "colorize", {"strength": 0.5}),
+    ]
+    expected = [
+        _expected(service.weights[task], task, decode_image(data), opts) for _, data, task, opts in inputs
+    ]
+
+    def call(i: int) -> tuple[int, int, bytes]:
+        path, data, _, _ = inputs[i % len(inputs)]
+        response = service.post(path, data=data)
+        return i, response.status_code, response.content
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(call, range(200)))
+    assert [status for _, status, _ in results] == [200] * 200
+    for i, _, content in results:
+        _assert_close(decode_image(content), expected[i % len(inputs)])
+
+
+def test_model_hot_swap_under_load_drops_nothing(service):
+    data = _png(pattern(24, 24, seed=9))
+    before = service.models()["enhance"]
+    sizes: list[tuple[int, int]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            response = service.post("/v1/enhance", data=data)
+            if response.status_code != 200:
+                failures.append(response.text)
+            else:
+                sizes.append(Image.open(io.BytesIO(response.content)).size)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        deploy(with_user_config(service.config, "enhance", model=service.weights["enhance-x4"]))
+        after = service.models()["enhance"]
+        time.sleep(1.0)
+        deploy(service.config)  # and back, still under load
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not failures
+    assert set(sizes) == {(48, 48), (96, 96)} and sizes[-1] == (48, 48)
+    assert before["reference"] == service.weights["enhance"] and before["scale"] == 2
+    assert after["reference"] == service.weights["enhance-x4"] and after["scale"] == 4
+    assert after["version"] != before["version"]
+    assert service.models()["enhance"]["version"] == before["version"]
+
+
+# ------------------------------------------------------------------------------------------------ auth
+def test_api_key_guards_every_route_but_healthz(service):
+    key = "s3cret-key"
+    with_key = copy.deepcopy(service.config)
+    deployment(with_key, "ingress")["ray_actor_options"]["runtime_env"] = {"env_vars": {API_KEY_ENV: key}}
+    deploy(with_key)
+    try:
+        data = _png(pattern(16, 16))
+        calls = {
+            "enhance": lambda headers: service.post("/v1/enhance", data=data, headers=headers),
+            "models": lambda headers: service.get("/v1/models", headers=headers),
+            "docs": lambda headers: service.get("/docs", headers=headers),
+        }
+        for call in calls.values():
+            _assert_error(call({}), 401, "unauthorized")
+            _assert_error(call({"Authorization": "Bearer not-the-key"}), 401, "unauthorized")
+            _assert_error(call({"Authorization": key}), 401, "unauthorized")  # no scheme
+            assert call({"Authorization": f"Bearer {key}"}).status_code == 200
+        assert service.get("/healthz").status_code == 200
+    finally:
+        deploy(service.config)
+    assert service.get("/v1/models").status_code == 200  # off again
