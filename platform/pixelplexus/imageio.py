@@ -88,7 +88,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-import secrets
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +96,8 @@ import imagecodecs
 import numpy as np
 import tifffile
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+from pixelplexus.storage import write_atomic
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -745,20 +746,9 @@ def write_image(
     The folder must exist.
     """
     path = os.fspath(path)
-    data = encode_image(record, format if format is not None else format_for_path(path), quality=quality)
-    folder, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    write_atomic(
+        path, encode_image(record, format if format is not None else format_for_path(path), quality=quality)
+    )
 
 
 def format_for_path(path: str | os.PathLike[str]) -> str:

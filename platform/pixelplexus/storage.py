@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -69,6 +70,25 @@ def localize(uri: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] |
         f"({', '.join(s + ':/' for s in MLFLOW_SCHEMES)}); nothing is downloaded from the web — "
         "copy the file into one of those stores"
     )
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to the local file ``path`` atomically: a hidden temporary file in the same folder
+    (created with the usual permissions), flushed to disk, then renamed over ``path``. Readers see the old
+    file or the new one, never a part. The folder must exist."""
+    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
+    temporary = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 def read_bytes(uri: str | os.PathLike[str], **kwargs) -> bytes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from torch import nn
 
 from pixelplexus import __version__
 from pixelplexus.archs import build_network
-from pixelplexus.storage import localize
+from pixelplexus.storage import localize, write_atomic
 
 FORMAT_VERSION = "1"
 _META_KEY = "pixelplexus"
@@ -83,15 +82,7 @@ def save_generator(path: str | Path, generator: nn.Module, info: WeightsInfo) ->
     """Write ``generator`` to ``path`` atomically (a temp file in the same folder, then a rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = generator_bytes(generator, info)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, generator_bytes(generator, info))
     return path
 
 

@@ -19,13 +19,12 @@ import functools
 import io
 import os
 import posixpath
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from pixelplexus.imageio import IMAGE_EXTENSIONS
-from pixelplexus.storage import scheme_of, split_s3
+from pixelplexus.storage import scheme_of, split_s3, write_atomic
 
 LIST_EXTENSIONS = (".txt", ".lst", ".csv", ".parquet")
 LIST_COLUMNS = ("key", "path", "uri", "input")  # tried in this order when a table has several columns
@@ -171,19 +170,8 @@ def write_uri(uri: str, data: bytes, settings: S3Settings) -> None:
         bucket, key = split_s3(uri)
         settings.client().put_object(Bucket=bucket, Key=key, Body=data)
         return
-    folder, name = os.path.split(uri)
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
-    try:
-        with open(temporary, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, uri)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    os.makedirs(os.path.dirname(uri), exist_ok=True)
+    write_atomic(uri, data)
 
 
 # ------------------------------------------------------------------------------------------------ inputs

@@ -176,7 +176,8 @@ class Reporter:
     def started(self, step: int, device: torch.device, amp: Amp) -> None:
         what = f"resuming at step {step}" if step else "starting"
         _say(
-            f"[{self.task.name}] {what}: {self.world} worker(s) on {device.type}, {amp.name}, "
+            f"[{self.task.name}] {what}: {self.world} worker(s) on {device.type} "
+            f"({torch.get_num_threads()} torch threads each), {amp.name}, "
             f"{self.train.max_steps} steps, batch {self.task.config.batch_size} per worker"
         )
         self.start_step = step
