@@ -361,3 +361,19 @@ def _submit(client, entrypoint: str) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
+
+
+def test_too_few_images_fail_before_training_with_exit_2(tmp_path, mlflow_store, ray_cluster, capsys):
+    from pixelplexus.cli import main as cli_main
+
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(pattern(40, 40, seed=i)).save(folder / f"{i}.png")
+    argv = ["train", "enhance", "--data", str(folder), "--config", str(CONFIGS / "enhance-tiny.yaml")]
+    argv += ["--workers", "2", "--tracking-uri", mlflow_store, "--experiment", "tests"]
+    assert cli_main([*argv, "--storage", str(tmp_path / "ray")]) == 2
+    assert "3 usable image(s), but 2 worker(s) × batch size 4 need at least 8" in capsys.readouterr().err
+    client = MlflowClient(mlflow_store)
+    [run] = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert run.info.status == "FAILED"

@@ -95,7 +95,7 @@ def _resumed_config(args: argparse.Namespace) -> TaskConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixelplexus.training.trainer import TrainJob, run_training
+    from pixelplexus.training.trainer import TrainingDataError, TrainJob, run_training
 
     try:
         config = build_config(args)
@@ -115,7 +115,11 @@ def run(args: argparse.Namespace) -> int:
         storage=args.storage,
         max_failures=args.max_failures,
     )
-    result = run_training(job)
+    try:
+        result = run_training(job)
+    except TrainingDataError as exc:
+        print(f"pixelplexus train: {exc}", file=sys.stderr)
+        return 2
     print(f"model: {result.model_uri}\nrun:   {result.run_id}\nmetrics: {result.metrics}")
     return 0
 

@@ -56,6 +56,20 @@ def absolute(uri: str) -> str:
     return uri if scheme_of(uri) else str(Path(uri).expanduser().resolve())
 
 
+class TrainingDataError(ValueError):
+    """The training data cannot feed the run (no images, or fewer than one batch per worker)."""
+
+
+def check_enough_images(count: int, job: TrainJob) -> None:
+    """Fail before training starts (and before Ray would retry it) when the images cannot fill a batch."""
+    needed = job.workers * job.config.batch_size
+    if count < needed:
+        raise TrainingDataError(
+            f"{job.data}: {count} usable image(s), but {job.workers} worker(s) × batch size "
+            f"{job.config.batch_size} need at least {needed}; add images or lower batch_size / --workers"
+        )
+
+
 def resolve_resume(resume: str | None, tracking_uri: str) -> tuple[str | None, str | None]:
     """``--resume`` → (checkpoint folder URI, MLflow run id to continue logging into, if it was a run id)."""
     if resume is None:
@@ -82,13 +96,8 @@ def local_resources(job: TrainJob) -> dict[str, Any]:
 
 def run_training(job: TrainJob) -> TrainResult:
     import ray
-    import ray.train
-    from ray.data import ExecutionOptions
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
-    from pixelplexus.training.data import SkippedImages, image_dataset
-    from pixelplexus.training.loop import LoopSpec, train_worker
+    from pixelplexus.training.data import SkippedImages
 
     config = job.config
     task = config.task
@@ -107,44 +116,8 @@ def run_training(job: TrainJob) -> TrainResult:
     if not ray.is_initialized():
         ray.init(**local_resources(job))
     skipped = SkippedImages.remote()
-    env = forwarded_env()
-    loop = LoopSpec(
-        config=config.model_dump(mode="json"),
-        tracking_uri=uri,
-        run_id=run_id,
-        val_data=absolute(job.val_data) if job.val_data else data,
-        resume_from=resume_from,
-        skipped=skipped,
-    )
-    dataset = image_dataset(data, skipped, env=env)
-    if config.train.cache_images:  # a few hundred photos: decode once, not once per epoch
-        dataset.context.execution_options.preserve_order = True
-        dataset = dataset.materialize()
-    resources = {"CPU": job.cpus_per_worker}
-    if job.gpus_per_worker:
-        resources["GPU"] = job.gpus_per_worker
-    storage = job.storage or str(Path.cwd() / "ray_results")
-    trainer = TorchTrainer(
-        train_worker,
-        train_loop_config=vars(loop),
-        scaling_config=ScalingConfig(
-            num_workers=job.workers, use_gpu=job.gpus_per_worker > 0, resources_per_worker=resources
-        ),
-        run_config=RunConfig(
-            name=f"{task}-{run_id[:12]}-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=absolute(storage),
-            failure_config=FailureConfig(max_failures=job.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
-            worker_runtime_env={"env_vars": env},
-        ),
-        datasets={"train": dataset},
-        # Preserving order makes the split of the data between workers deterministic: exact resumes.
-        dataset_config=DataConfig(
-            execution_options=ExecutionOptions(preserve_order=True), enable_shard_locality=False
-        ),
-    )
     try:
-        result = trainer.fit()
+        result = build_trainer(job, run_id, uri, resume_from, skipped).fit()
         if result.checkpoint is None:
             raise RuntimeError("training finished without a checkpoint")
         skipped_images = ray.get(skipped.reasons.remote())
@@ -169,3 +142,50 @@ def run_training(job: TrainJob) -> TrainResult:
         flush=True,
     )
     return TrainResult(run_id, uri, model_uri, version, metrics, result.checkpoint.path, skipped_images)
+
+
+def build_trainer(job: TrainJob, run_id: str, uri: str, resume_from: str | None, skipped: Any):
+    """The ``TorchTrainer`` of a run: the image dataset, the worker loop's spec, resources and storage."""
+    from ray.data import ExecutionOptions
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pixelplexus.training.data import image_dataset
+    from pixelplexus.training.loop import LoopSpec, train_worker
+
+    config, data, env = job.config, absolute(job.data), forwarded_env()
+    loop = LoopSpec(
+        config=config.model_dump(mode="json"),
+        tracking_uri=uri,
+        run_id=run_id,
+        val_data=absolute(job.val_data) if job.val_data else data,
+        resume_from=resume_from,
+        skipped=skipped,
+    )
+    dataset = image_dataset(data, skipped, env=env)
+    if config.train.cache_images:  # a few hundred photos: decode once, not once per epoch
+        dataset.context.execution_options.preserve_order = True
+        dataset = dataset.materialize()
+        check_enough_images(dataset.count(), job)
+    resources = {"CPU": job.cpus_per_worker}
+    if job.gpus_per_worker:
+        resources["GPU"] = job.gpus_per_worker
+    return TorchTrainer(
+        train_worker,
+        train_loop_config=vars(loop),
+        scaling_config=ScalingConfig(
+            num_workers=job.workers, use_gpu=job.gpus_per_worker > 0, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=f"{config.task}-{run_id[:12]}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=absolute(job.storage or str(Path.cwd() / "ray_results")),
+            failure_config=FailureConfig(max_failures=job.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
+            worker_runtime_env={"env_vars": env},
+        ),
+        datasets={"train": dataset},
+        # Preserving order makes the split of the data between workers deterministic: exact resumes.
+        dataset_config=DataConfig(
+            execution_options=ExecutionOptions(preserve_order=True), enable_shard_locality=False
+        ),
+    )
