@@ -42,10 +42,7 @@ class ResolvedModel:
     info: WeightsInfo
     data: bytes  # the safetensors file
     version: str  # the MLflow model version when the reference has one, else the file's digest
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()[:16]
+    digest: str  # the first 16 hex digits of the file's SHA-256 (computed once: the file may be large)
 
     def load(self, device: str | torch.device = "cpu") -> nn.Module:
         """The generator in eval mode on ``device``."""
@@ -109,8 +106,14 @@ def resolve_model(reference: str | Path | None, task: str, *, scale: int | None 
         raise ModelReferenceError(f"{ref} holds a {info.task!r} model ({info.arch}), not a {task!r} one")
     if scale is not None and info.scale is not None and info.scale != scale:
         raise ModelReferenceError(f"{ref} is a ×{info.scale} model; ×{scale} was asked for")
+    digest = hashlib.sha256(data).hexdigest()[:16]
     return ResolvedModel(
-        reference=ref, task=task, info=info, data=data, version=_version(ref) or _digest(data)
+        reference=ref,
+        task=task,
+        info=info,
+        data=data,
+        version=_version(ref) or f"sha256:{digest}",
+        digest=digest,
     )
 
 
@@ -154,7 +157,3 @@ def _version(ref: str) -> str | None:
             return None
     parts = body.split("/")
     return parts[1] if len(parts) == 2 and parts[1].isdigit() else None
-
-
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
