@@ -72,9 +72,11 @@ else:
                                    cpus_per_worker=threads, gpus_per_worker=1 if torch.cuda.is_available() else 0,
                                    tracking_uri=uri, storage=f"{folder}/ray", experiment="bench"))
     wall = time.perf_counter() - start
-    rates = [m.value for m in MlflowClient(uri).get_metric_history(result.run_id, "images_per_s")][1:]
-    rate = float(np.median(rates))
-    print(json.dumps({"images_per_s": rate, "wall_s": wall, "startup_s": wall - steps * batch / rate}))
+    client = MlflowClient(uri)
+    rate = float(np.median([m.value for m in client.get_metric_history(result.run_id, "images_per_s")][1:]))
+    wait = float(np.median([m.value for m in client.get_metric_history(result.run_id, "data_wait_fraction")][1:]))
+    print(json.dumps({"images_per_s": rate, "wall_s": wall, "startup_s": wall - steps * batch / rate,
+                      "data_wait": wait}))
 """
 
 
@@ -130,6 +132,7 @@ def main() -> None:
     print(f"| plain PyTorch loop, fp32 | {plain['images_per_s']:.1f} | 1.00 |")
     ratio = ray_train["images_per_s"] / plain["images_per_s"]
     print(f"| Ray Train loop (1 worker), fp32 | {ray_train['images_per_s']:.1f} | {ratio:.2f} |")
+    print(f"\nRay Train steps waited for data {ray_train['data_wait']:.0%} of the time (median interval)")
     if bf16 is not None:
         print(
             f"| plain PyTorch loop, bf16 autocast | {bf16['images_per_s']:.1f} | "

@@ -88,21 +88,23 @@ def train_worker(spec: dict[str, Any]) -> None:
             local_shuffle_buffer_size=train.shuffle_buffer or None,
             local_shuffle_seed=(train.seed * 1_000_003 + rank) * 10_007 + position.epoch,
         )
-        seen = 0
+        seen, ready = 0, time.perf_counter()
         for index, rows in enumerate(batches):
             seen += 1
             if index < position.batch_in_epoch:
                 continue  # already trained on before the checkpoint this run resumed from
+            waited = time.perf_counter() - ready  # the step waited this long for its data
             samples = [task.training_sample(image, state.rng) for image in rows["image"]]
             batch = {key: value.to(device) for key, value in task.collate(samples).items()}
             logs = train_step(task, nets, batch, step=position.step, amp=state.amp, d_steps=train.d_steps)
             state.after_step()
             if reporter is not None:
-                reporter.step(logs, config.batch_size * world)
+                reporter.step(logs, config.batch_size * world, waited)
             if position.step % train.checkpoint_every == 0 or position.step == train.max_steps:
                 save_checkpoint(state, loop, rank, world, reporter)
             if position.step >= train.max_steps:
                 break
+            ready = time.perf_counter()
         if seen == 0:
             raise RuntimeError(
                 f"no training batch: the data has fewer usable images than {world} worker(s) × batch size "
@@ -170,6 +172,7 @@ class Reporter:
         self.sums: dict[str, float] = defaultdict(float)
         self.count = 0
         self.images = 0
+        self.data_wait = 0.0  # seconds the steps of this interval waited for their batches
         self.interval_start = self.run_start = time.perf_counter()
         self.last_eval = -1
 
@@ -183,11 +186,12 @@ class Reporter:
         self.start_step = step
         self.logger.metrics({"resumed_at_step": step}, step)
 
-    def step(self, logs: dict[str, float], images: int) -> None:
+    def step(self, logs: dict[str, float], images: int, data_wait: float) -> None:
         for key, value in logs.items():
             self.sums[key] += value
         self.count += 1
         self.images += images
+        self.data_wait += data_wait
         step = self.state.position.step
         if step % self.train.log_every == 0 or step == self.train.max_steps:
             self.log_interval(step)
@@ -198,7 +202,13 @@ class Reporter:
         now = time.perf_counter()
         rate = self.images / max(now - self.interval_start, 1e-9)
         losses = {key: total / max(self.count, 1) for key, total in self.sums.items()}
-        metrics = {**losses, **self.state.learning_rates(), "images_per_s": rate}
+        waiting = self.data_wait / max(now - self.interval_start, 1e-9)
+        metrics = {
+            **losses,
+            **self.state.learning_rates(),
+            "images_per_s": rate,
+            "data_wait_fraction": waiting,
+        }
         if self.loop.skipped is not None:
             import ray
 
@@ -209,11 +219,13 @@ class Reporter:
         shown = " ".join(f"{k} {v:.4g}" for k, v in sorted(losses.items()))
         skipped = f" | skipped {int(metrics['skipped_images'])}" if "skipped_images" in metrics else ""
         _say(
-            f"[{self.task.name}] step {step}/{self.train.max_steps} | {shown} | {rate:.1f} img/s{skipped} "
+            f"[{self.task.name}] step {step}/{self.train.max_steps} | {shown} | {rate:.1f} img/s "
+            f"(data wait {waiting:.0%}){skipped} "
             f"| ETA {_duration(left)}"
         )
         self.sums.clear()
         self.count = self.images = 0
+        self.data_wait = 0.0
         self.interval_start = now
 
     def evaluate_if_due(self, step: int) -> dict[str, float]:
