@@ -111,7 +111,7 @@ def test_training_logs_metrics_samples_checkpoints_and_registers_a_model(
     assert run.info.status == "FINISHED"
     assert run.data.params["task"] == task and run.data.params["train.max_steps"] == "20"
     assert [m.step for m in client.get_metric_history(result.run_id, "g_loss")] == [5, 10, 15, 20]
-    for name in ("d_loss", "lr_g", "lr_d", "images_per_s"):
+    for name in ("d_loss", "lr_g", "lr_d", "images_per_s", "data_wait_fraction"):
         assert name in run.data.metrics
     assert run.data.metrics["skipped_images"] == len(BAD)  # counted once, not once per epoch
     assert sorted(Path(p).name for p in result.skipped) == sorted(
@@ -228,12 +228,6 @@ def test_a_killed_worker_restarts_from_the_latest_checkpoint(
     assert resumed_at[0].value == 0 and max(m.value for m in resumed_at) >= 10, resumed_at
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -248,11 +242,11 @@ def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: flo
 
 
 def test_training_against_a_remote_mlflow_server_with_artifacts_on_s3(
-    s3_bucket, tmp_path, images, ray_cluster, monkeypatch
+    s3_bucket, tmp_path, images, ray_cluster, monkeypatch, free_port
 ):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", os.environ["AWS_ENDPOINT_URL"])
-    previous, port = mlflow.get_tracking_uri(), _free_port()
+    previous, port = mlflow.get_tracking_uri(), free_port()
     server = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("mlflow")),
@@ -292,10 +286,10 @@ def test_training_against_a_remote_mlflow_server_with_artifacts_on_s3(
         server.wait(timeout=20)
 
 
-def test_a_ray_job_submitted_to_a_cluster_trains_and_succeeds(tmp_path, images):
+def test_a_ray_job_submitted_to_a_cluster_trains_and_succeeds(tmp_path, images, free_port):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    gcs, dashboard = _free_port(), _free_port()
+    gcs, dashboard = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env["RAY_AUTH_MODE"] = "disabled"  # loopback only; a real cluster keeps Ray's token authentication
     ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
@@ -308,11 +302,11 @@ def test_a_ray_job_submitted_to_a_cluster_trains_and_succeeds(tmp_path, images):
             f"--port={gcs}",
             f"--dashboard-port={dashboard}",
             # Fixed default ports would clash with the session's own Ray cluster on this machine.
-            f"--dashboard-agent-listen-port={_free_port()}",
-            f"--dashboard-agent-grpc-port={_free_port()}",
-            f"--runtime-env-agent-port={_free_port()}",
-            f"--metrics-export-port={_free_port()}",
-            f"--ray-client-server-port={_free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            f"--ray-client-server-port={free_port()}",
             "--dashboard-host=127.0.0.1",
             "--include-dashboard=true",
             "--num-cpus=4",
