@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from pixelplexus.storage import localize, scheme_of
-from pixelplexus.weights import WeightsError, WeightsInfo, load_generator, read_info
+from pixelplexus.weights import WeightsError, WeightsInfo, load_generator, read_info, weights_file
 
 BUNDLED_PACKAGE = "pixelplexus.bundled"
 BUNDLED_SUFFIX = ".safetensors"
@@ -98,9 +98,9 @@ def resolve_model(reference: str | Path | None, task: str, *, scale: int | None 
     else:
         source = _localize(ref, known=sorted(bundled))
     try:
-        data = _weights_bytes(source, ref)
+        data = weights_file(source, ref).read_bytes()
         info = read_info(data)
-    except WeightsError as exc:
+    except (WeightsError, FileNotFoundError) as exc:
         raise ModelReferenceError(str(exc).replace("weights bytes", ref)) from None
     if info.task != task:
         raise ModelReferenceError(f"{ref} holds a {info.task!r} model ({info.arch}), not a {task!r} one")
@@ -127,19 +127,6 @@ def _localize(ref: str, *, known: list[str]) -> Path:
         hint = f" (bundled names: {', '.join(known)})" if known else " (no bundled weights are installed)"
         raise ModelReferenceError(f"model {ref!r} is neither a weights file nor a bundled name{hint}")
     return path
-
-
-def _weights_bytes(path: Path, ref: str) -> bytes:
-    if path.is_dir():
-        found = sorted(path.rglob(f"*{BUNDLED_SUFFIX}"))
-        if len(found) != 1:
-            raise ModelReferenceError(
-                f"{ref} holds {len(found)} {BUNDLED_SUFFIX} files; expected exactly one"
-            )
-        path = found[0]
-    if not path.is_file():
-        raise ModelReferenceError(f"model file not found: {ref}")
-    return path.read_bytes()
 
 
 def _version(ref: str) -> str | None:

@@ -135,7 +135,7 @@ def _read(source: str | Path | bytes) -> tuple[dict[str, torch.Tensor], WeightsI
     else:
         name = os.fspath(source)
         try:
-            path = _weights_file(localize(source), name)
+            path = weights_file(localize(source), name)
         except (FileNotFoundError, PermissionError) as exc:
             raise WeightsError(f"cannot read weights {name}: {exc}") from None
         data = path.read_bytes()
@@ -147,8 +147,9 @@ def _read(source: str | Path | bytes) -> tuple[dict[str, torch.Tensor], WeightsI
     return state, WeightsInfo.from_metadata(metadata, name), name
 
 
-def _weights_file(path: Path, name: str) -> Path:
-    """The weights file itself: ``path``, or the one ``.safetensors`` file inside a folder."""
+def weights_file(path: Path, name: str) -> Path:
+    """The weights file itself: ``path``, or the one ``.safetensors`` file inside a folder (a registered
+    MLflow model's); FileNotFoundError naming ``name`` otherwise."""
     if path.is_dir():
         found = sorted(path.rglob("*.safetensors"))
         if len(found) != 1:

@@ -150,8 +150,9 @@ class ColorizeTask(Task):
         for rgb in images:
             real = center_crop(rgb, size)
             record = ImageRecord(real)
-            out = self.predict(generator, [record], {"render_size": max(32, max(real.shape[:2]))})[0].pixels
-            gray = self.predict(generator, [record], {"strength": 0.0})[0].pixels
+            options = self.parse_options(render_size=max(32, max(real.shape[:2])))
+            out = self.predict(generator, [record], options)[0].pixels
+            gray = self.finish(torch.zeros(2, 1, 1), record, options).pixels  # ab = 0: the image's own L
             scores["psnr_rgb"].append(psnr(out, real))
             scores["psnr_gray_baseline"].append(psnr(gray, real))
             scores["colorfulness_ratio"].append(colorfulness(out) / max(colorfulness(real), 1e-6))

@@ -67,23 +67,19 @@ def image_dataset(uri: str, skipped: Any = None, env: dict[str, str] | None = No
 
 
 def read_images(uri: str, limit: int) -> tuple[list[np.ndarray], list[str]]:
-    """Up to ``limit`` decodable images under ``uri`` in path order, read directly (validation sets)."""
-    import pyarrow.fs as pafs
+    """Up to ``limit`` decodable images under ``uri`` in key order, read directly (validation sets).
 
-    filesystem, root = pafs.FileSystem.from_uri(uri)
-    infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
-    paths = sorted(
-        info.path
-        for info in infos
-        if info.type == pafs.FileType.File and info.path.lower().endswith(tuple(IMAGE_EXTENSIONS))
-    )
+    ``uri`` is anything a batch job takes as INPUT: a folder, an ``s3://`` prefix or a list file.
+    """
+    from pixelplexus.batch.locations import S3Settings, list_inputs, read_uri
+
+    settings = S3Settings.from_env()
     images, used = [], []
-    for path in paths:
-        with filesystem.open_input_stream(path) as stream:
-            decoded = decode_row({"path": path, "bytes": stream.read()})
+    for item in list_inputs(uri, settings):
+        decoded = decode_row({"path": item.uri, "bytes": read_uri(item.uri, settings)})
         if decoded:
             images.append(decoded[0]["image"])
-            used.append(path)
+            used.append(item.uri)
         if len(images) == limit:
             break
     if not images:
