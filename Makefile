@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean k8s
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+k8s: $(STAMP)  # the RayService's serveConfigV2 (k8s/) from serve/config.yaml
+	$(BIN)/pixelplexus k8s render
 
 clean:
 	rm -rf demo-output .pytest_cache .ruff_cache

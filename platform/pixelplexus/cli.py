@@ -60,12 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Each layer registers its own commands; their modules import Ray and torch only when a command runs.
     from pixelplexus.batch.command import add_parsers as add_batch
+    from pixelplexus.kube import add_parsers as add_k8s
     from pixelplexus.serving.command import add_parsers as add_serving
     from pixelplexus.training.command import add_parsers as add_training
 
     add_training(sub)
     add_batch(sub)
     add_serving(sub)
+    add_k8s(sub)
     return parser
 
 

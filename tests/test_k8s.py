@@ -1,0 +1,465 @@
+"""The KubeRay manifests in k8s/, checked without a cluster: the CRD schemas of KubeRay v1.7.0, the operator's
+rules, the Serve config Ray would deploy, the job entrypoints, the overlays, the image and the versions."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from k8s_support import (
+    CRDS,
+    REPO,
+    build,
+    cluster_spec,
+    containers,
+    crd_errors,
+    groups,
+    identity,
+    json_patch,
+    merge_patch,
+    operator_errors,
+    split_image,
+    unknown_serve_keys,
+)
+from pixelplexus.cli import main
+from pixelplexus.kube import MANIFESTS, SERVE_PORT, render, serve_config
+
+K8S = REPO / "k8s"
+BUILDS = [
+    "base",
+    "jobs",
+    "overlays/dev-cpu",
+    "overlays/dev-cpu/jobs",
+    "overlays/prod-gpu",
+    "overlays/prod-gpu/jobs",
+]
+APP_DIR = "/home/ray/pixelplexus/"  # where the Dockerfile puts the checkout's jobs/ and serve/
+needs_crds = pytest.mark.skipif(
+    not CRDS.is_dir(),
+    reason=f"KubeRay CRDs not found at {CRDS} (set PIXELPLEXUS_SHARED to the shared folder)",
+)
+
+
+def pinned(package: str) -> str:
+    """The version ``package`` is pinned to in pyproject.toml's dependencies."""
+    return re.search(rf'"{package}(\[[^\]]*\])?==([^"]+)"', (REPO / "pyproject.toml").read_text())[2]
+
+
+RAY_VERSION = pinned("ray")
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, list[dict]]:
+    return {name: build(K8S / name) for name in BUILDS}
+
+
+def ray_objects(built, kind=None):
+    return [
+        (name, obj)
+        for name, objects in built.items()
+        for obj in objects
+        if obj["kind"] in ("RayCluster", "RayJob", "RayService") and kind in (None, obj["kind"])
+    ]
+
+
+def gpus(container: dict) -> float:
+    return float(container.get("resources", {}).get("limits", {}).get("nvidia.com/gpu", 0))
+
+
+# --- parsing, schemas and operator rules ----------------------------------------------------------------------
+
+
+def test_every_manifest_parses_and_names_its_object():
+    files = sorted(K8S.rglob("*.yaml"))
+    assert len(files) >= 14
+    for path in files:
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        assert documents, path
+        for doc in documents:
+            if path.name == "kustomization.yaml":
+                assert doc["kind"] == "Kustomization" and doc["resources"], path
+            elif isinstance(doc, dict):
+                assert doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"], path
+            else:  # a JSON 6902 patch file
+                assert all(op["op"] in ("add", "remove", "replace", "test") for op in doc), path
+
+
+@needs_crds
+def test_every_ray_resource_validates_against_the_kuberay_crds(built):
+    checked = ray_objects(built)
+    assert {obj["kind"] for _, obj in checked} == {"RayService", "RayJob"}
+    for name, obj in checked:
+        assert crd_errors(obj) == [], f"{name}: {obj['kind']} {obj['metadata']['name']}"
+
+
+def test_every_ray_resource_passes_the_operators_rules(built):
+    for name, obj in ray_objects(built):
+        assert operator_errors(obj) == [], f"{name}: {obj['kind']} {obj['metadata']['name']}"
+
+
+@needs_crds
+def test_the_schema_check_is_strict(built):
+    (service,) = [obj for _, obj in ray_objects(built, "RayService") if _ == "base"]
+    bad = json_patch(
+        service, [{"op": "add", "path": "/spec/rayClusterConfig/workerGroupSpecs/0/minReplica", "value": 1}]
+    )
+    assert any("'minReplica' was unexpected" in e for e in crd_errors(bad))
+    bad = json_patch(
+        service,
+        [{"op": "replace", "path": "/spec/rayClusterConfig/workerGroupSpecs/0/maxReplicas", "value": "4"}],
+    )
+    assert any("maxReplicas" in e and "not of type 'integer'" in e for e in crd_errors(bad))
+    bad = json_patch(
+        service, [{"op": "remove", "path": "/spec/rayClusterConfig/workerGroupSpecs/0/groupName"}]
+    )
+    assert any("'groupName' is a required property" in e for e in crd_errors(bad))
+    container = "/spec/rayClusterConfig/headGroupSpec/template/spec/containers/0"
+    bad = json_patch(
+        service, [{"op": "add", "path": f"{container}/envFrom/0/configMapRef/nmae", "value": "x"}]
+    )
+    assert any("'nmae' was unexpected" in e for e in crd_errors(bad))
+    bad = json_patch(service, [{"op": "add", "path": "/spec/serveConfig", "value": "x"}])
+    assert any("'serveConfig' was unexpected" in e for e in crd_errors(bad))
+
+
+def test_the_operator_rules_catch_what_the_schema_lets_through(built):
+    (job,) = [
+        obj
+        for name, obj in ray_objects(built, "RayJob")
+        if name == "jobs" and obj["metadata"]["name"] == "pixelplexus-train"
+    ]
+    (service,) = [obj for name, obj in ray_objects(built, "RayService") if name == "base"]
+
+    def errors(obj, *operations):
+        return " ".join(operator_errors(json_patch(obj, list(operations))))
+
+    assert "minReplicas 3 > maxReplicas 2" in errors(
+        job, {"op": "replace", "path": "/spec/rayClusterSpec/workerGroupSpecs/0/minReplicas", "value": 3}
+    )
+    assert "replicas 5 not within" in errors(
+        job, {"op": "replace", "path": "/spec/rayClusterSpec/workerGroupSpecs/0/replicas", "value": 5}
+    )
+    assert "submissionMode 'K8sMode'" in errors(
+        job, {"op": "replace", "path": "/spec/submissionMode", "value": "K8sMode"}
+    )
+    assert "needs shutdownAfterJobFinishes" in errors(
+        job, {"op": "replace", "path": "/spec/shutdownAfterJobFinishes", "value": False}
+    )
+    assert "longer than 47" in errors(
+        job, {"op": "replace", "path": "/metadata/name", "value": "pixelplexus-" + "x" * 40}
+    )
+    assert "longer than 47" in errors(service, {"op": "replace", "path": "/metadata/name", "value": "p" * 48})
+    assert "DNS-1035" in errors(service, {"op": "replace", "path": "/metadata/name", "value": "PixelPlexus"})
+    head = "/spec/rayClusterConfig/headGroupSpec/template/spec/restartPolicy"
+    assert "restartPolicy must be Never" in errors(
+        service, {"op": "replace", "path": head, "value": "Always"}
+    )
+    assert "upgradeStrategy.type" in errors(
+        service, {"op": "replace", "path": "/spec/upgradeStrategy/type", "value": "BlueGreen"}
+    )
+
+
+# --- the RayService -------------------------------------------------------------------------------------------
+
+
+def test_the_rayservice_autoscales_with_v2_and_gpu_workers_from_zero(built):
+    for name, service in ray_objects(built, "RayService"):
+        spec = cluster_spec(service)
+        assert spec["enableInTreeAutoscaling"] is True and spec["autoscalerOptions"]["version"] == "v2"
+        workers = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
+        assert "cpu-workers" in workers
+        gpu_groups = [g for g in spec["workerGroupSpecs"] if any(gpus(c) for c in containers(g))]
+        assert [g["groupName"] for g in gpu_groups] == ([] if "dev-cpu" in name else ["gpu-workers"])
+        for group in gpu_groups:
+            assert group["minReplicas"] == 0 and group["maxReplicas"] >= 1
+            for container in containers(group):
+                resources = container["resources"]
+                assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"]
+        head_ports = {p["name"]: p["containerPort"] for p in containers(spec["headGroupSpec"])[0]["ports"]}
+        served = yaml.safe_load(service["spec"]["serveConfigV2"])
+        assert head_ports["serve"] == served["http_options"]["port"] == SERVE_PORT
+        assert served["http_options"]["host"] == "0.0.0.0"
+
+
+def test_serve_config_v2_is_a_valid_serve_deploy_schema_and_its_app_imports(built):
+    from ray.serve.config import AutoscalingConfig
+    from ray.serve.schema import ServeDeploySchema
+
+    services = ray_objects(built, "RayService")
+    assert len(services) == 3
+    for name, service in services:
+        config = yaml.safe_load(service["spec"]["serveConfigV2"])
+        ServeDeploySchema.model_validate(config)
+        assert unknown_serve_keys(config) == [], name
+        for app in config["applications"]:
+            module, _, attribute = app["import_path"].partition(":")
+            assert callable(getattr(importlib.import_module(module), attribute))
+            for deployment in app["deployments"]:
+                if "autoscaling_config" in deployment:
+                    AutoscalingConfig.model_validate(deployment["autoscaling_config"])
+        models = {
+            d["name"]: d["ray_actor_options"].get("num_gpus", 0)
+            for d in config["applications"][0]["deployments"]
+        }
+        gpus_expected = 1 if "prod-gpu" in name else 0
+        assert {task: models[task] for task in ("enhance", "colorize", "generate")} == dict.fromkeys(
+            ("enhance", "colorize", "generate"), gpus_expected
+        ), name
+        assert models["ingress"] == 0, "the ingress never takes a GPU"
+
+
+def test_the_serve_key_check_finds_misspelt_keys():
+    config = serve_config(REPO, gpus=False)
+    deployment = config["applications"][0]["deployments"][1]
+    deployment["autoscaling_config"]["max_replica"] = 8
+    deployment["max_ongoing_request"] = 8
+    config["http_options"]["prot"] = 80
+    assert unknown_serve_keys(config) == [
+        "http_options.prot: not a field of HTTPOptionsSchema",
+        "applications[0].deployments[1].autoscaling_config.max_replica: not a field of AutoscalingConfig",
+        "applications[0].deployments[1].max_ongoing_request: not a field of DeploymentSchema",
+    ]
+
+
+def test_the_manifests_embed_serve_config_yaml_unchanged():
+    for path, (current, rendered) in render(REPO).items():
+        assert current == rendered, f"{path} is stale: run `pixelplexus k8s render` (make k8s)"
+    (base,) = [yaml.safe_load((REPO / p).read_text()) for p, gpu in MANIFESTS.items() if not gpu]
+    assert yaml.safe_load(base["spec"]["serveConfigV2"]) == yaml.safe_load(
+        (REPO / "serve/config.yaml").read_text()
+    )
+
+
+def test_render_check_fails_when_serve_config_changes_and_render_fixes_it(tmp_path, capsys):
+    for folder in ("serve", "k8s"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    command = ["k8s", "render", "--root", str(tmp_path)]
+    assert main([*command, "--check"]) == 0
+
+    config = tmp_path / "serve/config.yaml"
+    config.write_text(
+        config.read_text().replace("model: colorize,", "model: models:/pixelplexus-colorize/7,")
+    )
+    capsys.readouterr()
+    assert main([*command, "--check"]) == 1
+    stale = capsys.readouterr()
+    assert re.search(r"^\+ +model: models:/pixelplexus-colorize/7$", stale.out, re.M), stale.out
+    assert "out of date with serve/config.yaml" in stale.err and "make k8s" in stale.err
+
+    assert main(command) == 0
+    assert main([*command, "--check"]) == 0
+    service = build(tmp_path / "k8s/overlays/prod-gpu")[-1]
+    assert "models:/pixelplexus-colorize/7" in service["spec"]["serveConfigV2"]
+
+
+def test_render_refuses_a_folder_without_the_serve_config(tmp_path, capsys):
+    assert main(["k8s", "render", "--root", str(tmp_path), "--check"]) == 2
+    assert "serve/config.yaml not found" in capsys.readouterr().err
+
+
+# --- the RayJobs ----------------------------------------------------------------------------------------------
+
+
+def entrypoint(job: dict) -> tuple[Path, list[str]]:
+    """A RayJob's script (in the checkout) and its arguments."""
+    python, script, *argv = shlex.split(job["spec"]["entrypoint"])
+    assert python == "python" and script.startswith(APP_DIR), job["spec"]["entrypoint"]
+    return REPO / script.removeprefix(APP_DIR), argv
+
+
+def parse_job_flags(script: Path, argv: list[str]) -> argparse.Namespace:
+    """The entrypoint's flags as the script's own parser reads them (nothing runs)."""
+    if script.name == "train.py":
+        from pixelplexus.training.command import add_arguments
+
+        return add_arguments(argparse.ArgumentParser()).parse_args(argv)
+    from pixelplexus.cli import build_parser
+
+    assert argv[0] in ("enhance", "colorize")
+    return build_parser().parse_args(argv)
+
+
+def test_job_entrypoints_name_real_scripts_flags_and_configs(built):
+    from pixelplexus.config import load_config
+
+    jobs = ray_objects(built, "RayJob")
+    assert len(jobs) == 9
+    for name, job in jobs:
+        script, argv = entrypoint(job)
+        assert script.is_file(), f"{name}: {script}"
+        args = parse_job_flags(script, argv)
+        workers = cluster_spec(job)["workerGroupSpecs"]
+        cluster_gpus = sum(g["replicas"] * sum(gpus(c) for c in containers(g)) for g in workers)
+        if script.name == "train.py":
+            config = load_config(REPO / args.config.removeprefix(APP_DIR))
+            assert config.task == args.task
+            assert args.workers * args.gpus_per_worker == cluster_gpus, f"{name}: one GPU per Train worker"
+            if not args.gpus_per_worker:
+                cpus = sum(
+                    g["replicas"] * float(containers(g)[0]["resources"]["limits"]["cpu"]) for g in workers
+                )
+                assert args.workers * args.cpus_per_worker <= cpus
+        else:
+            assert args.input.startswith("s3://") and args.output.startswith("s3://")
+            assert (args.gpus_per_worker > 0) == (cluster_gpus > 0), f"{name}: GPUs asked for and present"
+
+
+def test_job_scripts_answer_help():
+    for argv in (
+        ["jobs/train.py", "--help"],
+        ["jobs/batch.py", "enhance", "--help"],
+        ["jobs/batch.py", "colorize", "--help"],
+    ):
+        result = subprocess.run(
+            [sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
+
+
+def test_jobs_clean_up_after_themselves_and_bring_nothing_at_start(built):
+    from ray.runtime_env import RuntimeEnv
+
+    for name, job in ray_objects(built, "RayJob"):
+        spec = job["spec"]
+        assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
+        runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
+        RuntimeEnv(**runtime_env)  # Ray's own check of the fields
+        assert not {"working_dir", "py_modules", "pip", "conda", "uv"} & set(runtime_env), (
+            f"{name}: the image holds the code and its dependencies; nothing is uploaded or installed"
+        )
+
+
+# --- pods, credentials, MLflow --------------------------------------------------------------------------------
+
+
+def test_every_pod_requests_resources_and_reads_settings_and_credentials_by_reference(built):
+    for name, obj in ray_objects(built):
+        for group in groups(cluster_spec(obj)):
+            for container in containers(group):
+                for kind in ("requests", "limits"):
+                    assert {"cpu", "memory"} <= set(container["resources"][kind]), (
+                        f"{name}: {container['name']}"
+                    )
+                assert container["envFrom"] == [
+                    {"configMapRef": {"name": "pixelplexus-config"}},
+                    {"secretRef": {"name": "pixelplexus-s3"}},
+                ]
+    for name, objects in built.items():
+        kinds = {o["kind"] for o in objects}
+        assert "Secret" not in kinds, "secret values never live in the repository"
+        for config in (o for o in objects if o["kind"] == "ConfigMap"):
+            assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(config["data"]), name
+    for path in K8S.rglob("*.yaml"):
+        assert "kind: Secret" not in path.read_text(), path
+
+
+def test_mlflow_server_flags_parse_and_its_service_is_the_tracking_uri(built):
+    from mlflow.cli import server
+
+    for name in ("base", "overlays/dev-cpu", "overlays/prod-gpu"):
+        objects = {(o["kind"], o["metadata"]["name"]): o for o in built[name]}
+        deployment = objects["Deployment", "pixelplexus-mlflow"]
+        service = objects["Service", "pixelplexus-mlflow"]
+        config = objects["ConfigMap", "pixelplexus-config"]["data"]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["command"] == ["mlflow", "server"]
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]["name"] == "pixelplexus-mlflow"
+        values = {**config, "MLFLOW_BACKEND_STORE_URI": "postgresql://mlflow@db:5432/mlflow"}
+        args = [
+            re.sub(r"\$\((\w+)\)", lambda m, values=values: values[m[1]], arg) for arg in container["args"]
+        ]
+        options = server.make_context("server", args).params  # click parses and checks every flag
+        assert options["artifacts_destination"].startswith("s3://") and options["host"] == "0.0.0.0"
+        port = service["spec"]["ports"][0]
+        assert options["port"] == port["port"] == container["ports"][0]["containerPort"]
+        assert config["MLFLOW_TRACKING_URI"] == f"http://{service['metadata']['name']}:{port['port']}"
+        assert (
+            service["spec"]["selector"].items()
+            <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        )
+
+
+# --- overlays, image, versions --------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl not installed: the Python kustomize subset alone"
+)
+@pytest.mark.parametrize("name", BUILDS)
+def test_the_kustomize_subset_builds_what_kubectl_kustomize_builds(built, name):
+    output = subprocess.run(
+        ["kubectl", "kustomize", str(K8S / name)], capture_output=True, text=True, check=True
+    )
+    expected = [o for o in yaml.safe_load_all(output.stdout) if o]
+    assert sorted(built[name], key=identity) == sorted(expected, key=identity)
+
+
+def test_overlays_set_namespaces_images_and_the_cpu_only_cluster(built):
+    for name in BUILDS:
+        expected = {"base": None, "jobs": None}.get(
+            name, "pixelplexus-dev" if "dev-cpu" in name else "pixelplexus"
+        )
+        assert {o["metadata"].get("namespace") for o in built[name]} == {expected}, name
+    dev = [
+        c
+        for _, obj in ray_objects({k: v for k, v in built.items() if "dev-cpu" in k})
+        for c in containers(obj)
+    ]
+    assert dev and not any(gpus(c) for c in dev)
+    prod = [
+        c["image"]
+        for _, obj in ray_objects({k: v for k, v in built.items() if "prod" in k})
+        for c in containers(obj)
+    ]
+    assert prod and all(image.startswith("registry.example.com/ml/pixelplexus:") for image in prod)
+
+
+def test_the_kustomize_subset_refuses_what_it_does_not_do():
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {"replicas": 1},
+    }
+    with pytest.raises(NotImplementedError, match="use a JSON 6902 patch"):
+        merge_patch(deployment, {"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}})
+    assert merge_patch(deployment, {"spec": {"replicas": 2, "paused": None}})["spec"] == {"replicas": 2}
+    with pytest.raises(ValueError, match="is not 'gpu-workers'"):
+        json_patch({"a": [{"g": "cpu"}]}, [{"op": "test", "path": "/a/0/g", "value": "gpu-workers"}])
+
+
+def test_ray_version_matches_everywhere(built):
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^ARG RAY_VERSION=(\S+)$", dockerfile, re.M)[1] == RAY_VERSION
+    assert "FROM rayproject/ray:${RAY_VERSION}-${RAY_VARIANT}" in dockerfile
+    assert re.search(r"^WORKDIR (\S+)$", dockerfile, re.M)[1] == APP_DIR.rstrip("/")
+    assert "COPY --chown=ray:users jobs ./jobs" in dockerfile
+    for name, obj in ray_objects(built):
+        spec = cluster_spec(obj)
+        assert spec["rayVersion"] == RAY_VERSION, name
+        for group in groups(spec):
+            for container in containers(group):
+                _, tag = split_image(container["image"])
+                assert tag == f"ray{RAY_VERSION}-py311" + ("-gpu" if gpus(container) else ""), container[
+                    "image"
+                ]
+    for name, objects in built.items():
+        for obj in objects:
+            for container in containers(obj):
+                assert f"ray{RAY_VERSION}" in container["image"], f"{name}: {container['image']}"
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image():
+    ignored = set((REPO / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "mlruns", "mlflow.db", "demo-output", "ray_results"} <= ignored
+    assert not {"platform", "jobs", "serve", "pyproject.toml", "README.md"} & ignored
