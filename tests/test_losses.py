@@ -311,3 +311,23 @@ def test_one_vgg_pass_can_feed_both_losses(vgg):
     feats_sr, feats_hr = vgg(sr), vgg(hr)
     torch.testing.assert_close(perceptual.from_features(feats_sr, feats_hr), perceptual(sr, hr))
     torch.testing.assert_close(texture.from_features(feats_sr, feats_hr), texture(sr, hr))
+
+
+def test_seeded_vgg_is_a_fixed_random_network_with_live_features():
+    first = load_vgg19("seeded:3", ["conv1_1", "conv3_1"])
+    again = load_vgg19("seeded:3", ["conv3_1"])
+    other = load_vgg19("seeded:4", ["conv3_1"])
+    x = images(0)
+    features = first(x)
+    torch.testing.assert_close(again(x)["conv3_1"], features["conv3_1"])
+    assert not torch.equal(other(x)["conv3_1"], features["conv3_1"])
+    # He initialisation keeps activations alive through the depth (PyTorch's default init shrinks them)
+    assert features["conv3_1"].std() > 0.1 * features["conv1_1"].std()
+    texture = TextureLoss(first, {"conv1_1": 1.0, "conv3_1": 1.0}, patch_size=4)
+    assert texture(x, x).item() == 0.0 and texture(images(1), x).item() > 0
+
+
+@pytest.mark.parametrize("weights", ["seeded:", "seeded:x", "seeded:-1"])
+def test_seeded_vgg_needs_a_whole_number(weights):
+    with pytest.raises(ValueError, match="expected 'seeded:N'"):
+        load_vgg19(weights, ["conv1_1"])

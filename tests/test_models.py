@@ -6,6 +6,7 @@ import boto3
 import pytest
 import torch
 
+from pixelplexus.config import parse_config
 from pixelplexus.models import ModelReferenceError, bundled_models, default_reference, resolve_model
 from pixelplexus.tasks import get_task
 from pixelplexus.weights import save_generator
@@ -87,3 +88,46 @@ def test_mlflow_registered_versions_and_aliases(mlflow_store, weights):
     assert client.get_model_version("pixelplexus-enhance", version).tags["val_psnr_y"] == "30.0"
     with pytest.raises(ModelReferenceError, match="not found in the MLflow tracking server"):
         resolve_model("models:/pixelplexus-enhance/99", "enhance")
+
+
+def test_export_writes_the_checked_weights(weights, tmp_path):
+    from pixelplexus.models import export_model
+
+    dest = tmp_path / "bundle" / "enhance-x2.safetensors"
+    exported = export_model(str(weights["enhance"]), "enhance", dest)
+    assert dest.read_bytes() == weights["enhance"].read_bytes()
+    assert resolve_model(dest, "enhance").digest == exported.digest
+    with pytest.raises(ModelReferenceError, match="holds a 'enhance' model"):
+        export_model(str(weights["enhance"]), "colorize", tmp_path / "wrong.safetensors")
+    assert not (tmp_path / "wrong.safetensors").exists()
+
+
+def test_training_starts_from_init_generator(weights, tiny_config):
+    from pixelplexus.engine import build_networks
+
+    config = parse_config(tiny_config("enhance")).override(
+        **{"train.init_generator": str(weights["enhance"])}
+    )
+    nets = build_networks(get_task(config))
+    expected = resolve_model(weights["enhance"], "enhance").load().state_dict()
+    for name, tensor in nets.generator.state_dict().items():
+        torch.testing.assert_close(tensor, expected[name])
+
+
+def test_init_generator_must_fit_the_configured_generator(weights, tiny_config):
+    from pixelplexus.engine import build_networks
+
+    wider = parse_config(tiny_config("enhance")).override(
+        **{"generator.args.num_feat": 24, "train.init_generator": str(weights["enhance"])}
+    )
+    with pytest.raises(ModelReferenceError, match="does not fit the configured generator"):
+        build_networks(get_task(wider))
+    other_arch = parse_config(tiny_config("enhance")).override(
+        **{
+            "generator.arch": "srresnet",
+            "generator.args": {"num_feat": 8, "num_block": 1, "upscale": 2},
+            "train.init_generator": str(weights["enhance"]),
+        }
+    )
+    with pytest.raises(ModelReferenceError, match="is a 'compact' generator; the config builds 'srresnet'"):
+        build_networks(get_task(other_arch))

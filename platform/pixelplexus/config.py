@@ -116,6 +116,9 @@ class TrainConfig(_Strict):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on capable GPUs, fp32 on CPU
     seed: int = 0
+    # start the generator from these weights (a model reference: bundled name, file, s3://, MLflow URI),
+    # e.g. a GAN fine-tune from its PSNR-trained model as SRGAN starts from SRResNet
+    init_generator: str | None = None
     log_every: int = Field(50, ge=1)
     eval_every: int = Field(500, ge=1)
     checkpoint_every: int = Field(500, ge=1)

@@ -31,9 +31,17 @@ class Networks:
 
 
 def build_networks(task: Task, device: str | torch.device = "cpu") -> Networks:
-    """Generator, discriminator (if the task trains one) and their Adam optimisers from the task's config."""
+    """Generator, discriminator (if the task trains one) and their Adam optimisers from the task's config.
+
+    The generator starts from ``train.init_generator`` when the config names one.
+    """
     optim = task.config.optim
-    generator = task.build_generator().to(device)
+    generator = task.build_generator()
+    if task.config.train.init_generator:
+        from pixelplexus.models import load_initial_weights
+
+        load_initial_weights(generator, task.config.train.init_generator, task)
+    generator = generator.to(device)
     discriminator = task.build_discriminator()
     opt_g = torch.optim.Adam(
         generator.parameters(), optim.lr_g, betas=optim.betas, weight_decay=optim.weight_decay

@@ -18,12 +18,16 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from pixelplexus.storage import localize, scheme_of
+from pixelplexus.storage import localize, scheme_of, write_atomic
 from pixelplexus.weights import WeightsError, WeightsInfo, load_generator, read_info, weights_file
+
+if TYPE_CHECKING:
+    from pixelplexus.tasks.base import Task
 
 BUNDLED_PACKAGE = "pixelplexus.bundled"
 BUNDLED_SUFFIX = ".safetensors"
@@ -115,6 +119,35 @@ def resolve_model(reference: str | Path | None, task: str, *, scale: int | None 
         version=_version(ref) or f"sha256:{digest}",
         digest=digest,
     )
+
+
+def export_model(reference: str, task: str, dest: str | Path) -> ResolvedModel:
+    """Check ``reference`` and write its weights file to the local path ``dest`` (atomically)."""
+    resolved = resolve_model(reference, task)
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(dest, resolved.data)
+    return resolved
+
+
+def load_initial_weights(generator: nn.Module, reference: str, task: Task) -> None:
+    """Load the weights ``reference`` names into ``generator`` (built from ``task``'s config) to fine-tune them.
+
+    Raises :class:`ModelReferenceError` when they are for another architecture or their shapes differ.
+    """
+    scale = getattr(task, "scale", None)
+    resolved = resolve_model(reference, task.name, scale=scale)
+    arch = task.config.generator.arch
+    if resolved.info.arch != arch:
+        raise ModelReferenceError(
+            f"train.init_generator {reference!r} is a {resolved.info.arch!r} generator; the config builds {arch!r}"
+        )
+    try:
+        generator.load_state_dict(resolved.load().state_dict())
+    except RuntimeError as exc:
+        raise ModelReferenceError(
+            f"train.init_generator {reference!r} does not fit the configured generator "
+            f"(args {task.config.generator.args} vs {resolved.info.args}): {exc}"
+        ) from None
 
 
 def _localize(ref: str, *, known: list[str]) -> Path:

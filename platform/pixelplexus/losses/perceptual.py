@@ -28,7 +28,7 @@ from pixelplexus.storage import localize
 
 _WEIGHTS_HELP = (
     "set losses.vgg_weights to a torchvision-format VGG19 state dict (.pth or .safetensors; a path, s3:// "
-    "or MLflow URI), "
+    "or MLflow URI), to 'seeded:N' for a fixed random VGG19 (no pretrained weights needed), "
     "or set losses.perceptual_weight and losses.texture_weight to 0"
 )
 
@@ -43,6 +43,10 @@ def load_vgg19(weights: str | os.PathLike[str] | None, layers: Sequence[str]) ->
         weights: path, ``s3://`` or MLflow URI of a torchvision-format VGG19 state dict — ``.pth``/``.pt`` (read with
             ``torch.load(weights_only=True)``) or ``.safetensors``. Only the ``features.*`` entries up to
             the deepest requested layer are used; others (``classifier.*``, deeper layers) are ignored.
+            ``"seeded:N"`` builds a fixed *random* VGG19 from seed N instead (He-initialised, as torchvision
+            initialises VGG): random convolutional features still capture local texture statistics (Ustyuzhaninov
+            et al. 2017, "What does it take to generate natural textures?"), so the texture loss works without
+            pretrained weights; the same N gives the same network everywhere.
         layers: layer names from :data:`~pixelplexus.archs.vgg_arch.VGG19_LAYER_NAMES`.
 
     Raises:
@@ -51,6 +55,8 @@ def load_vgg19(weights: str | os.PathLike[str] | None, layers: Sequence[str]) ->
     """
     if weights is None:
         raise ValueError(f"VGG19 weights are needed for the perceptual/texture losses: {_WEIGHTS_HELP}")
+    if str(weights).startswith(SEEDED_PREFIX):
+        return seeded_vgg19(str(weights), layers)
     try:
         path = localize(weights)
     except FileNotFoundError as exc:
@@ -77,6 +83,25 @@ def load_vgg19(weights: str | os.PathLike[str] | None, layers: Sequence[str]) ->
             f"VGG19 weights at {path} have entries of the wrong shape: {'; '.join(wrong)}; {_WEIGHTS_HELP}"
         )
     vgg.load_state_dict({key: state[key].float() for key in expected})
+    return vgg
+
+
+SEEDED_PREFIX = "seeded:"
+
+
+def seeded_vgg19(weights: str, layers: Sequence[str]) -> VGG19Features:
+    """A :class:`VGG19Features` with fixed random weights from ``"seeded:N"`` (see :func:`load_vgg19`)."""
+    seed = weights.removeprefix(SEEDED_PREFIX)
+    if not seed.isdigit():
+        raise ValueError(f"losses.vgg_weights {weights!r}: expected 'seeded:N' with a whole number N")
+    vgg = VGG19Features(layers)
+    generator = torch.Generator().manual_seed(int(seed))
+    for module in vgg.features:
+        if isinstance(module, nn.Conv2d):
+            fan_out = module.out_channels * module.kernel_size[0] * module.kernel_size[1]
+            with torch.no_grad():
+                module.weight.normal_(0.0, (2.0 / fan_out) ** 0.5, generator=generator)
+                module.bias.zero_()
     return vgg
 
 
