@@ -1,5 +1,6 @@
 """The `pixelplexus` command, driven the way the README drives it."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,8 +9,13 @@ import pytest
 import yaml
 
 from pixelplexus import __version__
-from pixelplexus.config import parse_config
+from pixelplexus.config import load_config, parse_config
 from pixelplexus.imageio import read_image
+from pixelplexus.metrics import psnr
+from pixelplexus.models import bundled_models
+from pixelplexus.tasks import get_task
+from pixelplexus.visual import as_rgb8
+from pixelplexus.weights import save_generator
 
 PIXELPLEXUS = str(Path(sys.executable).with_name("pixelplexus"))
 
@@ -45,18 +51,122 @@ def test_unknown_command_fails_with_usage():
     assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
-@pytest.mark.slow
-def test_demo_writes_panels_grid_and_page(tmp_path):
-    result = run("demo", "--out", str(tmp_path / "out"), "--size", "128")
-    assert "untrained" in result.stdout
-    out = tmp_path / "out"
-    panels = sorted(out.glob("*-panel.png"))
-    assert len(panels) == 4
-    for panel in panels:
-        assert read_image(panel).pixels.shape[-1] == 3
-    enhanced = read_image(out / "astronaut-enhanced.png")
-    assert enhanced.pixels.shape[:2] == (128, 128)  # 32 px archive copy ×4
-    assert read_image(out / "generate-grid.png").height > 64
+REPO = Path(__file__).resolve().parents[1]
+DEMO_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+
+
+def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``pixelplexus demo --out tmp_path/out --size 128`` from an empty working folder, which must stay empty."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    # Ray Train's controller polls every 0.5 s instead of 2 s: the run ends sooner after its last step.
+    env = {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+    env["MLFLOW_TRACKING_URI"] = (
+        f"sqlite:///{cwd / 'mlflow.db'}"  # the user's store: the demo keeps out of it
+    )
+    result = subprocess.run(
+        [PIXELPLEXUS, "demo", "--out", str(tmp_path / "out"), "--size", "128", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list(cwd.iterdir()) == [], "the demo wrote outside its output folder"
+    return result
+
+
+def tiny_weights(folder: Path, scale: int) -> list[str]:
+    """``--model TASK=FILE`` flags for untrained generators of the tiny configs (enhance at ``scale``)."""
+    flags = []
+    for task in ("enhance", "colorize", "generate"):
+        config = load_config(REPO / "jobs" / "configs" / f"{task}-tiny.yaml")
+        if task == "enhance":
+            config = config.override(**{"generator.args.upscale": scale, "crop_size": 16 * scale})
+        generator = get_task(config).build_generator()
+        path = save_generator(
+            folder / f"{task}.safetensors", generator, get_task(config).weights_info(generator)
+        )
+        flags += ["--model", f"{task}={path}"]
+    return flags
+
+
+def check_demo_output(out: Path, stdout: str, scale: int) -> None:
+    """What a demo run leaves behind: archive copies, batch outputs and manifests, grid, MLflow run, page."""
+    from mlflow import MlflowClient
+
+    from pixelplexus.batch.manifest import read_manifest
+
     page = (out / "index.html").read_text()
-    assert all(p.name in page for p in panels) and "PSNR" in page
-    assert len(list((out / "weights").glob("*.safetensors"))) == 3
+    for name in DEMO_PHOTOS:
+        original = read_image(out / "originals" / f"{name}.png").pixels
+        small = read_image(out / "archive" / "enhance" / f"{name}.jpg")
+        gray = read_image(out / "archive" / "colorize" / f"{name}.jpg")
+        assert small.format == gray.format == "JPEG" and gray.is_gray
+        assert (small.width * scale, gray.width) == (original.shape[1], original.shape[1])
+        enhanced = read_image(out / "enhanced" / f"{name}.png").pixels
+        colorized = read_image(out / "colorized" / f"{name}.png").pixels
+        assert enhanced.shape == colorized.shape == original.shape
+        for value in (
+            psnr(enhanced, original, crop_border=scale, y_channel=True),
+            psnr(colorized, original),
+            psnr(as_rgb8(gray.pixels), original),
+        ):
+            assert f"{value:.2f} dB" in page  # the page scores the files it shows
+    for target in ("enhanced", "colorized"):
+        manifest = read_manifest(str(out / target)).to_pylist()
+        assert [(row["input_key"], row["status"]) for row in manifest] == [
+            (f"{name}.jpg", "ok") for name in DEMO_PHOTOS
+        ]
+    assert read_image(out / "generated" / "grid.png").height > 5 * 16
+
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name("pixelplexus-demo")
+    assert experiment.artifact_location == (out / "mlruns").as_uri()
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and "val_psnr_y" in run.data.metrics
+    [version] = client.search_model_versions("name='pixelplexus-enhance'")
+    assert version.run_id == run.info.run_id
+    assert read_image(out / "training" / "samples.png").height > 0
+    assert run.info.run_id in page and run.info.run_id in stdout
+    assert f"mlflow ui --backend-store-uri {uri}" in stdout and str(out / "index.html") in stdout
+
+
+@pytest.mark.slow
+def test_demo_runs_the_batch_jobs_generates_trains_and_writes_the_page(tmp_path):
+    flags = tiny_weights(tmp_path, scale=2)
+    result = run_demo(tmp_path, *flags, "--train-steps", "4")
+    check_demo_output(tmp_path / "out", result.stdout, scale=2)
+    for stage in ("batch enhance", "batch colorize", "generate", "training"):
+        assert f"[demo] {stage}: " in result.stdout  # each stage is timed
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not {"enhance-x4", "colorize", "generate"} <= set(bundled_models()),
+    reason="the bundled weights (enhance-x4, colorize, generate) are not installed yet",
+)
+def test_demo_runs_on_the_bundled_weights(tmp_path):
+    result = run_demo(tmp_path, "--train-steps", "4")
+    check_demo_output(tmp_path / "out", result.stdout, scale=4)
+    for name in ("enhance-x4", "colorize", "generate"):
+        assert f"<code>{name}</code>" in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_demo_refuses_a_bad_model_before_any_work(tmp_path):
+    missing = tmp_path / "missing.safetensors"
+    flags = tiny_weights(tmp_path, scale=2)[2:]  # colorize and generate
+    result = subprocess.run(
+        [PIXELPLEXUS, "demo", "--out", str(tmp_path / "out"), *flags, "--model", f"enhance={missing}"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "pixelplexus demo: error:" in result.stderr and str(missing) in result.stderr
+    assert not (tmp_path / "out").exists()
+    result = subprocess.run(
+        [PIXELPLEXUS, "demo", "--model", "paint=x.safetensors"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "TASK=REF" in result.stderr

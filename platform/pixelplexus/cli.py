@@ -12,11 +12,29 @@ from pixelplexus import __version__
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pixelplexus.demo import run_demo
+    from pixelplexus.demo import describe, run_demo
+    from pixelplexus.models import ModelReferenceError
 
-    result = run_demo(args.out, size=args.size)
-    print(f"outputs: {result.out_dir.resolve()}\npage:    {result.page.resolve()}")
+    try:
+        result = run_demo(args.out, size=args.size, models=dict(args.models), train_steps=args.train_steps)
+    except (ModelReferenceError, ValueError) as exc:
+        hint = " (the demo takes --model TASK=REF)" if isinstance(exc, ModelReferenceError) else ""
+        print(f"pixelplexus demo: error: {exc}{hint}", file=sys.stderr)
+        return 2
+    print(describe(result))
     return 0
+
+
+def _task_model(text: str) -> tuple[str, str]:
+    """``TASK=REF`` (``--model`` of the demo) → (task, reference)."""
+    from pixelplexus.config import TASK_NAMES
+
+    task, sep, reference = text.partition("=")
+    if not sep or task not in TASK_NAMES or not reference:
+        raise argparse.ArgumentTypeError(
+            f"expected TASK=REF, TASK one of {', '.join(TASK_NAMES)}; got {text!r}"
+        )
+    return task, reference
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -36,6 +54,29 @@ def _cmd_archs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models_list(args: argparse.Namespace) -> int:
+    from pixelplexus.models import bundled_models
+    from pixelplexus.weights import read_info
+
+    for name, path in sorted(bundled_models().items()):
+        info = read_info(path.read_bytes())
+        scale = f"x{info.scale}" if info.scale else "-"
+        print(f"{name:16s} {info.task:9s} {info.arch:20s} {scale:3s} {path.stat().st_size / 2**20:5.1f} MiB")
+    return 0
+
+
+def _cmd_models_export(args: argparse.Namespace) -> int:
+    from pixelplexus.models import ModelReferenceError, export_model
+
+    try:
+        resolved = export_model(args.reference, args.task, args.dest)
+    except ModelReferenceError as exc:
+        print(f"pixelplexus models export: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.dest}: {resolved.describe()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixelplexus",
@@ -44,10 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pixelplexus {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="enhance, colorize and generate sample photos offline; writes a page")
+    demo = sub.add_parser(
+        "demo",
+        help="the main jobs on embedded defaults: batch enhance/colorize, generate, train; writes a page",
+        description="Archive copies of sample photos through the batch pipelines, a generated grid and a short "
+        "training run, on a local Ray instance with an MLflow store in the output folder.",
+    )
     demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     demo.add_argument(
         "--size", type=int, default=256, help="edge of the sample photos in pixels (default: 256)"
+    )
+    demo.add_argument(
+        "--model",
+        dest="models",
+        type=_task_model,
+        action="append",
+        default=[],
+        metavar="TASK=REF",
+        help="the model of a task: weights file, s3:// file, MLflow models:/ or runs:/ URI, or bundled name "
+        "(repeatable; default: the bundled weights)",
+    )
+    demo.add_argument(
+        "--train-steps", type=int, default=40, help="steps of the short training run (default: 40)"
     )
     demo.set_defaults(func=_cmd_demo)
 
@@ -57,6 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     archs = sub.add_parser("archs", help="list the network architectures")
     archs.set_defaults(func=_cmd_archs)
+
+    models = sub.add_parser("models", help="list the bundled models; export any model's weights to a file")
+    models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    models_sub.add_parser("list", help="the bundled models").set_defaults(func=_cmd_models_list)
+    export = models_sub.add_parser(
+        "export",
+        help="check a model reference and write its weights file to DEST "
+        "(e.g. models:/pixelplexus-enhance/3 → platform/pixelplexus/bundled/enhance-x4.safetensors)",
+    )
+    export.add_argument("task", choices=("generate", "enhance", "colorize"))
+    export.add_argument(
+        "reference", help="bundled name, weights file, s3://bucket/key or MLflow models:/ URI"
+    )
+    export.add_argument("dest", help="the weights file to write")
+    export.set_defaults(func=_cmd_models_export)
 
     # Each layer registers its own commands; their modules import Ray and torch only when a command runs.
     from pixelplexus.batch.command import add_parsers as add_batch

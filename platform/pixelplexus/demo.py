@@ -1,39 +1,70 @@
-"""The demo: the whole inference path on real photos, offline, with freshly initialised networks.
+"""The demo: the main job on embedded defaults — local Ray, local folders, a local MLflow store — offline.
 
-It takes scikit-image's bundled sample photos, makes "archive" copies of them (downscaled, grayscale,
-JPEG-compressed), decodes those bytes through the project's image I/O, enhances and colorizes them,
-generates a grid of new images, round-trips every generator through a weights file, and writes
-before / after / original panels with PSNR. The weights are untrained (the project does not ship trained
-weights yet), so the pictures show the plumbing, not the quality.
+It takes scikit-image's bundled sample photos, writes "archive" copies of them as JPEG files (downscaled
+for enhance, grayscale for colorize), runs the real batch pipelines (Ray Data, with their Parquet
+manifests) over those folders, generates a grid of new images, runs a short training job on Ray Train
+logged to an MLflow store inside the output folder, and writes ``index.html`` with before / after /
+original side by side and PSNR against the naive baseline (bicubic upscaling, the gray image itself).
+
+One local Ray instance serves every stage; nothing is written outside the output folder::
+
+    OUT/originals/      the sample photos (the references, and the training run's validation images)
+    OUT/archive/        enhance/*.jpg (small), colorize/*.jpg (gray): the batch inputs
+    OUT/baseline/       the archive copies upscaled naively (bicubic)
+    OUT/enhanced/       OUT/colorized/: the batch outputs, each with _pixelplexus/manifest-*.parquet
+    OUT/generated/      the grid of new images
+    OUT/training/       patches/ of the photos (the training data) and the run's last samples.png
+    OUT/mlflow.db       OUT/mlruns/: the MLflow store; OUT/ray_results/: Ray Train's checkpoints
 """
 
 from __future__ import annotations
 
 import html
 import io
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from pixelplexus.imageio import ImageRecord, decode_image, resize, write_image
+from pixelplexus.config import TASK_NAMES, TaskConfig, parse_config
+from pixelplexus.imageio import ImageRecord, read_image, resize, write_image
 from pixelplexus.metrics import psnr
-from pixelplexus.tasks import ColorizeTask, EnhanceTask, GenerateTask, Task
+from pixelplexus.models import ModelReferenceError, ResolvedModel, resolve_model
+from pixelplexus.tasks import get_task
 from pixelplexus.visual import as_rgb8, image_grid
-from pixelplexus.weights import load_generator, save_generator
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+EXPERIMENT = "pixelplexus-demo"
+JPEG_QUALITY = 40  # an archive copy: visibly compressed
+SCORES = ("bicubic", "enhance", "gray", "colorize")  # PSNRs per photo: baseline and output of each task
+SEEDS = 24  # generated images from plain latents: three rows of eight
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainingSummary:
+    run_id: str
+    model_uri: str
+    metrics: dict[str, float]
+    samples: Path | None  # the run's last sample grid, copied into the output folder
 
 
 @dataclass
 class DemoResult:
     out_dir: Path
-    panels: list[Path]
-    grid: Path
     page: Path
+    tracking_uri: str
+    training: TrainingSummary
+    scores: dict[str, dict[str, float]]  # photo → PSNRs (bicubic, enhance, gray, colorize)
+    stages: dict[str, float]  # stage → seconds
     seconds: float
 
 
@@ -51,7 +82,7 @@ def sample_photos(size: int = 256) -> dict[str, np.ndarray]:
     return photos
 
 
-def archive_copy(image: np.ndarray, *, factor: int = 4, quality: int = 40) -> tuple[bytes, bytes]:
+def archive_copy(image: np.ndarray, *, factor: int = 4, quality: int = JPEG_QUALITY) -> tuple[bytes, bytes]:
     """A small JPEG (for enhance) and a grayscale JPEG (for colorize), as an old scan might be."""
     small = resize(image, (image.shape[1] // factor, image.shape[0] // factor))
     gray = Image.fromarray(image).convert("L")
@@ -63,91 +94,337 @@ def archive_copy(image: np.ndarray, *, factor: int = 4, quality: int = 40) -> tu
     return buffers[0], buffers[1]
 
 
-def _roundtrip(task: Task, out_dir: Path) -> torch.nn.Module:
-    """A fresh generator saved as safetensors and loaded back through the real loader."""
-    torch.manual_seed(0)
-    generator = task.build_generator()
-    path = save_generator(
-        out_dir / "weights" / f"{task.name}-untrained.safetensors", generator, task.weights_info(generator)
+def resolve_models(models: Mapping[str, str] | None = None) -> dict[str, ResolvedModel]:
+    """Task → checked model: ``models`` where given, else the bundled default. Raises before any work."""
+    models = dict(models or {})
+    unknown = sorted(set(models) - set(TASK_NAMES))
+    if unknown:
+        raise ModelReferenceError(
+            f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASK_NAMES)}"
+        )
+    return {task: resolve_model(models.get(task), task) for task in TASK_NAMES}
+
+
+def training_config(scale: int, steps: int) -> TaskConfig:
+    """A tiny enhance ×``scale`` config (compact SR, RaGAN critic) that trains ``steps`` steps in about a
+    minute on two CPU cores: it shows the training job and its MLflow run, not a useful model."""
+    return parse_config(
+        {
+            "task": "enhance",
+            "generator": {"arch": "compact", "args": {"num_feat": 16, "num_conv": 3, "upscale": scale}},
+            "discriminator": {"arch": "vgg_discriminator", "args": {"num_feat": 8}},
+            "losses": {"pixel": "l1", "adversarial": "ragan", "adversarial_weight": 0.01},
+            "optim": {"lr_g": 2e-3, "lr_d": 1e-3, "betas": [0.9, 0.99]},
+            "crop_size": 16 * scale,
+            "batch_size": 4,
+            "warmup_steps": steps // 2,
+            "train": {
+                "max_steps": steps,
+                "ema_decay": 0.9,
+                "log_every": max(1, steps // 4),
+                "eval_every": steps,
+                "checkpoint_every": steps,
+                "keep_checkpoints": 1,
+                "eval_images": len(PHOTOS),
+                "eval_size": 128,
+                "shuffle_buffer": 8,
+                "cache_images": True,
+            },
+        },
+        source="demo training config",
     )
-    loaded, _ = load_generator(path, task=task.name)
-    return loaded
 
 
-def run_demo(out_dir: str | Path = "demo-output", *, size: int = 256, log=print) -> DemoResult:
-    """Run the demo and write its pictures and page under ``out_dir``."""
+def run_demo(
+    out_dir: str | Path = "demo-output",
+    *,
+    size: int = 256,
+    models: Mapping[str, str] | None = None,
+    train_steps: int = 40,
+    log: Log = print,
+) -> DemoResult:
+    """Run the demo and write its folders, MLflow store and page under ``out_dir``.
+
+    ``models``: task → model reference (weights file, ``s3://``, MLflow URI, bundled name); tasks left out
+    use their bundled weights. A reference that cannot be used raises :class:`ModelReferenceError` before
+    anything is written.
+    """
     started = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    resolved = resolve_models(models)
+    for model in resolved.values():
+        log(f"[demo] {model.task}: {model.reference} ({model.info.arch}, {model.version})")
+    scale = resolved["enhance"].info.scale or 4
+    size -= size % scale
+    if size // scale < 16:
+        raise ValueError(f"--size must be at least {16 * scale}: archive copies are 1/{scale} of it, ≥ 16 px")
+    if train_steps < 1:
+        raise ValueError(f"--train-steps must be at least 1, got {train_steps}")
 
-    enhance = EnhanceTask(
-        EnhanceTask.default_config().override(
-            **{"generator.args": {"num_feat": 32, "num_conv": 8, "upscale": 4}}
+    out_dir = Path(out_dir).resolve()
+    folders = {
+        name: out_dir / name
+        for name in (
+            "originals",
+            "archive/enhance",
+            "archive/colorize",
+            "baseline",
+            "generated",
+            "training/patches",
         )
-    )
-    colorize = ColorizeTask(
-        ColorizeTask.default_config().override(**{"generator.args": {"num_downs": 7, "ngf": 32}})
-    )
-    generate = GenerateTask(
-        GenerateTask.default_config().override(
-            crop_size=64, **{"generator.args": {"z_dim": 128, "ngf": 32, "resolution": 64}}
-        )
-    )
-    g_enhance, g_colorize, g_generate = (_roundtrip(t, out_dir) for t in (enhance, colorize, generate))
-    log(f"built and reloaded three untrained generators from {out_dir / 'weights'}")
+    }
+    shutil.rmtree(folders["training/patches"], ignore_errors=True)  # a rerun's patches may have another size
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    stages: dict[str, float] = {}
+    config = training_config(scale, train_steps)
 
-    photos = sample_photos(size)
-    rows, panels = [], []
-    for name, original in photos.items():
-        small_jpeg, gray_jpeg = archive_copy(original)
-        small, gray = decode_image(small_jpeg), decode_image(gray_jpeg)
-        enhanced = enhance.predict(g_enhance, [small])[0]
-        colorized = colorize.predict(g_colorize, [gray])[0]
-        bicubic = resize(small.pixels, (original.shape[1], original.shape[0]))
-        scores = {
-            "bicubic": psnr(bicubic, original, crop_border=4, y_channel=True),
-            "enhance": psnr(enhanced.pixels, original, crop_border=4, y_channel=True),
-            "gray": psnr(as_rgb8(gray.pixels), original),
-            "colorize": psnr(colorized.pixels, original),
-        }
-        panel = image_grid(
-            [[small.pixels, bicubic, enhanced.pixels, original], [gray.pixels, colorized.pixels, original]]
-        )
-        path = out_dir / f"{name}-panel.png"
-        write_image(path, ImageRecord(panel, None, "PNG", None, "RGB"))
-        write_image(out_dir / f"{name}-enhanced.png", enhanced)
-        write_image(out_dir / f"{name}-colorized.png", colorized)
-        panels.append(path)
-        rows.append((name, path.name, scores))
-        log(
-            f"{name:10s} enhance ×4 Y-PSNR {scores['enhance']:.2f} dB (bicubic {scores['bicubic']:.2f}); "
-            f"colorize PSNR {scores['colorize']:.2f} dB (gray {scores['gray']:.2f})"
-        )
+    with _stage("archive copies", stages, log):
+        photos = sample_photos(size)
+        for name, original in photos.items():
+            small, gray = archive_copy(original, factor=scale)
+            write_image(folders["originals"] / f"{name}.png", _rgb_record(original))
+            (folders["archive/enhance"] / f"{name}.jpg").write_bytes(small)
+            (folders["archive/colorize"] / f"{name}.jpg").write_bytes(gray)
+            _write_patches(original, config.crop_size, folders["training/patches"], name)
+        log(f"[demo] {len(photos)} photos, {size}² → ×{scale} smaller and gray JPEG (quality {JPEG_QUALITY})")
 
-    samples = generate.predict(g_generate, list(range(16)), {"truncation": 0.8})
-    grid = image_grid([[s.pixels for s in samples[i : i + 4]] for i in range(0, 16, 4)])
-    grid_path = out_dir / "generate-grid.png"
-    write_image(grid_path, ImageRecord(grid, None, "PNG", None, "RGB"))
-    page = _write_page(out_dir, rows, grid_path.name)
+    tracking_uri = f"sqlite:///{out_dir / 'mlflow.db'}"
+    with _local_ray(log):
+        for task, target in (("enhance", "enhanced"), ("colorize", "colorized")):
+            with _stage(f"batch {task}", stages, log):
+                _batch(task, folders[f"archive/{task}"], out_dir / target, resolved[task], log)
+        with _stage("generate", stages, log):
+            grid = _generate(resolved["generate"], folders["generated"] / "grid.png")
+        with _stage("training", stages, log):
+            training = _train(config, folders["training/patches"], out_dir, tracking_uri, log)
+
+    with _stage("page", stages, log):
+        scores = _scores(photos, out_dir, scale)
+        page = _write_page(out_dir, resolved, scale, scores, grid, training, tracking_uri)
     seconds = time.perf_counter() - started
-    log(f"wrote {len(panels)} before/after panels, {grid_path.name} and {page} in {seconds:.1f} s")
-    log("NOTE: the networks are untrained (random weights); trained, bundled weights are not shipped yet.")
-    return DemoResult(out_dir, panels, grid_path, page, seconds)
+    log("[demo] stages: " + ", ".join(f"{name} {s:.1f} s" for name, s in stages.items()))
+    log(f"[demo] total {seconds:.1f} s")
+    return DemoResult(out_dir, page, tracking_uri, training, scores, stages, seconds)
 
 
-def _write_page(out_dir: Path, rows: list[tuple[str, str, dict[str, float]]], grid_name: str) -> Path:
-    items = "\n".join(
-        f"<h2>{html.escape(name)}</h2><p>enhance ×4 Y-PSNR {s['enhance']:.2f} dB (bicubic {s['bicubic']:.2f} dB) · "
-        f"colorize PSNR {s['colorize']:.2f} dB (gray {s['gray']:.2f} dB)</p>"
-        f"<p>top: archive input · bicubic · enhanced · original; bottom: gray input · colorized · original</p>"
-        f'<img src="{html.escape(panel)}" alt="{html.escape(name)}">'
-        for name, panel, s in rows
+@contextmanager
+def _stage(name: str, stages: dict[str, float], log: Log) -> Iterator[None]:
+    log(f"[demo] {name} …")
+    start = time.perf_counter()
+    yield
+    stages[name] = time.perf_counter() - start
+    log(f"[demo] {name}: {stages[name]:.1f} s")
+
+
+@contextmanager
+def _local_ray(log: Log) -> Iterator[None]:
+    """One local Ray instance for the batch runs and the training run (reused if one is already connected).
+
+    ``address="local"`` starts a fresh one even when a ``ray start`` cluster runs on this machine. Three
+    logical CPUs at least: the batch pipeline's read, model and write stages and the training worker beside
+    Ray Data's decoding each take one, which on a 2-core laptop would otherwise wait for each other.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(
+        address="local",
+        num_cpus=max(os.cpu_count() or 1, 3),
+        include_dashboard=False,
+        configure_logging=False,
+    )
+    log(f"[demo] started a local Ray instance ({ray.cluster_resources().get('CPU', 0):.0f} CPUs)")
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _write_patches(image: np.ndarray, edge: int, folder: Path, name: str) -> None:
+    """The photo cut into ``edge``² patches: enough batches per epoch that the short run is not all epoch
+    boundaries (each restarts the worker's data iterator), with the training crops as large as the patches."""
+    for top in range(0, image.shape[0] - edge + 1, edge):
+        for left in range(0, image.shape[1] - edge + 1, edge):
+            patch = image[top : top + edge, left : left + edge]
+            write_image(folder / f"{name}-{top:04d}-{left:04d}.png", _rgb_record(patch))
+
+
+def _batch(task: str, source: Path, target: Path, model: ResolvedModel, log: Log) -> None:
+    """The batch job ``pixelplexus TASK SOURCE TARGET --format png --overwrite`` as a function call."""
+    from pixelplexus.batch.run import BatchRequest, run_batch
+
+    request = BatchRequest(
+        task=task,
+        input=str(source),
+        output=str(target),
+        model=model,
+        options=get_task(task).parse_options({}).model_dump(),
+        format="png",  # lossless outputs: the PSNR is the model's, not the encoder's
+        overwrite=True,  # a rerun applies the models given now
+    )
+    result = run_batch(request)
+    log(f"[demo] {task}: {result.summary.line()}; manifest {result.manifest_uri}")
+    if result.failure or result.summary.counts["ok"] != result.summary.inputs:
+        raise RuntimeError(f"the {task} batch run did not process every photo: {result.summary.line()}")
+
+
+def _generate(model: ResolvedModel, path: Path) -> Path:
+    """Rows of new images: plain seeds, the first seeds again with truncation 0.7, and a slerp walk."""
+    task = get_task("generate")
+    generator = model.load()
+    plain = task.predict(generator, list(range(SEEDS)))
+    truncated = task.predict(generator, list(range(8)), {"truncation": 0.7})
+    walk = task.interpolate(generator, 0, 1, steps=8)
+    rows = [plain[i : i + 8] for i in range(0, SEEDS, 8)] + [truncated, walk]
+    write_image(path, _rgb_record(image_grid([[r.pixels for r in row] for row in rows], pad=2)))
+    return path
+
+
+def _train(config: TaskConfig, data: Path, out_dir: Path, tracking_uri: str, log: Log) -> TrainingSummary:
+    """``pixelplexus train`` on patches of the photos, into the output folder's MLflow store and Ray storage;
+    validated on the whole photos."""
+    from mlflow import MlflowClient
+
+    from pixelplexus.training.trainer import TrainJob, run_training
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if client.get_experiment_by_name(EXPERIMENT) is None:  # artifacts beside the store, not in the cwd
+        client.create_experiment(EXPERIMENT, artifact_location=(out_dir / "mlruns").as_uri())
+    job = TrainJob(
+        config=config,
+        data=str(data),
+        val_data=str(out_dir / "originals"),
+        workers=1,
+        experiment=EXPERIMENT,
+        tracking_uri=tracking_uri,
+        storage=str(out_dir / "ray_results"),
+        max_failures=0,
+    )
+    result = run_training(job)
+    samples = sorted(entry.path for entry in client.list_artifacts(result.run_id, "samples"))
+    copy = None
+    if samples:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(client.download_artifacts(result.run_id, samples[-1], tmp))
+            copy = Path(shutil.copyfile(local, out_dir / "training" / "samples.png"))
+    metrics = {k: float(v) for k, v in sorted(result.metrics.items()) if k.startswith(("val_", "step"))}
+    log(f"[demo] training run {result.run_id} → {result.model_uri}: {metrics}")
+    return TrainingSummary(result.run_id, result.model_uri, metrics, copy)
+
+
+def _scores(photos: Mapping[str, np.ndarray], out_dir: Path, scale: int) -> dict[str, dict[str, float]]:
+    """PSNR of each output and of its naive baseline against the original; writes the bicubic baselines."""
+    scores = {}
+    for name, original in photos.items():
+        small = read_image(out_dir / "archive" / "enhance" / f"{name}.jpg").pixels
+        bicubic = resize(small, (original.shape[1], original.shape[0]))
+        write_image(out_dir / "baseline" / f"{name}.png", _rgb_record(bicubic))
+        gray = as_rgb8(read_image(out_dir / "archive" / "colorize" / f"{name}.jpg").pixels)
+        enhanced = as_rgb8(read_image(out_dir / "enhanced" / f"{name}.png").pixels)
+        colorized = as_rgb8(read_image(out_dir / "colorized" / f"{name}.png").pixels)
+        scores[name] = {
+            "bicubic": psnr(bicubic, original, crop_border=scale, y_channel=True),
+            "enhance": psnr(enhanced, original, crop_border=scale, y_channel=True),
+            "gray": psnr(gray, original),
+            "colorize": psnr(colorized, original),
+        }
+    return scores
+
+
+def _rgb_record(pixels: np.ndarray) -> ImageRecord:
+    return ImageRecord(pixels, None, "PNG", None, "RGB")
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+figure{display:inline-block;margin:0 .5em 1em 0;vertical-align:top}img.photo{width:256px;height:256px}
+figcaption{font-size:.85em}img.pixels{image-rendering:pixelated}td,th{padding:.2em .8em;text-align:right}
+img.sheet{max-width:100%}.gain{color:#080}.loss{color:#a00}code{background:#f4f4f4;padding:0 .3em}"""
+
+
+def _write_page(
+    out_dir: Path,
+    models: Mapping[str, ResolvedModel],
+    scale: int,
+    scores: Mapping[str, Mapping[str, float]],
+    grid: Path,
+    training: TrainingSummary,
+    tracking_uri: str,
+) -> Path:
+    """``index.html``: per photo, before / after / original for both tasks with PSNR; the grid; the run."""
+
+    def figure(src: str, caption: str, kind: str = "photo") -> str:
+        cls = f' class="{kind}"'
+        return (
+            f'<figure><a href="{html.escape(src)}"><img src="{html.escape(src)}"{cls} alt=""></a>'
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
+
+    def gain(after: float, before: float) -> str:
+        delta = after - before
+        return f'<span class="{"gain" if delta >= 0 else "loss"}">{delta:+.2f} dB</span>'
+
+    mean = {key: float(np.mean([s[key] for s in scores.values()])) for key in SCORES}
+    summary_rows = "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{s['bicubic']:.2f}</td><td>{s['enhance']:.2f}</td>"
+        f"<td>{gain(s['enhance'], s['bicubic'])}</td><td>{s['gray']:.2f}</td><td>{s['colorize']:.2f}</td>"
+        f"<td>{gain(s['colorize'], s['gray'])}</td></tr>"
+        for name, s in {**scores, "mean": mean}.items()
+    )
+    photos = "".join(
+        f"<h3>{html.escape(name)}</h3>"
+        + figure(f"archive/enhance/{name}.jpg", f"archive copy (1/{scale} size, JPEG)", "photo pixels")
+        + figure(f"baseline/{name}.png", f"before: bicubic ×{scale}, Y-PSNR {s['bicubic']:.2f} dB")
+        + figure(f"enhanced/{name}.png", f"after: enhanced, Y-PSNR {s['enhance']:.2f} dB")
+        + figure(f"originals/{name}.png", "original")
+        + "<br>"
+        + figure(f"archive/colorize/{name}.jpg", f"before: gray JPEG, PSNR {s['gray']:.2f} dB")
+        + figure(f"colorized/{name}.png", f"after: colorized, PSNR {s['colorize']:.2f} dB")
+        + figure(f"originals/{name}.png", "original")
+        for name, s in scores.items()
+    )
+    used = "".join(
+        f"<li>{task}: <code>{html.escape(m.reference)}</code> ({html.escape(m.info.arch)}, "
+        f"{html.escape(m.version)})</li>"
+        for task, m in models.items()
+    )
+    metrics = ", ".join(f"{html.escape(k)} {v:.4g}" for k, v in training.metrics.items())
+    samples = (
+        figure("training/samples.png", "the run's last validation samples (input / output / real)", "sheet")
+        if training.samples
+        else ""
     )
     page = out_dir / "index.html"
     page.write_text(
         "<!doctype html><meta charset=utf-8><title>PixelPlexus demo</title>"
-        "<h1>PixelPlexus demo (untrained networks)</h1>"
-        "<p>These networks have random weights: the page shows the pipeline, not model quality.</p>"
-        f'{items}<h2>generate</h2><img src="{html.escape(grid_name)}" alt=generated>\n'
+        f"<style>{_STYLE}</style><h1>PixelPlexus demo</h1>"
+        f"<p>Models:</p><ul>{used}</ul>"
+        "<p>Archive copies of scikit-image's sample photos went through the batch pipelines "
+        "(<code>enhanced/_pixelplexus/</code> and <code>colorized/_pixelplexus/</code> hold their manifests). "
+        f"PSNR against the original: Y channel with a {scale}-pixel border crop for enhance, RGB for colorize "
+        "(colour is ambiguous: a plausible colour that is not the original's costs PSNR, so colorize gains "
+        "little PSNR even where it looks right).</p>"
+        "<table><tr><th>photo</th><th>bicubic</th><th>enhanced</th><th>gain</th><th>gray</th>"
+        f"<th>colorized</th><th>gain</th></tr>{summary_rows}</table>"
+        f"{photos}<h2>generate</h2><p>Three rows of seeds 0–{SEEDS - 1}; seeds 0–7 with truncation 0.7; "
+        "a spherical walk from seed 0 to seed 1.</p>"
+        f'<img src="{html.escape(grid.relative_to(out_dir).as_posix())}" class="pixels" alt="generated" '
+        'style="width:100%;max-width:1000px">'
+        f"<h2>training</h2><p>A short enhance run on Ray Train, logged to MLflow: run "
+        f"<code>{training.run_id}</code>, registered as <code>{html.escape(training.model_uri)}</code>; "
+        f"final metrics: {metrics}.</p>{samples}"
+        f"<p>Browse it: <code>mlflow ui --backend-store-uri {html.escape(tracking_uri)}</code></p>\n"
     )
     return page
+
+
+def describe(result: DemoResult) -> str:
+    """Where everything went, for the end of the command's output."""
+    return (
+        f"outputs: {result.out_dir}\n"
+        f"page:    {result.page}\n"
+        f"MLflow:  {result.tracking_uri} (run {result.training.run_id}, {result.training.model_uri})\n"
+        f"browse:  mlflow ui --backend-store-uri {result.tracking_uri}\n"
+        f"took {result.seconds:.1f} s"
+    )
