@@ -54,7 +54,9 @@ class Bicubic(nn.Module):
     def __init__(self, upscale: int) -> None:
         super().__init__()
         self.upscale = upscale
-        self.device_anchor = nn.Parameter(torch.empty(0), requires_grad=False)  # Task.predict reads the device
+        self.device_anchor = nn.Parameter(
+            torch.empty(0), requires_grad=False
+        )  # Task.predict reads the device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = []
