@@ -331,7 +331,7 @@ def test_cli_refuses_bad_references_and_locations_before_any_work(tmp_path, weig
             [*enhance, "--model", str(tmp_path / "nope.safetensors")],
             "neither a weights file nor a bundled name",
         ),
-        (enhance, "no bundled weights"),
+        ([*enhance, "--scale", "3"], "no bundled weights named 'enhance-x3'"),
         ([*enhance, "--model", str(weights["colorize"])], "not a 'enhance' one"),
         ([*enhance, "--model", str(weights["enhance"]), "--scale", "4"], "×4 was asked"),
         ([*enhance, "--model", f"s3://{s3_bucket}/models/missing.safetensors"], "no such object"),

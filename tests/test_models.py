@@ -56,11 +56,24 @@ def test_a_file_that_is_not_weights_is_refused(tmp_path):
         resolve_model(path, "enhance")
 
 
-def test_no_default_without_bundled_weights():
-    if bundled_models():
-        pytest.skip("bundled weights are installed")
-    with pytest.raises(ModelReferenceError, match="no bundled weights named 'enhance-x4'"):
-        default_reference("enhance")
+BUNDLED = {"enhance-x4": 4, "enhance-x2": 2, "enhance-x4-gan": 4, "colorize": None, "generate": None}
+
+
+def test_the_package_ships_trained_defaults_for_every_task():
+    bundled = bundled_models()
+    assert set(BUNDLED) <= set(bundled), f"missing bundled weights: {set(BUNDLED) - set(bundled)}"
+    assert sum(path.stat().st_size for path in bundled.values()) <= 30 * 2**20  # the budget
+    assert (
+        default_reference("enhance") == "enhance-x4" and default_reference("enhance", scale=2) == "enhance-x2"
+    )
+    for name, scale in BUNDLED.items():
+        task = name.split("-")[0]
+        model = resolve_model(name, task)
+        assert model.info.scale == scale and model.info.run_id, name  # produced by a tracked training run
+        assert model.load() is not None
+    assert resolve_model(None, "colorize").reference == "colorize"
+    with pytest.raises(ModelReferenceError, match="no bundled weights named 'enhance-x3'"):
+        default_reference("enhance", scale=3)
 
 
 def test_s3_references_name_the_missing_bucket_or_object(s3_bucket, weights):

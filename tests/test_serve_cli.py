@@ -21,11 +21,13 @@ CONFIG = str(Path(__file__).resolve().parents[1] / "serve" / "config.yaml")
 
 
 @pytest.mark.parametrize("config", [None, CONFIG])
-def test_serve_without_bundled_weights_says_what_to_pass(free_port, config):
-    flags = ["--port", str(free_port())] + (["--config", config] if config else [])
+def test_serve_with_an_unusable_model_says_what_to_pass(free_port, config):
+    flags = ["--port", str(free_port()), "--model", "colorize=enhance-x3"] + (
+        ["--config", config] if config else []
+    )
     result = subprocess.run([PIXELPLEXUS, "serve", *flags], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert "bundled" in result.stderr and "--model TASK=REF" in result.stderr
+    assert "enhance-x3" in result.stderr and "--model TASK=REF" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -45,12 +47,10 @@ def test_serve_refuses_bad_arguments(tmp_path, flags, message):
 
 @pytest.mark.slow
 def test_serve_runs_until_interrupted(tmp_path, free_port):
-    overrides = []
-    for task in ("enhance", "colorize", "generate"):
-        spec = get_task(TINY[task])
-        generator = spec.build_generator()
-        path = save_generator(tmp_path / f"{task}.safetensors", generator, spec.weights_info(generator))
-        overrides += ["--model", f"{task}={path}"]
+    spec = get_task(TINY["enhance"])
+    generator = spec.build_generator()
+    path = save_generator(tmp_path / "enhance.safetensors", generator, spec.weights_info(generator))
+    overrides = ["--model", f"enhance={path}"]  # colorize and generate: the bundled defaults
     port = free_port()
     server = subprocess.Popen(
         [PIXELPLEXUS, "serve", "--port", str(port), *overrides],
@@ -71,7 +71,9 @@ def test_serve_runs_until_interrupted(tmp_path, free_port):
         assert requests.get(f"{url}/healthz", timeout=10).json() == {"status": "ok"}
         models = requests.get(f"{url}/v1/models", timeout=30).json()["models"]
         assert {m["task"]: m["reference"] for m in models} == {
-            task: str(tmp_path / f"{task}.safetensors") for task in ("enhance", "colorize", "generate")
+            "enhance": str(path),
+            "colorize": "colorize",
+            "generate": "generate",
         }
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=90) == 0, "".join(lines)
