@@ -103,6 +103,10 @@ def save_panels(evaluation: Evaluation, out: Path, stem: str) -> None:
     write_image(out / f"{stem}.png", ImageRecord(image_grid(evaluation.rows[:4])))
 
 
+def _db(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
 def enhance_tables(entries: list[Entry], data: Path, out: Path) -> list[str]:
     lines = [
         "| set | scale | method | Y-PSNR (dB) | Y-SSIM | RGB-PSNR (dB) | published Y-PSNR |",
@@ -124,11 +128,11 @@ def enhance_tables(entries: list[Entry], data: Path, out: Path) -> list[str]:
                 m = evaluation.metrics
                 lines.append(
                     f"| {set_name} | ×{scale} | {name} | {m['psnr_y']:.2f} | {m['ssim_y']:.4f} | "
-                    f"{m['psnr_rgb']:.2f} | {published.get(name, '')} |"
+                    f"{m['psnr_rgb']:.2f} | {_db(published.get(name))} |"
                 )
             lines.append(
                 f"| {set_name} | ×{scale} | *published* | "
-                + ", ".join(f"{k} {v}" for k, v in published.items() if k != "bicubic")
+                + ", ".join(f"{k} {_db(v)}" for k, v in published.items() if k != "bicubic")
                 + " | | | |"
             )
     return lines
