@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,7 @@ class Entry:
     name: str
     model: ResolvedModel
 
-    @property
+    @cached_property
     def task(self) -> Task:
         """A task configured for this model's generator, scoring whole images."""
         info = self.model.info
@@ -187,14 +188,10 @@ def generate_table(entries: list[Entry], data: Path, out: Path) -> list[str]:
 def real_vs_real(task: Task, first: Sequence[np.ndarray], second: Sequence[np.ndarray]) -> dict[str, float]:
     """SWD between two halves of the real photos, prepared exactly as ``evaluate`` prepares them."""
     from pixelplexus.metrics import sliced_wasserstein_distance
-    from pixelplexus.transforms import center_crop, resize_short_side
 
-    size = task.config.crop_size
-
-    def prepare(images):
-        return np.stack([center_crop(resize_short_side(rgb, size), size) for rgb in images])
-
-    return sliced_wasserstein_distance(prepare(first), prepare(second), patches_per_image=64)
+    return sliced_wasserstein_distance(
+        task.real_images(first), task.real_images(second), patches_per_image=64
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

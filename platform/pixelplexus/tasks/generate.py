@@ -129,11 +129,15 @@ class GenerateTask(Task):
         return self.predict(generator, [slerp(a, b, t) for t in ts], options)
 
     # --------------------------------------------------------------------------------------- validation
+    def real_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Real images as ``evaluate`` compares them: short side resized to the resolution, centre-cropped."""
+        size = self.config.crop_size
+        return np.stack([center_crop(resize_short_side(rgb, size), size) for rgb in images])
+
     def evaluate(self, generator: nn.Module, images: Sequence[np.ndarray]) -> Evaluation:
         """Multi-scale SWD between images from fixed seeds and the real images (resized and centre-cropped
         to the resolution); the same seeds every time, so the curve over training compares like with like."""
-        size = self.config.crop_size
-        real = np.stack([center_crop(resize_short_side(rgb, size), size) for rgb in images])
+        real = self.real_images(images)
         count = max(len(real), 16)
         fake = np.stack([record.pixels for record in self.predict(generator, list(range(count)))])
         metrics = sliced_wasserstein_distance(real, fake, patches_per_image=64)
