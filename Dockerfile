@@ -18,14 +18,16 @@ FROM rayproject/ray:${RAY_VERSION}-${RAY_VARIANT}
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG PSYCOPG2_VERSION=2.9.10
+# The MLflow server runs MLflow's basic-auth app (k8s/base/mlflow.yaml), which needs Flask-WTF (mlflow[auth]).
+ARG FLASK_WTF_VERSION=1.3.0
 WORKDIR /home/ray/pixelplexus
 
 COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users platform ./platform
 RUN TORCH_PIN="$(python -c 'import tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; print(next(d for d in deps if d.startswith("torch==")))')" \
     && pip install --no-cache-dir --index-url "${TORCH_INDEX}" "${TORCH_PIN}" \
-    && pip install --no-cache-dir . "psycopg2-binary==${PSYCOPG2_VERSION}" \
-    && python -c "import pixelplexus, ray; assert ray.__version__ == '${RAY_VERSION}', ray.__version__"
+    && pip install --no-cache-dir . "psycopg2-binary==${PSYCOPG2_VERSION}" "Flask-WTF==${FLASK_WTF_VERSION}" \
+    && python -c "import flask_wtf, pixelplexus, ray; assert ray.__version__ == '${RAY_VERSION}', ray.__version__"
 
 # The entrypoints and configs the RayJobs name, and the Serve config; the package itself is installed above.
 COPY --chown=ray:users jobs ./jobs

@@ -125,6 +125,10 @@ def operator_errors(manifest: Manifest) -> list[str]:
             yaml.safe_load(spec["runtimeEnvYAML"]), dict
         ):
             errors.append("runtimeEnvYAML is not a YAML mapping")
+    if kind in ("RayJob", "RayService") and ((cluster_spec(manifest) or {}).get("authOptions") or {}).get(
+        "enableK8sTokenAuth"
+    ):
+        errors.append(f"K8s token auth (enableK8sTokenAuth) is not supported for a {kind}")
     if kind == "RayService":
         upgrade = (spec.get("upgradeStrategy") or {}).get("type")
         if upgrade is not None and upgrade not in UPGRADE_TYPES:
@@ -161,6 +165,17 @@ def _cluster_errors(spec: dict[str, Any]) -> list[str]:
             errors.append(f"{group_name}: minReplicas {low} > maxReplicas {high}")
         if "replicas" in group and not low <= group["replicas"] <= high:
             errors.append(f"{group_name}: replicas {group['replicas']} not within [{low}, {high}]")
+    auth = spec.get("authOptions") or {}
+    if auth.get("mode") == "token":  # KubeRay turns token auth on only for an explicit mode: token
+        version = tuple(int(part) for part in re.findall(r"\d+", spec.get("rayVersion", ""))[:3])
+        if version < (2, 52, 0):
+            errors.append(
+                f"authOptions.mode token needs rayVersion >= 2.52.0, got {spec.get('rayVersion')!r}"
+            )
+        if auth.get("enableK8sTokenAuth") and auth.get("secretName"):
+            errors.append("authOptions: enableK8sTokenAuth and secretName are exclusive")
+    elif auth.get("enableK8sTokenAuth"):
+        errors.append("authOptions.enableK8sTokenAuth needs mode token")
     head_env = {e["name"] for e in spec["headGroupSpec"]["template"]["spec"]["containers"][0].get("env", [])}
     if "RAY_enable_autoscaler_v2" in head_env and (spec.get("autoscalerOptions") or {}).get("version"):
         errors.append("both autoscalerOptions.version and RAY_enable_autoscaler_v2 are set")
@@ -360,3 +375,203 @@ def _model_in(annotation: Any) -> Any:
         return annotation
     found = [model for arg in typing.get_args(annotation) if (model := _model_in(arg)) is not None]
     return found[0] if len(found) == 1 else None
+
+
+# --- NetworkPolicies ----------------------------------------------------------------------------------------
+
+_SELECTOR = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "matchExpressions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["key", "operator"],
+                "properties": {
+                    "key": {"type": "string"},
+                    "operator": {"enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                    "values": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+_PEER = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "podSelector": _SELECTOR,
+        "namespaceSelector": _SELECTOR,
+        "ipBlock": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["cidr"],
+            "properties": {
+                "cidr": {"type": "string"},
+                "except": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+    },
+    "not": {
+        "anyOf": [{"required": ["ipBlock", "podSelector"]}, {"required": ["ipBlock", "namespaceSelector"]}]
+    },
+}
+_PORT = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "protocol": {"enum": ["TCP", "UDP", "SCTP"]},
+        "port": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 65535}, {"type": "string"}]},
+        "endPort": {"type": "integer", "minimum": 1, "maximum": 65535},
+    },
+}
+_RULE = {"type": "array", "items": {"$ref": "#/definitions/peer"}}
+NETWORK_POLICY_SCHEMA = {  # networking.k8s.io/v1 NetworkPolicy, strict: a misspelt key is an error
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "definitions": {"peer": _PEER},
+    "properties": {
+        "apiVersion": {"const": "networking.k8s.io/v1"},
+        "kind": {"const": "NetworkPolicy"},
+        "metadata": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 253},
+                "namespace": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+            "additionalProperties": False,
+        },
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["podSelector"],
+            "properties": {
+                "podSelector": _SELECTOR,
+                "policyTypes": {
+                    "type": "array",
+                    "items": {"enum": ["Ingress", "Egress"]},
+                    "uniqueItems": True,
+                },
+                "ingress": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"from": _RULE, "ports": {"type": "array", "items": _PORT}},
+                    },
+                },
+                "egress": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"to": _RULE, "ports": {"type": "array", "items": _PORT}},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def network_policy_errors(policy: Manifest) -> list[str]:
+    """Schema errors of a NetworkPolicy (the v1 API's fields, strictly), each as 'path: message'."""
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(NETWORK_POLICY_SCHEMA)
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+        for e in validator.iter_errors(policy)
+    ]
+    for i, rule in enumerate(policy.get("spec", {}).get("ingress", [])):
+        for port in rule.get("ports", []):
+            if "endPort" in port and not isinstance(port.get("port"), int):
+                errors.append(f"spec/ingress/{i}: endPort needs a numeric port")
+    return sorted(errors)
+
+
+def selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector matches ``labels`` (an empty selector matches everything)."""
+    selector = selector or {}
+    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        if not {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]:
+            return False
+    return True
+
+
+def admits(
+    policies: list[Manifest],
+    pod: dict[str, str],
+    peer: dict[str, str],
+    port: int,
+    *,
+    namespace: str = "default",
+    peer_namespace: str | None = None,
+) -> bool:
+    """Whether a TCP connection from a pod labelled ``peer`` to ``port`` of a pod labelled ``pod`` is let in.
+
+    Kubernetes' rule: a pod that no policy of its namespace selects (for Ingress) accepts everything; a selected
+    pod accepts what at least one rule of one selecting policy admits. ipBlock peers are not pods: ignored.
+    """
+    peer_namespace = peer_namespace or namespace
+    peer_namespace_labels = {"kubernetes.io/metadata.name": peer_namespace}
+    selecting = [
+        p
+        for p in policies
+        if p["metadata"].get("namespace", "default") == namespace
+        and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+        and selects(p["spec"]["podSelector"], pod)
+    ]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress") or []:
+            ports = rule.get("ports")
+            if ports and not any(
+                p.get("protocol", "TCP") == "TCP" and p.get("port") in (None, port) for p in ports
+            ):
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True
+            for candidate in peers:
+                if "ipBlock" in candidate:
+                    continue
+                if "namespaceSelector" in candidate:
+                    if not selects(candidate["namespaceSelector"], peer_namespace_labels):
+                        continue
+                elif peer_namespace != namespace:
+                    continue
+                if selects(candidate.get("podSelector"), peer):
+                    return True
+    return False
+
+
+def ray_pod_labels(manifest: Manifest, group: dict[str, Any], cluster_name: str) -> dict[str, str]:
+    """The labels KubeRay gives a pod of ``group`` (its pod template's, then its own; KubeRay's labelPod)."""
+    node_type = "worker" if "groupName" in group else "head"
+    fixed = {"ray.io/cluster": cluster_name, "ray.io/node-type": node_type}
+    fixed["ray.io/group"] = group.get("groupName", "headgroup")
+    return {
+        "ray.io/is-ray-node": "yes",
+        "app.kubernetes.io/name": "kuberay",
+        "app.kubernetes.io/created-by": "kuberay-operator",
+        **(group["template"].get("metadata") or {}).get("labels", {}),  # may override the two above
+        **fixed,  # may not be overridden
+    }

@@ -18,6 +18,7 @@ import yaml
 from k8s_support import (
     CRDS,
     REPO,
+    admits,
     build,
     cluster_spec,
     containers,
@@ -26,7 +27,9 @@ from k8s_support import (
     identity,
     json_patch,
     merge_patch,
+    network_policy_errors,
     operator_errors,
+    ray_pod_labels,
     split_image,
     unknown_serve_keys,
 )
@@ -165,6 +168,12 @@ def test_the_operator_rules_catch_what_the_schema_lets_through(built):
     )
     assert "upgradeStrategy.type" in errors(
         service, {"op": "replace", "path": "/spec/upgradeStrategy/type", "value": "BlueGreen"}
+    )
+    assert "needs rayVersion >= 2.52.0" in errors(
+        service, {"op": "replace", "path": "/spec/rayClusterConfig/rayVersion", "value": "2.51.1"}
+    )
+    assert "not supported for a RayJob" in errors(
+        job, {"op": "add", "path": "/spec/rayClusterSpec/authOptions/enableK8sTokenAuth", "value": True}
     )
 
 
@@ -380,6 +389,7 @@ def test_mlflow_server_flags_parse_and_its_service_is_the_tracking_uri(built):
         ]
         options = server.make_context("server", args).params  # click parses and checks every flag
         assert options["artifacts_destination"].startswith("s3://") and options["host"] == "0.0.0.0"
+        assert options["app_name"] == "basic-auth", "every request but /health needs a user and password"
         port = service["spec"]["ports"][0]
         assert options["port"] == port["port"] == container["ports"][0]["containerPort"]
         assert config["MLFLOW_TRACKING_URI"] == f"http://{service['metadata']['name']}:{port['port']}"
@@ -387,6 +397,244 @@ def test_mlflow_server_flags_parse_and_its_service_is_the_tracking_uri(built):
             service["spec"]["selector"].items()
             <= deployment["spec"]["template"]["metadata"]["labels"].items()
         )
+
+
+def test_mlflow_authentication_settings_come_from_a_configmap_and_a_secret(built):
+    import configparser
+
+    for name in ("base", "overlays/dev-cpu", "overlays/prod-gpu"):
+        objects = {(o["kind"], o["metadata"]["name"]): o for o in built[name]}
+        pod = objects["Deployment", "pixelplexus-mlflow"]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = env_of(container)
+        assert secret_ref(container, "MLFLOW_AUTH_ADMIN_USERNAME") == ("pixelplexus-mlflow-auth", "username")
+        assert secret_ref(container, "MLFLOW_AUTH_ADMIN_PASSWORD") == ("pixelplexus-mlflow-auth", "password")
+        assert secret_ref(container, "MLFLOW_FLASK_SERVER_SECRET_KEY") == (
+            "pixelplexus-mlflow-auth",
+            "flask-secret-key",
+        )
+        # MLFLOW_AUTH_CONFIG_PATH is the ConfigMap's basic_auth.ini, mounted read-only
+        path = Path(env["MLFLOW_AUTH_CONFIG_PATH"]["value"])
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {Path(m["mountPath"]): m for m in container["volumeMounts"]}
+        mount = mounts[path.parent]
+        assert mount.get("readOnly") is True
+        config_map = volumes[mount["name"]]["configMap"]["name"]
+        ini = configparser.ConfigParser()
+        ini.read_string(objects["ConfigMap", config_map]["data"][path.name])
+        settings = ini["mlflow"]
+        assert "admin_password" not in settings, "the admin's password lives in the Secret, not the ConfigMap"
+        assert settings["default_permission"] == "NO_PERMISSIONS"
+        # the user store is a file on a writable volume of the pod
+        database = Path(settings["database_uri"].removeprefix("sqlite:///"))
+        assert settings["database_uri"].startswith("sqlite:////")
+        assert "emptyDir" in volumes[mounts[database.parent]["name"]]
+        assert not mounts[database.parent].get("readOnly")
+
+
+# --- doors: Ray's token, the head's ports, the API key, MLflow's password, who may connect ---------------------
+
+OPERATOR = {"app.kubernetes.io/name": "kuberay-operator", "app.kubernetes.io/instance": "kuberay-operator"}
+OPERATOR_NAMESPACE = "kuberay-system"
+INTRUDER = {"app": "notebook"}  # any other pod of the namespace
+RAY_PORTS = {"gcs": 6379, "dashboard": 8265, "client": 10001, "serve": 8000, "metrics": 8080, "agent": 52365}
+SECRET_NAMES = re.compile(r"KEY|PASSWORD|TOKEN|SECRET|CREDENTIAL", re.I)
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def secret_ref(container: dict, name: str) -> tuple[str, str] | None:
+    """(Secret, key) that a container's env var ``name`` comes from; None when it is absent or not a Secret."""
+    entry = env_of(container).get(name)
+    if entry is None or "value" in entry:
+        return None
+    ref = entry.get("valueFrom", {}).get("secretKeyRef")
+    return (ref["name"], ref["key"]) if ref else None
+
+
+def test_every_ray_cluster_requires_rays_token(built):
+    clusters = ray_objects(built)
+    assert len(clusters) == 12
+    for name, obj in clusters:
+        spec = cluster_spec(obj)
+        # mode token and no secretName: KubeRay makes a random token per cluster and hands it to every Ray
+        # container, the autoscaler, the init containers, the RayJob submitter and its own dashboard client.
+        assert spec.get("authOptions") == {"mode": "token"}, f"{name}: {obj['metadata']['name']}"
+        for container in containers(obj):
+            # KubeRay leaves a container's own RAY_AUTH_MODE / RAY_AUTH_TOKEN alone: one would override the token.
+            assert not {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(env_of(container)), (
+                name
+            )
+
+
+def test_ray_ports_stay_inside_the_cluster(built):
+    for name, obj in ray_objects(built):
+        spec = cluster_spec(obj)
+        head = spec["headGroupSpec"]
+        assert head.get("serviceType") == "ClusterIP", f"{name}: the head and Serve Services stay internal"
+        assert not head.get("enableIngress") and "headService" not in head, name
+        assert "serveService" not in obj["spec"], name
+        # The head Service exposes the head container's ports (KubeRay's defaults, Ray Client included, when it
+        # names none): GCS for the workers, the dashboard for the operator and the submitter, Serve for clients.
+        (head_container,) = [c for c in head["template"]["spec"]["containers"] if c["name"] == "ray-head"]
+        ports = {p["name"]: p["containerPort"] for p in head_container["ports"]}
+        expected = {"gcs-server": 6379, "dashboard": 8265}
+        if obj["kind"] == "RayService":
+            expected["serve"] = SERVE_PORT
+        assert ports == expected, f"{name}: {obj['metadata']['name']}"
+        for group in groups(spec):
+            pod = group["template"]["spec"]
+            assert not pod.get("hostNetwork"), name
+            for container in containers(group):
+                assert not any(p.get("hostPort") for p in container.get("ports", [])), name
+                if group is not head:
+                    assert not container.get("ports"), f"{name}: workers publish no port"
+
+
+def test_secrets_reach_the_ray_containers_by_reference_only(built):
+    for name, obj in ray_objects(built):
+        serve = obj["kind"] == "RayService"
+        for container in containers(obj):
+            assert secret_ref(container, "MLFLOW_TRACKING_USERNAME") == (
+                "pixelplexus-mlflow-auth",
+                "username",
+            )
+            assert secret_ref(container, "MLFLOW_TRACKING_PASSWORD") == (
+                "pixelplexus-mlflow-auth",
+                "password",
+            )
+            # The ingress replica reads PIXELPLEXUS_API_KEY from its process environment, the pod's.
+            api_key = secret_ref(container, "PIXELPLEXUS_API_KEY")
+            assert api_key == (("pixelplexus-api", "api-key") if serve else None), (
+                f"{name}: {container['name']}"
+            )
+    for name, objects in built.items():
+        for obj in objects:
+            for container in containers(obj):
+                for entry in container.get("env", []):
+                    if SECRET_NAMES.search(entry["name"]):
+                        assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], (
+                            f"{name}: {entry['name']} must come from a Secret, never a literal"
+                        )
+
+
+def policies_of(objects: list[dict]) -> list[dict]:
+    return [o for o in objects if o["kind"] == "NetworkPolicy"]
+
+
+def test_network_policies_are_schema_valid_and_the_check_is_strict(built):
+    policies = [p for name in BUILDS for p in policies_of(built[name])]
+    assert len(policies) == 3 * 5
+    for policy in policies:
+        assert network_policy_errors(policy) == [], policy["metadata"]["name"]
+    policy = policies[0]
+    bad = json_patch(policy, [{"op": "add", "path": "/spec/ingress/0/form", "value": []}])
+    assert any("'form' was unexpected" in e for e in network_policy_errors(bad))
+    bad = json_patch(policy, [{"op": "replace", "path": "/spec/policyTypes", "value": ["Inbound"]}])
+    assert any("Inbound" in e for e in network_policy_errors(bad))
+    bad = json_patch(policy, [{"op": "remove", "path": "/spec/podSelector"}])
+    assert any("'podSelector' is a required property" in e for e in network_policy_errors(bad))
+
+
+def ray_pods(obj: dict) -> list[dict[str, str]]:
+    """The labels of a Ray resource's pods, as KubeRay sets them (head first)."""
+    cluster = f"{obj['metadata']['name']}-x7k2p"  # KubeRay names a RayService's clusters <name>-<random>
+    return [ray_pod_labels(obj, group, cluster) for group in groups(cluster_spec(obj))]
+
+
+@pytest.mark.parametrize("name", ["base", "overlays/dev-cpu", "overlays/prod-gpu"])
+def test_network_policies_admit_only_the_cluster_the_operator_and_serve_clients(built, name):
+    jobs_name = {"base": "jobs"}.get(name, f"{name}/jobs")
+    objects = built[name] + built[jobs_name]
+    namespace = objects[0]["metadata"].get("namespace", "default")
+    policies = policies_of(objects)
+
+    def admitted(pod, peer, port, *, peer_namespace=None):
+        return admits(policies, pod, peer, port, namespace=namespace, peer_namespace=peer_namespace)
+
+    clusters = {obj["metadata"]["name"]: (obj, ray_pods(obj)) for _, obj in ray_objects({name: objects})}
+    assert set(clusters) == {
+        "pixelplexus",
+        "pixelplexus-train",
+        "pixelplexus-batch-enhance",
+        "pixelplexus-batch-colorize",
+    }
+    for cluster, (obj, pods) in clusters.items():
+        head = pods[0]
+        submitter = {  # the K8s Job's pod KubeRay makes for a RayJob (K8sJobMode)
+            "ray.io/originated-from-crd": "RayJob",
+            "ray.io/originated-from-cr-name": cluster,
+            "app.kubernetes.io/created-by": "kuberay-operator",
+            "batch.kubernetes.io/job-name": cluster,
+        }
+        for pod in pods:
+            for peer in pods:  # every port between the pods of one cluster
+                assert all(admitted(pod, peer, port) for port in (*RAY_PORTS.values(), 41234)), cluster
+            for port in RAY_PORTS.values():  # nobody else, but Serve clients
+                assert admitted(pod, INTRUDER, port) == (port == SERVE_PORT and obj["kind"] == "RayService")
+                for other, (_, other_pods) in clusters.items():
+                    if other != cluster:
+                        assert admitted(pod, other_pods[0], port) == admitted(pod, INTRUDER, port), other
+            # KubeRay's labels alone (another team's Ray cluster in the namespace) admit nothing more
+            assert not admitted(pod, {**pod, "app.kubernetes.io/instance": "theirs"}, RAY_PORTS["gcs"])
+        # the operator: the head's dashboard, nothing else; from its own namespace only
+        assert admitted(head, OPERATOR, RAY_PORTS["dashboard"], peer_namespace=OPERATOR_NAMESPACE)
+        for port in ("gcs", "client", "metrics", "agent"):
+            assert not admitted(head, OPERATOR, RAY_PORTS[port], peer_namespace=OPERATOR_NAMESPACE), port
+        assert not admitted(head, OPERATOR, RAY_PORTS["dashboard"], peer_namespace="default-" + namespace)
+        # a RayJob's submitter: its own cluster's dashboard only
+        is_job = obj["kind"] == "RayJob"
+        assert admitted(head, submitter, RAY_PORTS["dashboard"]) == is_job, cluster
+        assert not admitted(head, submitter, RAY_PORTS["gcs"]), cluster
+        for other, (_, other_pods) in clusters.items():
+            if other != cluster:
+                assert not admitted(other_pods[0], submitter, RAY_PORTS["dashboard"]), (cluster, other)
+
+    (mlflow,) = [o for o in objects if o["kind"] == "Deployment"]
+    server = mlflow["spec"]["template"]["metadata"]["labels"]
+    for _, pods in clusters.values():
+        assert all(admitted(server, pod, 5000) for pod in pods)
+    assert not admitted(server, INTRUDER, 5000)
+    assert not admitted(server, OPERATOR, 5000, peer_namespace=OPERATOR_NAMESPACE)
+    assert not admitted(server, {"ray.io/originated-from-crd": "RayJob"}, 5000)
+    assert not admitted(server, clusters["pixelplexus"][1][0], 22), "the server's port only"
+
+
+def test_the_policy_check_sees_an_open_door():
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "p"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "ray"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "ray"}}}]}],
+        },
+    }
+    ray, other = {"app": "ray"}, {"app": "web"}
+    assert admits([policy], ray, ray, 6379) and not admits([policy], ray, other, 6379)
+    assert admits([policy], other, other, 6379), "a pod no policy selects takes everything"
+    wide = json_patch(
+        policy, [{"op": "add", "path": "/spec/ingress/-", "value": {"ports": [{"port": 8265}]}}]
+    )
+    assert admits([wide], ray, other, 8265) and not admits([wide], ray, other, 6379)
+    anywhere = json_patch(
+        policy, [{"op": "replace", "path": "/spec/ingress/0/from/0/podSelector", "value": {}}]
+    )
+    assert admits([anywhere], ray, other, 6379)
+    assert not admits([anywhere], ray, other, 6379, peer_namespace="elsewhere"), "podSelector: same namespace"
+    expressions = json_patch(
+        policy,
+        [
+            {
+                "op": "replace",
+                "path": "/spec/ingress/0/from/0/podSelector",
+                "value": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "ray"]}]},
+            }
+        ],
+    )
+    assert admits([expressions], ray, other, 6379) and not admits([expressions], ray, {"app": "x"}, 6379)
 
 
 # --- overlays, image, versions --------------------------------------------------------------------------------
@@ -463,3 +711,10 @@ def test_dockerignore_keeps_local_state_out_of_the_image():
     ignored = set((REPO / ".dockerignore").read_text().split())
     assert {".git", ".venv", "mlruns", "mlflow.db", "demo-output", "ray_results"} <= ignored
     assert not {"platform", "jobs", "serve", "pyproject.toml", "README.md"} & ignored
+
+
+def test_the_image_holds_what_mlflows_basic_auth_app_needs():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    version = re.search(r"^ARG FLASK_WTF_VERSION=(\S+)$", dockerfile, re.M)[1]
+    assert '"Flask-WTF==${FLASK_WTF_VERSION}"' in dockerfile and "import flask_wtf" in dockerfile
+    assert re.fullmatch(r"1\.\d+\.\d+", version), "mlflow[auth] asks for Flask-WTF<2"
