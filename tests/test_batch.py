@@ -20,7 +20,7 @@ import torch
 
 import corpus
 from pixelplexus.batch import run as batch_run
-from pixelplexus.batch.locations import Location, LocationError, S3Settings, list_inputs
+from pixelplexus.batch.locations import Location, LocationError, S3Settings, list_inputs, scan_inputs
 from pixelplexus.batch.manifest import read_manifest
 from pixelplexus.batch.pipeline import ModelWorker
 from pixelplexus.batch.run import BatchRequest, output_key, plan, run_batch
@@ -103,9 +103,10 @@ def test_inputs_come_from_folders_and_list_files(tmp_path):
     assert [i.key for i in list_inputs(str(tmp_path / "in" / "list.parquet"), settings, column="image")] == [
         "a/b/y.png"
     ]
-    (tmp_path / "in" / "escape.txt").write_text("../outside.jpg\n")
-    with pytest.raises(LocationError, match="outside the list's folder"):
-        list_inputs(str(tmp_path / "in" / "escape.txt"), settings)
+    # a list entry that leaves the list's folder is refused as that entry's error row, not the whole list
+    (tmp_path / "in" / "escape.txt").write_text("../outside.jpg\na/x.JPG\n")
+    items = scan_inputs(str(tmp_path / "in" / "escape.txt"), settings)
+    assert [(i.key, i.reason) for i in items] == [("../outside.jpg", "unsafe key"), ("a/x.JPG", "")]
     with pytest.raises(LocationError, match="no such folder"):
         list_inputs(str(tmp_path / "missing"), settings)
     inside = list_inputs(str(tmp_path / "in"), settings, exclude=Location.parse(str(tmp_path / "in" / "a")))

@@ -2,7 +2,8 @@
 
 Exit codes: 0 the run finished and its manifest accounts for every input (some may be errors: see the
 summary); 1 the pipeline failed as a whole (the manifest still has a row per input); 2 nothing was done
-because the command cannot work (bad flags, model reference, INPUT or OUTPUT). Ray and torch are imported
+because the command cannot work (bad flags, model reference, INPUT or OUTPUT, or another run holds
+OUTPUT's lease). Ray and torch are imported
 only when a command runs, so ``pixelplexus --help`` stays fast.
 """
 
@@ -20,6 +21,16 @@ INPUT is a folder, an s3://bucket/prefix, or a list file (.txt/.lst: one path or
 the list's folder; .csv/.parquet: a column). Outputs go under OUTPUT with the same relative keys, and a
 Parquet manifest with one row per input under OUTPUT/_pixelplexus/. Rerunning skips inputs already done.
 S3 uses the standard AWS environment variables, AWS_ENDPOINT_URL included; RAY_ADDRESS picks the cluster.
+
+Keys are checked, never rewritten: an input whose key (or list entry) has a '..', '.' or empty segment, is
+absolute inside a key, has a backslash or a control character, or does not end in an image extension
+gets an error row in the manifest and nothing is read or written for it. Outputs are never written
+through a symbolic link inside OUTPUT. Local inputs that are links leading outside INPUT are refused
+(error rows) unless --follow-symlinks. Error details name the input, never quote its content.
+
+A run holds a lease on OUTPUT (OUTPUT/_pixelplexus/lease.json: run id, user, host, pid, expiry), renewed
+while it works and released at the end; a second run on the same OUTPUT stops with exit 2 naming the
+holder. A killed run's lease expires by itself (90 s); --force takes it from a run you know is dead.
 """
 
 
@@ -72,6 +83,16 @@ def _parser(sub: argparse._SubParsersAction, task: str, summary: str) -> argpars
     )
     parser.add_argument("--overwrite", action="store_true", help="redo inputs that are already done")
     parser.add_argument("--column", help="the column of a .csv/.parquet INPUT list that holds the inputs")
+    parser.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="read local inputs that are symbolic links leading outside INPUT (refused by default)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="take OUTPUT's lease even if another run holds it (only when that run is known to be dead)",
+    )
     parser.set_defaults(func=run_command, task=task)
     return parser
 
@@ -106,6 +127,8 @@ def run_command(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             skip_color=getattr(args, "skip_color", False),
             column=args.column,
+            follow_symlinks=args.follow_symlinks,
+            force=args.force,
         )
         result = run_batch(request, progress=_progress_printer(args.task))
     except (ModelReferenceError, LocationError, ValueError) as exc:

@@ -10,15 +10,28 @@ S3 goes through boto3. Ray workers do not share the driver's environment, so the
 settings (:meth:`S3Settings.from_env`: endpoint, region, credentials when set) and hands them to the stages;
 with none set, workers use boto3's own chain (instance roles, ...). Writes are atomic: a local file is
 written to a hidden temporary name in the same folder and renamed; an S3 object appears whole.
+
+Keys are data, not instructions (:func:`check_key` is the one place that decides): a key is a relative
+POSIX path whose segments are not empty, ``.`` or ``..``, with no backslash and no control character. A
+key that breaks a rule is never rewritten: its input becomes a refused :class:`InputItem` (an error row
+in the manifest) and nothing is read or written for it. Local outputs are written by :func:`write_output`,
+which walks OUTPUT's sub-folders without following symbolic links (``O_NOFOLLOW`` on each one, relative to
+the previous folder's descriptor), so that a link planted inside OUTPUT cannot send a write elsewhere, and
+never writes through a link at the final name either. A local input that is a symbolic link to a file
+outside INPUT (or a folder link leading out of it) is refused unless ``follow_symlinks``.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import functools
 import io
 import os
 import posixpath
+import re
+import secrets
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +45,52 @@ LIST_COLUMNS = ("key", "path", "uri", "input")  # tried in this order when a tab
 
 class LocationError(OSError):
     """An INPUT or OUTPUT that cannot be used: missing folder or bucket, access denied, bad list file."""
+
+
+class UnsafeKey(ValueError):
+    """A key (or list entry) that could name a place outside INPUT or OUTPUT; the message says which rule."""
+
+
+class OutsideOutput(OSError):
+    """A write that would leave OUTPUT through a symbolic link (or land on one)."""
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_DRIVE = re.compile(r"^[A-Za-z]:$")
+RESERVED = "_pixelplexus"  # OUTPUT's own folder (manifests, lease): no input's output goes there
+
+
+def check_key(key: str) -> str:
+    """``key`` itself when it is a safe relative key, else :class:`UnsafeKey` naming the broken rule.
+
+    Safe: not empty, no control character (NUL and newline included), no backslash (a separator on
+    Windows and in some sync tools), not absolute, and no empty, ``.`` or ``..`` segment. Nothing is
+    normalised away: ``a/./b.png`` is refused, not read as ``a/b.png``, so that what is written is exactly
+    what was listed.
+    """
+    if not key:
+        raise UnsafeKey("the key is empty")
+    if _CONTROL.search(key):
+        raise UnsafeKey("the key has a control character (NUL, newline, ...)")
+    if "\\" in key:
+        raise UnsafeKey("the key has a backslash")
+    if key.startswith("/"):
+        raise UnsafeKey("the key is absolute")
+    segments = key.split("/")
+    if _DRIVE.match(segments[0]):
+        raise UnsafeKey("the key starts with a drive letter")
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            what = "an empty" if segment == "" else f"a {segment!r}"
+            raise UnsafeKey(f"the key has {what} segment")
+    return key
+
+
+def printable(text: str) -> str:
+    """``text`` with backslashes doubled and control characters as ``\\xNN``: one line, and distinct texts
+    stay distinct (a refused key is recorded this way)."""
+    text = text.replace("\\", "\\\\")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 @dataclass(frozen=True)
@@ -90,7 +149,8 @@ class Location:
         return self.bucket is not None
 
     def join(self, key: str) -> str:
-        """The URI (or local path) of ``key`` under this location."""
+        """The URI (or local path) of ``key`` under this location; :class:`UnsafeKey` for an unsafe key."""
+        check_key(key)
         if self.is_s3:
             return f"s3://{self.bucket}/{self.root}{key}"
         return os.path.join(self.root, *key.split("/"))
@@ -111,7 +171,10 @@ class Location:
             raise LocationError(f"{self.uri}: no such folder")
 
     def keys(self, settings: S3Settings, *, under: str = "") -> Iterator[str]:
-        """Every file below this location (or below its ``under`` sub-folder), as keys relative to it."""
+        """Every file below this location (or below its ``under`` sub-folder), as keys relative to it.
+
+        Keys come as stored (S3 keys may be unsafe: see :func:`check_key`); local links are neither
+        listed nor descended (a link in OUTPUT is no output)."""
         if self.is_s3:
             pages = settings.client().get_paginator("list_objects_v2")
             try:
@@ -128,7 +191,8 @@ class Location:
             dirs.sort()
             relative = os.path.relpath(folder, self.root)
             for name in sorted(files):
-                yield name if relative == "." else posixpath.join(*Path(relative).parts, name)
+                if not os.path.islink(os.path.join(folder, name)):
+                    yield name if relative == "." else posixpath.join(*Path(relative).parts, name)
 
 
 def _raise(exc: OSError) -> None:
@@ -165,7 +229,9 @@ def read_uri(uri: str, settings: S3Settings) -> bytes:
 
 
 def write_uri(uri: str, data: bytes, settings: S3Settings) -> None:
-    """Write ``data`` atomically: no reader ever sees a partial file (folders are made as needed)."""
+    """Write ``data`` atomically: no reader ever sees a partial file (folders are made as needed).
+
+    For files under OUTPUT use :func:`write_output`, which also keeps the write inside OUTPUT."""
     if uri.startswith("s3://"):
         bucket, key = split_s3(uri)
         settings.client().put_object(Bucket=bucket, Key=key, Body=data)
@@ -174,38 +240,218 @@ def write_uri(uri: str, data: bytes, settings: S3Settings) -> None:
     write_atomic(uri, data)
 
 
+# ------------------------------------------------------------------------------------------------ writing
+
+# os.replace takes dir_fd wherever os.rename does (both are renameat)
+_NO_FOLLOW = hasattr(os, "O_NOFOLLOW") and {os.open, os.mkdir, os.stat, os.rename} <= os.supports_dir_fd
+_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+
+
+def write_output(output: Location, key: str, data: bytes, settings: S3Settings) -> str:
+    """Write ``data`` atomically at ``key`` under OUTPUT, and only there; returns its URI.
+
+    Raises :class:`UnsafeKey` for an unsafe key and :class:`OutsideOutput` when a sub-folder on the way,
+    or the file itself, is a symbolic link: sub-folders are opened one by one with ``O_NOFOLLOW``
+    relative to the previous one (so the resolved path is inside OUTPUT's real path by construction, with
+    no window between a check and the write), and the file is renamed into place, which replaces a
+    directory entry and never writes through one. OUTPUT itself may be a link: the user named it.
+    """
+    uri = output.join(key)
+    if output.is_s3:
+        settings.client().put_object(Bucket=output.bucket, Key=output.root + key, Body=data)
+        return uri
+    *folders, name = key.split("/")
+    if not _NO_FOLLOW:  # no O_NOFOLLOW / dir_fd here (Windows): check the resolved path instead
+        real_root = os.path.realpath(output.root)
+        os.makedirs(os.path.dirname(uri), exist_ok=True)
+        if os.path.islink(uri) or not _within(os.path.realpath(os.path.dirname(uri)), real_root):
+            raise OutsideOutput(f"{uri} is outside OUTPUT's real path {real_root} (a symbolic link)")
+        write_atomic(uri, data)
+        return uri
+    fd = open_folder(output.root, folders, create=True)
+    try:
+        _refuse_link(fd, name, uri)
+        temporary = f".{name}.{secrets.token_hex(8)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_BINARY", 0)
+        file = os.open(temporary, flags, 0o666, dir_fd=fd)
+        try:
+            with os.fdopen(file, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, name, src_dir_fd=fd, dst_dir_fd=fd)
+        except BaseException:
+            try:
+                os.unlink(temporary, dir_fd=fd)
+            except FileNotFoundError:
+                pass
+            raise
+    finally:
+        os.close(fd)
+    return uri
+
+
+def open_folder(root: str, folders: list[str], *, create: bool) -> int:
+    """A descriptor of ``root/folders…``, each folder opened without following links (made if ``create``).
+
+    Raises :class:`OutsideOutput` when one of ``folders`` is a symbolic link; the caller closes the fd.
+    """
+    fd = os.open(root, _FOLDER)
+    try:
+        for depth, folder in enumerate(folders):
+            try:
+                child = os.open(folder, _FOLDER | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(folder, 0o777, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                child = os.open(folder, _FOLDER | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                    _refuse_link(fd, folder, os.path.join(root, *folders[: depth + 1]))
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _refuse_link(fd: int, name: str, shown: str) -> None:
+    try:
+        mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode):
+        raise OutsideOutput(
+            f"{shown} is a symbolic link: outputs are never written through links (it could lead outside "
+            "OUTPUT); remove the link or choose another OUTPUT"
+        )
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 # ------------------------------------------------------------------------------------------------ inputs
+
+UNSAFE = "unsafe key"
+OUTSIDE = "symlink points outside INPUT"
+NOT_AN_IMAGE = "not an image file name"
+BAD_ENTRY = "bad list entry"
 
 
 @dataclass(frozen=True)
 class InputItem:
-    """One input: where to read it and its key (its path relative to INPUT, and to OUTPUT)."""
+    """One input: where to read it and its key (its path relative to INPUT, and to OUTPUT).
+
+    A *refused* input has a ``reason`` (and a ``detail`` naming it and the fix): it becomes an error row,
+    and nothing is read or written for it. Its ``uri`` and ``key`` are then as listed, made
+    :func:`printable`.
+    """
 
     uri: str
     key: str
+    reason: str = ""
+    detail: str = ""
+
+
+def _refused(uri: str, key: str, reason: str, detail: str) -> InputItem:
+    return InputItem(printable(uri), printable(key), reason, detail)
 
 
 def is_image_key(key: str) -> bool:
     return posixpath.splitext(key)[1].lower() in IMAGE_EXTENSIONS
 
 
-def list_inputs(
-    text: str, settings: S3Settings, *, column: str | None = None, exclude: Location | None = None
+def scan_inputs(
+    text: str,
+    settings: S3Settings,
+    *,
+    column: str | None = None,
+    exclude: Location | None = None,
+    follow_symlinks: bool = False,
 ) -> list[InputItem]:
-    """The inputs INPUT names, sorted by key; ``exclude``: skip files under OUTPUT when it lies inside INPUT."""
+    """The inputs INPUT names, refused ones included, sorted by key (see the module docs for the rules).
+
+    exclude: skip files under OUTPUT when it lies inside INPUT; follow_symlinks: read local links that
+    lead outside INPUT (or outside a list's folder) instead of refusing them.
+    """
     if posixpath.splitext(text)[1].lower() in LIST_EXTENSIONS:
-        return _list_file(text, settings, column)
+        return _list_file(text, settings, column, follow_symlinks)
     source = Location.parse(text)
     source.check(settings)
     skip = _inside(exclude, source)
     if skip == "":
         raise LocationError(f"OUTPUT is INPUT ({text}): outputs would replace the originals; write elsewhere")
-    items = [
-        InputItem(source.join(key), key)
-        for key in source.keys(settings)
-        if is_image_key(key) and not (skip and key.startswith(skip))
-    ]
+    if source.is_s3:
+        items = []
+        for key in source.keys(settings):
+            if not is_image_key(key) or (skip and key.startswith(skip)):
+                continue
+            try:
+                items.append(InputItem(source.join(key), key))
+            except UnsafeKey as exc:
+                uri = f"s3://{source.bucket}/{source.root}{key}"
+                items.append(_refused(uri, key, UNSAFE, _unsafe_detail(key, exc, "rename the object")))
+    else:
+        items = list(_local_items(source.root, skip, follow_symlinks))
     return sorted(items, key=lambda item: item.key)
+
+
+def list_inputs(
+    text: str, settings: S3Settings, *, column: str | None = None, exclude: Location | None = None
+) -> list[InputItem]:
+    """The inputs a reader may use (training's validation sets): :func:`scan_inputs` less refused ones,
+    following links (reading never writes)."""
+    items = scan_inputs(text, settings, column=column, exclude=exclude, follow_symlinks=True)
+    return [item for item in items if not item.reason]
+
+
+def _unsafe_detail(key: str, exc: Exception, fix: str) -> str:
+    return f"'{printable(key)}': {exc}; keys must stay below INPUT and OUTPUT: {fix}"
+
+
+def _local_items(root: str, skip: str | None, follow: bool) -> Iterator[InputItem]:
+    """The image files below a local folder: links out of it refused unless ``follow`` (then each real
+    folder is walked once, so link cycles end)."""
+    real_root = os.path.realpath(root)
+    walked: set[str] = set()
+    for folder, dirs, files in os.walk(root, onerror=_raise, followlinks=follow):
+        dirs.sort()
+        if follow:
+            real = os.path.realpath(folder)
+            if real in walked:
+                dirs[:] = []
+                continue
+            walked.add(real)
+        relative = os.path.relpath(folder, root)
+        prefix = "" if relative == "." else "/".join(Path(relative).parts) + "/"
+        for name in dirs if not follow else ():
+            path = os.path.join(folder, name)
+            if os.path.islink(path) and not _within(os.path.realpath(path), real_root):
+                detail = (
+                    f"{path} links to a folder outside INPUT; pass --follow-symlinks to read the images in it"
+                )
+                yield _refused(path, prefix + name, OUTSIDE, detail)
+        for name in sorted(files):
+            key, path = prefix + name, os.path.join(folder, name)
+            if not is_image_key(key) or (skip and key.startswith(skip)):
+                continue
+            try:
+                check_key(key)
+            except UnsafeKey as exc:
+                yield _refused(path, key, UNSAFE, _unsafe_detail(key, exc, "rename the file"))
+                continue
+            if not follow and os.path.islink(path) and not _within(os.path.realpath(path), real_root):
+                detail = f"{printable(path)} links to a file outside INPUT; pass --follow-symlinks to read it"
+                yield _refused(path, key, OUTSIDE, detail)
+                continue
+            yield InputItem(path, key)
 
 
 def _inside(inner: Location | None, outer: Location) -> str | None:
@@ -220,7 +466,7 @@ def _inside(inner: Location | None, outer: Location) -> str | None:
     return "/".join(Path(relative).parts) + "/"
 
 
-def _list_file(text: str, settings: S3Settings, column: str | None) -> list[InputItem]:
+def _list_file(text: str, settings: S3Settings, column: str | None, follow: bool) -> list[InputItem]:
     try:
         data = read_uri(text, settings) if text.startswith("s3://") else Path(text).read_bytes()
     except Exception as exc:
@@ -232,7 +478,7 @@ def _list_file(text: str, settings: S3Settings, column: str | None) -> list[Inpu
     )
     items, seen = [], set()
     for entry in entries:
-        item = _item(entry, base)
+        item = _item(entry, base, follow)
         if item.key not in seen:
             seen.add(item.key)
             items.append(item)
@@ -277,22 +523,46 @@ def _pick_column(names: list[str], column: str | None, source: str) -> str:
     )
 
 
-def _item(entry: str, base: Location) -> InputItem:
-    """A list entry → an input; relative entries are relative to the list's folder."""
+def _item(entry: str, base: Location, follow: bool) -> InputItem:
+    """A list entry → an input (refused when unsafe); relative entries are relative to the list's folder.
+
+    ``s3://bucket/key`` and absolute local paths are used as they are, with the key relative to the list's
+    folder when they lie under it, else ``bucket/key`` or the path without its leading ``/``. Whatever the
+    form, the key (and an absolute path) must pass :func:`check_key`: ``..`` never reaches a path.
+    """
     scheme = scheme_of(entry)
-    if scheme == "s3":
-        bucket, key = split_s3(entry)
-        inside = bucket == base.bucket and key.startswith(base.root)
-        return InputItem(entry, key[len(base.root) :] if inside else f"{bucket}/{key}")
-    if scheme not in ("", "file"):
-        raise LocationError(f"list entry {entry!r}: inputs are local paths or s3:// URIs")
-    path = entry[len("file://") :] if scheme == "file" else entry
-    if os.path.isabs(path):
-        path = os.path.abspath(path)
-        inside = not base.is_s3 and path.startswith(base.root + os.sep)
-        parts = Path(os.path.relpath(path, base.root)).parts if inside else Path(path).parts[1:]
-        return InputItem(path, "/".join(parts))
-    key = posixpath.normpath(path.replace("\\", "/"))
-    if key == ".." or key.startswith("../"):
-        raise LocationError(f"list entry {entry!r} points outside the list's folder: use an absolute path")
-    return InputItem(base.join(key), key)
+    fix = "fix the list entry"
+    try:
+        if scheme == "s3":
+            bucket, _, key = entry[len("s3://") :].partition("/")  # exactly as written: no slash stripped
+            if not bucket:
+                raise UnsafeKey("the URI names no bucket")
+            check_key(key)
+            inside = bucket == base.bucket and key.startswith(base.root)
+            item = InputItem(entry, key[len(base.root) :] if inside else f"{bucket}/{key}")
+        elif scheme in ("", "file"):
+            path = entry[len("file://") :] if scheme == "file" else entry
+            if path.startswith("/"):
+                check_key(path[1:])
+                inside = not base.is_s3 and path.startswith(base.root.rstrip("/") + "/")
+                item = InputItem(path, path[len(base.root.rstrip("/")) + 1 :] if inside else path[1:])
+            else:
+                check_key(path)
+                item = InputItem(base.join(path), path)
+                real_base = None if base.is_s3 else os.path.realpath(base.root)
+                if real_base and not follow and not _within(os.path.realpath(item.uri), real_base):
+                    detail = (
+                        f"list entry '{printable(entry)}' resolves (through a symbolic link) outside the "
+                        "list's folder; pass --follow-symlinks to read it, or list its absolute path"
+                    )
+                    return _refused(entry, entry, OUTSIDE, detail)
+        else:
+            detail = f"list entry '{printable(entry)}': inputs are local paths or s3:// URIs"
+            return _refused(entry, entry, BAD_ENTRY, detail)
+    except ValueError as exc:  # UnsafeKey, or an s3:// URI without a bucket
+        return _refused(entry, entry, UNSAFE, f"list entry {_unsafe_detail(entry, exc, fix)}")
+    if not is_image_key(item.key):
+        extensions = " ".join(sorted(IMAGE_EXTENSIONS))
+        detail = f"list entry '{printable(entry)}' does not end in an image extension ({extensions})"
+        return _refused(entry, entry, NOT_AN_IMAGE, detail)
+    return item

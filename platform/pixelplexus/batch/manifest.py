@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pixelplexus.batch.locations import Location, S3Settings, read_uri, write_uri
+from pixelplexus.batch.locations import Location, S3Settings, read_uri, write_output
 
 MANIFEST_DIR = "_pixelplexus/"
 STATUSES = ("ok", "error", "skipped")
@@ -74,9 +74,7 @@ def write_manifest(
     table = table.cast(SCHEMA).replace_schema_metadata({"pixelplexus": json.dumps(metadata, sort_keys=True)})
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
-    uri = output.join(manifest_key(run_id))
-    write_uri(uri, buffer.getvalue(), settings)
-    return uri
+    return write_output(output, manifest_key(run_id), buffer.getvalue(), settings)
 
 
 def read_manifest(output: str | Location, settings: S3Settings | None = None) -> pa.Table:

@@ -7,6 +7,10 @@ A row is pending while ``status`` is ""; ``payload`` carries what the next stage
 (pickled between this job's own stages), or, for a colour image that ``--skip-color`` passes through, the
 original file's bytes.
 
+Error details name the input and the problem, never its content: a decoder's message that quotes the
+file's bytes (Pillow's and ours have done so: ``b'root:x:0:0:root:'`` for ``/etc/passwd`` behind a link)
+is withheld by :func:`safe_detail`, which the manifest and the command's output then never show.
+
 The model stage is a callable class, so each actor loads the generator once, from the weights bytes the
 driver put in the object store. Actors reserve a fixed amount of memory (a Ray logical resource), which
 also keeps Ray Data from fusing the decode tasks into the actors: decoding runs in parallel CPU tasks while
@@ -18,13 +22,22 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pixelplexus.batch.locations import InputItem, Location, S3Settings, read_uri, write_uri
+from pixelplexus.batch.locations import (
+    InputItem,
+    Location,
+    OutsideOutput,
+    S3Settings,
+    UnsafeKey,
+    read_uri,
+    write_output,
+)
 from pixelplexus.imageio import ImageDecodeError, ImageRecord, decode_image, encode_image, format_for_path
 
 Batch = dict[str, np.ndarray]
@@ -63,6 +76,37 @@ def _pack(record: ImageRecord) -> bytes:
 def _fail(row: dict[str, Any], reason: str, exc: BaseException | None = None, detail: str = "") -> None:
     detail = detail or (f"{type(exc).__name__}: {exc}" if exc else "")
     row.update(status="error", reason=reason, detail=detail, payload=b"")
+
+
+ECHO = 8
+"""A detail that shares this many characters in a row with its input is withheld."""
+
+ECHO_HEAD = 64 << 10
+ECHO_SCAN = 16 << 20
+"""Bytes of an input searched for echoes: every piece in the head, aligned pieces up to ECHO_SCAN."""
+
+
+def safe_detail(detail: str, data: bytes, *, reason: str) -> str:
+    """``detail`` unless it may quote the input's content; then a fixed sentence with ``reason``.
+
+    Withheld: a ``b'…'`` literal, any :data:`ECHO` characters in a row that also occur in the input's
+    first :data:`ECHO_HEAD` bytes (where decoders read headers), and any run of 2·ECHO − 1 characters
+    that occurs in its first :data:`ECHO_SCAN` bytes (such a run holds a piece that starts at a multiple
+    of ECHO). A few scans of the input, on the error path only.
+    """
+    withheld = (
+        f"{reason}; the decoder's message quoted the file's content and is withheld "
+        "(open the file to see what it is)"
+    )
+    if re.search(r"""\bb(['"]).*?\1""", detail):
+        return withheld
+    encoded = detail.encode("utf-8", "replace")
+    head, scan = data[:ECHO_HEAD], data[:ECHO_SCAN]
+    for start in range(max(1, len(encoded) - ECHO + 1)):
+        piece = encoded[start : start + ECHO]
+        if len(piece) == ECHO and (piece in head or (start % ECHO == 0 and piece in scan)):
+            return withheld
+    return detail
 
 
 def _rows(batch: Batch) -> list[dict[str, Any]]:
@@ -105,9 +149,10 @@ def read_and_decode(batch: Batch, settings: StageSettings) -> Batch:
             try:
                 record = decode_image(data)
             except ImageDecodeError as exc:
-                _fail(row, exc.reason, detail=str(exc))
+                _fail(row, exc.reason, detail=safe_detail(str(exc), data, reason=exc.reason))
             except Exception as exc:  # MemoryError on a huge image, ...
-                _fail(row, "cannot decode image", exc)
+                detail = safe_detail(f"{type(exc).__name__}: {exc}", data, reason="cannot decode image")
+                _fail(row, "cannot decode image", detail=detail)
             else:
                 row.update(width=record.width, height=record.height)
                 if settings.skip_color and has_color(record):
@@ -205,7 +250,11 @@ def encode_and_write(batch: Batch, settings: StageSettings) -> Batch:
             _fail(row, "cannot encode the result", exc)
         else:
             try:
-                write_uri(settings.output.join(row["output_key"]), data, settings.s3)
+                write_output(settings.output, row["output_key"], data, settings.s3)
+            except UnsafeKey as exc:  # planning refuses these first; this is the last line of defence
+                _fail(row, "unsafe key", exc)
+            except OutsideOutput as exc:
+                _fail(row, "output path leaves OUTPUT", detail=str(exc))
             except Exception as exc:
                 _fail(row, "cannot write the output", exc)
             else:

@@ -2,7 +2,13 @@
 
 Everything that can be checked before work starts is checked first — INPUT (folder, bucket, list file),
 OUTPUT (bucket), the options; the model reference was resolved by the caller — and raises
-:class:`~pixelplexus.batch.locations.LocationError` or :class:`ValueError` without writing anything.
+:class:`~pixelplexus.batch.locations.LocationError` or :class:`ValueError` without writing anything (not
+even OUTPUT's folder). An input that cannot be used safely (an unsafe key, a link out of INPUT, a list
+entry that is no image) is no reason to stop: it gets its error row, and the others are processed.
+
+Then the run takes the lease on OUTPUT (:mod:`.lease`; :class:`~pixelplexus.batch.lease.LeaseHeld` when
+another run holds it) and only then reads OUTPUT's state, so two runs never plan the same work; the
+lease is released at the end, whatever happened.
 
 An input is *done* when its output exists under OUTPUT and no later manifest row says otherwise (an error,
 or a different output key); done inputs are not processed again unless ``overwrite``, and their earlier rows
@@ -25,7 +31,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pixelplexus.batch.locations import InputItem, Location, LocationError, S3Settings, list_inputs
+from pixelplexus.batch.lease import DEFAULT_SECONDS, Lease
+from pixelplexus.batch.locations import (
+    RESERVED,
+    UNSAFE,
+    InputItem,
+    Location,
+    LocationError,
+    S3Settings,
+    scan_inputs,
+)
 from pixelplexus.batch.manifest import (
     MANIFEST_DIR,
     Summary,
@@ -60,6 +75,9 @@ class BatchRequest:
     concurrency: model actors (None: one per ``gpus_per_worker`` GPUs of the cluster, or one on CPUs);
     threads_per_worker: torch threads of a CPU actor (None: the node's cores / concurrency);
     format: "keep" or one of :data:`FORMATS`; column: the column of a CSV/Parquet list of inputs.
+    follow_symlinks: read local inputs that are links leading outside INPUT (refused by default);
+    force: take OUTPUT's lease even from a live run; lease_seconds: how long a lease outlives its last
+    heartbeat (a killed run's lease expires after that).
     """
 
     task: str
@@ -75,6 +93,9 @@ class BatchRequest:
     overwrite: bool = False
     skip_color: bool = False
     column: str | None = None
+    follow_symlinks: bool = False
+    force: bool = False
+    lease_seconds: float = DEFAULT_SECONDS
     s3: S3Settings = field(default_factory=S3Settings.from_env)
 
 
@@ -104,11 +125,16 @@ class Plan:
     output: Location
     todo: list[tuple[InputItem, str]]  # inputs to process, with their output keys
     done: list[dict[str, Any]]  # manifest rows of inputs done earlier, carried over
-    refused: list[dict[str, Any]]  # error rows of inputs that cannot be processed (output key collisions)
+    refused: list[dict[str, Any]]  # error rows of inputs that cannot be processed (unsafe, collisions)
 
 
 def plan(request: BatchRequest) -> Plan:
-    """List the inputs and decide what to do with each; raises before anything is written."""
+    """List the inputs and decide what to do with each; writes nothing (a run does this under its lease)."""
+    return decide(request, *gather(request))
+
+
+def gather(request: BatchRequest) -> tuple[Location, list[InputItem]]:
+    """Check the request and list its inputs (refused ones included); raises before anything is written."""
     if request.format != "keep" and request.format not in FORMATS:
         raise ValueError(f"--format must be keep or one of {', '.join(FORMATS)}, got {request.format!r}")
     if request.batch_size < 1:
@@ -116,12 +142,21 @@ def plan(request: BatchRequest) -> Plan:
     output = Location.parse(request.output)
     if output.is_s3:
         output.check(request.s3)
-    items = list_inputs(request.input, request.s3, column=request.column, exclude=output)
+    items = scan_inputs(
+        request.input,
+        request.s3,
+        column=request.column,
+        exclude=output,
+        follow_symlinks=request.follow_symlinks,
+    )
     if not items:
         extensions = " ".join(sorted(IMAGE_EXTENSIONS))
         raise LocationError(f"no images under {request.input} (looked for {extensions}, in any case)")
-    output.check(request.s3, create=True)
+    return output, items
 
+
+def decide(request: BatchRequest, output: Location, items: list[InputItem]) -> Plan:
+    """What to do with each input, given what OUTPUT holds: process it, carry its earlier row, or refuse."""
     previous: dict[str, dict] = {}
     existing: set[str] = set()
     if not request.overwrite:
@@ -129,8 +164,16 @@ def plan(request: BatchRequest) -> Plan:
         existing = {key for key in output.keys(request.s3) if not key.startswith(MANIFEST_DIR)}
     todo, done, refused, claimed = [], [], [], {}
     for item in items:
+        if item.reason:
+            row = {"input": item.uri, "input_key": item.key, "output_key": None, "status": "error"}
+            refused.append(row | {"reason": item.reason, "detail": item.detail})
+            continue
         out = output_key(item.key, request.format)
         row = {"input": item.uri, "input_key": item.key, "output_key": out}
+        if out.split("/")[0] == RESERVED:
+            detail = f"'{out}': {RESERVED}/ under OUTPUT holds the manifests and the lease; rename the input"
+            refused.append({**row, "output_key": None, "status": "error", "reason": UNSAFE, "detail": detail})
+            continue
         if out in claimed:
             detail = f"{claimed[out]} has the same output key; rename one of them or use --format keep"
             refused.append({**row, "status": "error", "reason": "output key collision", "detail": detail})
@@ -149,11 +192,30 @@ def plan(request: BatchRequest) -> Plan:
 def run_batch(request: BatchRequest, *, progress: Progress | None = None) -> BatchResult:
     """Run ``request`` on the current Ray cluster (started or joined here if needed); see the module docs."""
     started = time.perf_counter()
-    the_plan = plan(request)
+    output, items = gather(request)
     run_id = new_run_id()
+    output.check(request.s3, create=True)
+    lease = Lease.acquire(output, request.s3, run_id, seconds=request.lease_seconds, force=request.force)
+    with lease:
+        return _run(request, output, items, run_id, lease, progress, started)
+
+
+def _run(
+    request: BatchRequest,
+    output: Location,
+    items: list[InputItem],
+    run_id: str,
+    lease: Lease,
+    progress: Progress | None,
+    started: float,
+) -> BatchResult:
+    """The run under its lease: decide, process, write the manifest."""
+    the_plan = decide(request, output, items)
     rows, failure, seconds, startup = [], None, 0.0, time.perf_counter() - started
     if the_plan.todo:
         rows, failure, startup, seconds = _process(request, the_plan, progress, started)
+    if lease.lost and not failure:
+        failure = f"LeaseLost: {lease.lost}: another run may have written here too; check its manifest"
     run_rows = [{**row, "run_id": run_id} for row in the_plan.refused + rows]
     table = to_table(the_plan.done + run_rows).sort_by("input_key")
     summary = Summary.of(table, run_id, seconds)
@@ -167,6 +229,8 @@ def run_batch(request: BatchRequest, *, progress: Progress | None = None) -> Bat
         "format": request.format,
         "overwrite": request.overwrite,
         "skip_color": request.skip_color,
+        "follow_symlinks": request.follow_symlinks,
+        "force": request.force,
         "failure": failure,
         "summary": summary.line(),
     }
