@@ -3,6 +3,9 @@
     ray job submit --working-dir . -- python jobs/batch.py enhance s3://archive/scans s3://archive/x4 \
         --model models:/pixelplexus-enhance@champion --gpus-per-worker 1 --batch-size 16
 
+Keys are checked and writes stay inside OUTPUT; ``--follow-symlinks`` reads links out of INPUT; a lease on
+OUTPUT makes a second job on it stop with exit 2 unless ``--force`` (see ``jobs/README.md``, "Batch").
+
 Inside a Ray job, ``ray.init()`` joins the job's cluster. Where pixelplexus is not installed (a plain
 checkout), the repository's ``platform/`` folder is put on the path of this driver and, through
 ``PYTHONPATH``, of the workers of a cluster that this driver starts; for a submitted job add

@@ -31,6 +31,7 @@ from pixelplexus.batch.manifest import read_manifest
 from pixelplexus.batch.pipeline import StageSettings, read_and_decode, safe_detail
 from pixelplexus.batch.run import plan
 from pixelplexus.cli import main
+from pixelplexus.imageio import ImageDecodeError, decode_image
 from test_batch import request, write_folder
 
 weights = test_batch.weights  # the tiny models' fixture
@@ -229,13 +230,18 @@ def test_decode_errors_never_quote_the_input(tmp_path):
     details = dict(zip(out["input_key"], out["detail"]))
     text = " ".join(str(value) for name in ("reason", "detail") for value in out[name])
     assert "root:x" not in text and "PIXELPLEXUS-SECRET" not in text and "b'" not in text
-    assert "withheld" in details["secret.png"] and "withheld" not in details["cut.png"]  # says what is wrong
-    assert details["secret.png"].startswith("not a recognised image format")
+    assert details["secret.png"].startswith("cannot decode image: not a recognised image format")
+    assert "withheld" not in details["cut.png"]  # says what is wrong
+    with pytest.raises(ImageDecodeError) as error:  # the decoder itself no longer quotes the file
+        decode_image(SECRET)
+    assert "root:x" not in str(error.value) and "PIXELPLEXUS" not in str(error.value)
 
     detail = "cannot decode image: corrupt image data (broken PNG file)"
     assert safe_detail(detail, PNG, reason="r") == detail
     assert "withheld" in safe_detail("says PIXELPLEXUS-SECRET here", b"x" * 100_000 + SECRET, reason="r")
     assert "withheld" in safe_detail("starts with b'\\x00\\x01'", b"", reason="r")
+    # what a decoder's message quoting the file's start (as imageio's once did) becomes
+    assert safe_detail(f"the file starts with {SECRET[:16]!r}", SECRET, reason="r").startswith("r; ")
 
 
 # ------------------------------------------------------------------------------------------ with Ray

@@ -422,7 +422,7 @@ def _decode_error(exc: BaseException, data: bytes, source: str | None) -> ImageD
         return ImageDecodeError(
             "not a recognised image format",
             source,
-            f"expected one of {_SUPPORTED}; the file starts with {data[:16]!r}",
+            f"expected one of {_SUPPORTED}; its first bytes match none of their signatures",
         )
     # Pillow says "truncated", libpng (imagecodecs) "input stream too small", tifffile "failed to read".
     if isinstance(exc, EOFError) or any(

@@ -22,9 +22,9 @@ the list's folder; .csv/.parquet: a column). Outputs go under OUTPUT with the sa
 Parquet manifest with one row per input under OUTPUT/_pixelplexus/. Rerunning skips inputs already done.
 S3 uses the standard AWS environment variables, AWS_ENDPOINT_URL included; RAY_ADDRESS picks the cluster.
 
-Keys are checked, never rewritten: an input whose key (or list entry) has a '..', '.' or empty segment, is
-absolute inside a key, has a backslash or a control character, or does not end in an image extension
-gets an error row in the manifest and nothing is read or written for it. Outputs are never written
+Keys are checked, never rewritten: an input whose key, list entry or s3:// key has a '..', '.' or empty
+segment, a backslash or a control character, or a list entry without an image extension, gets an error
+row in the manifest, and nothing is read or written for it. Outputs are never written
 through a symbolic link inside OUTPUT. Local inputs that are links leading outside INPUT are refused
 (error rows) unless --follow-symlinks. Error details name the input, never quote its content.
 
