@@ -14,6 +14,8 @@ status  error                        when
 400     ``bad_request``              a malformed multipart body
 401     ``unauthorized``             ``PIXELPLEXUS_API_KEY`` is set and the bearer token is missing or wrong
 404     ``not_found``                no such route (405 ``method_not_allowed``: wrong method)
+408     ``request_timeout``          an upload that stalls (``read_timeout_s``) or is too slow
+                                     (``upload_timeout_s``); the connection is closed
 413     ``payload_too_large``        the upload has more bytes than ``max_upload_bytes``
 413     ``image_too_large``          the image header claims more pixels than ``max_pixels``
 415     ``unsupported_media_type``   not an image, or a pixel format that cannot be decoded
@@ -21,7 +23,12 @@ status  error                        when
 422     ``invalid_upload``           a multipart body without the field ``file``
 422     ``invalid_parameters``       a bad parameter (``scale=7``, ``n=1000``, ``truncation=-1``, ...)
 500     ``internal_error``           a bug; the service keeps answering
+503     ``service_unavailable``      a model's queue is full, its replicas failed twice on the request, or the
+                                     ingress replica died under it; ``Retry-After`` says when to retry
 ======  ===========================  ========================================================================
+
+The errors that Serve's proxy makes itself (a dead ingress replica, backpressure, the request deadline,
+slow headers) are turned into the same JSON by :mod:`pixelplexus.serving.proxy`.
 """
 
 from __future__ import annotations
@@ -29,11 +36,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import logging
 import math
 import secrets
 import uuid
-from collections.abc import Mapping
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -55,8 +63,11 @@ from pixelplexus.tasks import TASKS, InferenceOptions, OptionsError, Task, get_t
 from pixelplexus.visual import image_grid
 
 API_KEY_ENV = "PIXELPLEXUS_API_KEY"
+RETRY_AFTER_S = 1  # what a 503 tells the client to wait
 MAX_IMAGES = 16  # images per /v1/generate request
 MAX_SEED = 2**32 - 1
+T = TypeVar("T")
+logger = logging.getLogger("ray.serve")
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around the file
 _MEDIA_TYPES = {
     "PNG": "image/png",
@@ -91,14 +102,18 @@ class Limits(BaseModel):
 
     max_upload_bytes: int = Field(32 * 2**20, ge=1, description="bytes per upload")
     max_pixels: int = Field(4 * 2**20, ge=1, description="width × height of an uploaded image")
+    read_timeout_s: float = Field(
+        10.0, gt=0, description="an upload that sends no bytes for this long is answered 408"
+    )
+    upload_timeout_s: float = Field(60.0, gt=0, description="the whole upload must arrive within this")
 
 
 class ApiError(Exception):
     """An error answered as ``{"error": code, "detail": detail, "request_id": …}`` with ``status``."""
 
-    def __init__(self, status: int, code: str, detail: str):
+    def __init__(self, status: int, code: str, detail: str, headers: Mapping[str, str] | None = None):
         super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
@@ -151,7 +166,7 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
     # ------------------------------------------------------------------------------------------ errors
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(request, exc.status, exc.code, exc.detail)
+        return error_response(request, exc.status, exc.code, exc.detail, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -194,7 +209,12 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
             raise ApiError(422, "invalid_parameters", str(exc)) from None
 
     async def read_image(request: Request) -> ImageRecord:
-        data = await read_upload(request, limits.max_upload_bytes)
+        data = await read_upload(
+            request,
+            limits.max_upload_bytes,
+            read_timeout_s=limits.read_timeout_s,
+            upload_timeout_s=limits.upload_timeout_s,
+        )
         try:
             return await run_in_threadpool(decode_image, data, max_pixels=limits.max_pixels)
         except ImageDecodeError as exc:
@@ -204,7 +224,7 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
         task: str, item: Any, options: InferenceOptions, scale: int | None = None
     ) -> ImageRecord:
         try:
-            return await models[task].remote(item, options, scale)
+            return await call_model(lambda: models[task].remote(item, options, scale), task)
         except OptionsError as exc:  # raised in the replica; Ray wraps it, ``cause`` is the original
             raise ApiError(422, "invalid_parameters", str(getattr(exc, "cause", exc))) from None
 
@@ -264,7 +284,8 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
     @app.get("/v1/models")
     async def list_models() -> dict[str, list[dict[str, Any]]]:
         """What each model deployment serves: task, reference, version, device, …"""
-        return {"models": list(await asyncio.gather(*(h.describe.remote() for h in models.values())))}
+        describe = [call_model(handle.describe.remote, task) for task, handle in models.items()]
+        return {"models": list(await asyncio.gather(*describe))}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -272,6 +293,41 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
         return {"status": "ok"}
 
     return app
+
+
+async def call_model(call: Callable[[], Awaitable[T]], task: str) -> T:
+    """``await call()`` (a model deployment's handle call), once more if its replica died under it.
+
+    Inference is idempotent (the same input and options give the same image; a seed is an image), so a
+    request that was on a replica that died or became unreachable is sent again, and the handle routes it to
+    a live replica (or waits for the replacement). A second failure, a full queue (the deployment's
+    ``max_queued_requests``) or no replica at all is 503 ``service_unavailable`` with ``Retry-After``.
+    """
+    from ray.exceptions import RayActorError  # ActorDiedError, ActorUnavailableError
+    from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+    for attempt in range(2):
+        try:
+            return await call()
+        except RayActorError:
+            if attempt == 0:
+                logger.warning("%s: the replica died under a request; sending it again", task)
+                continue
+            raise _unavailable(f"the {task} model's replicas failed twice on this request") from None
+        except BackPressureError:
+            raise _unavailable(f"the {task} model's queue is full") from None
+        except DeploymentUnavailableError:
+            raise _unavailable(f"the {task} model has no replica running") from None
+    raise AssertionError("unreachable")
+
+
+def _unavailable(reason: str) -> ApiError:
+    return ApiError(
+        503,
+        "service_unavailable",
+        f"{reason}; retry after {RETRY_AFTER_S} s",
+        {"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 def error_response(
@@ -303,12 +359,48 @@ def output_format(requested: str | None) -> str | None:
     return name
 
 
-async def read_upload(request: Request, limit: int) -> bytes:
-    """The uploaded file: the multipart field ``file`` or the raw body, at most ``limit`` bytes."""
+async def read_upload(
+    request: Request,
+    limit: int,
+    *,
+    read_timeout_s: float = Limits().read_timeout_s,
+    upload_timeout_s: float = Limits().upload_timeout_s,
+) -> bytes:
+    """The uploaded file: the multipart field ``file`` or the raw body, at most ``limit`` bytes.
+
+    A client that stops sending (no bytes for ``read_timeout_s``) or sends too slowly (the whole body not
+    there after ``upload_timeout_s``) gets 408 and its connection is closed: a slow client cannot hold a
+    replica's slot. (Stalled *headers* never reach the app; the proxy cuts those off, see
+    :mod:`pixelplexus.serving.proxy`.)
+    """
     too_large = ApiError(413, "payload_too_large", f"uploads are limited to {limit} bytes")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + _FORM_OVERHEAD:
         raise too_large
+    receive = request.receive
+
+    async def receive_or_time_out():
+        try:
+            return await asyncio.wait_for(receive(), read_timeout_s)
+        except asyncio.TimeoutError:
+            raise _timeout(f"the upload sent no bytes for {read_timeout_s:g} s (read_timeout_s)") from None
+
+    try:
+        return await asyncio.wait_for(
+            _read_body(Request(request.scope, receive_or_time_out), limit, too_large), upload_timeout_s
+        )
+    except asyncio.TimeoutError:
+        raise _timeout(
+            f"the upload did not arrive within {upload_timeout_s:g} s (upload_timeout_s)"
+        ) from None
+
+
+def _timeout(detail: str) -> ApiError:
+    """408 for an upload that is too slow; the connection closes (the rest of the body is never read)."""
+    return ApiError(408, "request_timeout", f"{detail}; send it again", headers={"Connection": "close"})
+
+
+async def _read_body(request: Request, limit: int, too_large: ApiError) -> bytes:
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         async with request.form(max_files=1, max_fields=4) as form:
             upload = form.get("file")

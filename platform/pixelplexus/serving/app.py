@@ -4,6 +4,11 @@
 passes :class:`~pixelplexus.serving.api.Limits` as ``args``; its ``deployments`` section overrides the
 defaults set here (replicas, autoscaling, GPUs, and each model's ``user_config``). Deployment names:
 ``ingress``, ``enhance``, ``colorize``, ``generate``.
+
+Faults: the ingress runs two replicas at least, so one can die without the service going silent; a
+request whose model replica dies under it is sent again once (:func:`~pixelplexus.serving.api.call_model`);
+the model deployments' ``max_queued_requests`` bound the work waiting for them (503 with ``Retry-After``
+beyond it).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ INGRESS = "ingress"
 @serve.deployment(
     name=INGRESS,
     max_ongoing_requests=64,
-    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16},
+    max_queued_requests=256,  # per proxy; beyond it the proxy answers 503 (JSON: serving/proxy.py)
+    # Two replicas at least: when one dies, the other keeps answering while Serve replaces it.
+    autoscaling_config={"min_replicas": 2, "max_replicas": 4, "target_ongoing_requests": 16},
     ray_actor_options={"num_cpus": 0.5},
 )
 @serve.ingress()

@@ -20,11 +20,20 @@ from typing import Any
 import yaml
 
 from pixelplexus.models import ResolvedModel, resolve_model
+from pixelplexus.serving.proxy import CALLBACK, CALLBACK_ENV, DEFAULT_HEADER_TIMEOUT_S, HEADER_TIMEOUT_ENV
 from pixelplexus.tasks import TASKS
 
 APP_IMPORT_PATH = "pixelplexus.serving.app:build"
+REQUEST_TIMEOUT_S = 120.0  # the proxy's deadline for a whole request (upload, queue, inference, answer)
+KEEP_ALIVE_TIMEOUT_S = 15  # an idle kept-alive connection is closed after this
 DEFAULT_CONFIG: dict[str, Any] = {  # the embedded defaults: everything else comes from the deployments' code
-    "applications": [{"name": "pixelplexus", "route_prefix": "/", "import_path": APP_IMPORT_PATH}]
+    "http_options": {"request_timeout_s": REQUEST_TIMEOUT_S, "keep_alive_timeout_s": KEEP_ALIVE_TIMEOUT_S},
+    "controller_options": {  # the proxies inherit the controller's environment: pixelplexus.serving.proxy
+        "runtime_env": {
+            "env_vars": {CALLBACK_ENV: CALLBACK, HEADER_TIMEOUT_ENV: str(DEFAULT_HEADER_TIMEOUT_S)}
+        }
+    },
+    "applications": [{"name": "pixelplexus", "route_prefix": "/", "import_path": APP_IMPORT_PATH}],
 }
 
 Config = dict[str, Any]
@@ -100,7 +109,11 @@ def deploy(config: Config, *, timeout_s: float = 300.0) -> None:
     from ray.serve.schema import ServeDeploySchema
 
     schema = ServeDeploySchema.model_validate(config)
-    serve.start(proxy_location=schema.proxy_location, http_options=schema.http_options.model_dump())
+    serve.start(
+        proxy_location=schema.proxy_location,
+        http_options=schema.http_options.model_dump(),
+        controller_options=schema.controller_options,
+    )
     name = application(config)["name"]
     before = _status(name)
     _get_global_client().deploy_apps(schema)  # what `serve run config.yaml` and `serve deploy` do

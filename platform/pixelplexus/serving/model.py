@@ -120,6 +120,7 @@ def _predict_or_error(
 
 @serve.deployment(
     max_ongoing_requests=16,
+    max_queued_requests=64,  # per caller; beyond it the ingress answers 503 with Retry-After
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4},
     ray_actor_options={"num_cpus": 1, "num_gpus": 0},
     user_config=DEFAULT_SETTINGS.model_dump(),
