@@ -266,7 +266,7 @@ def test_render_check_fails_when_serve_config_changes_and_render_fixes_it(tmp_pa
 
     assert main(command) == 0
     assert main([*command, "--check"]) == 0
-    service = build(tmp_path / "k8s/overlays/prod-gpu")[-1]
+    (service,) = [o for o in build(tmp_path / "k8s/overlays/prod-gpu") if o["kind"] == "RayService"]
     assert "models:/pixelplexus-colorize/7" in service["spec"]["serveConfigV2"]
 
 
