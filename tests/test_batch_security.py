@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,6 +21,7 @@ import corpus
 import test_batch
 from pixelplexus.batch.locations import (
     Location,
+    LocationError,
     OutsideOutput,
     S3Settings,
     UnsafeKey,
@@ -28,7 +30,7 @@ from pixelplexus.batch.locations import (
     write_output,
 )
 from pixelplexus.batch.manifest import read_manifest
-from pixelplexus.batch.pipeline import StageSettings, read_and_decode, safe_detail
+from pixelplexus.batch.pipeline import StageSettings, new_rows, read_and_decode, safe_detail
 from pixelplexus.batch.run import plan
 from pixelplexus.cli import main
 from pixelplexus.imageio import ImageDecodeError, decode_image
@@ -178,6 +180,21 @@ def test_links_out_of_input_are_refused_unless_followed(tmp_path):
     assert len(scan_inputs(str(tmp_path / "in"), settings, follow_symlinks=True)) >= 4
 
 
+def test_a_file_swapped_for_a_link_after_the_listing_is_not_read(tmp_path):
+    write_folder(tmp_path / "in", {"a.png": PNG, "b.png": PNG})
+    write_folder(tmp_path / "outside", {"secret.png": PNG})
+    items = scan_inputs(str(tmp_path / "in"), S3Settings())
+    (tmp_path / "in" / "a.png").unlink()
+    (tmp_path / "in" / "a.png").symlink_to(tmp_path / "outside" / "secret.png")
+    rows = new_rows([(item, item.key) for item in items])
+    batch = {name: np.array([row[name] for row in rows], dtype=object) for name in rows[0]}
+    out = read_and_decode(batch, StageSettings(S3Settings(), Location.parse(str(tmp_path / "out"))))
+    assert list(out["status"]) == ["error", ""] and list(out["reason"]) == [
+        "symlink points outside INPUT",
+        "",
+    ]
+
+
 # ------------------------------------------------------------------------------------------ writes
 
 
@@ -203,6 +220,8 @@ def test_writes_stay_inside_output_whatever_links_it_holds(tmp_path, s3_bucket):
     assert os.listdir(tmp_path / "elsewhere") == [] and (tmp_path / "victim.png").read_bytes() == b"precious"
     assert files_under(tmp_path) == {"victim.png", "out/sub", "out/link.png", "out/a/b/new.png"}
 
+    with pytest.raises(LocationError, match="not a clean key"):
+        Location.parse(f"s3://{s3_bucket}/out/../elsewhere")
     s3 = boto3.client("s3")
     remote = Location.parse(f"s3://{s3_bucket}/out")
     write_output(remote, "a/ok.png", b"x", S3Settings.from_env())
@@ -221,8 +240,6 @@ def test_decode_errors_never_quote_the_input(tmp_path):
         "input_key": ["secret.png", "ok.png", "cut.png"],
         "output_key": ["secret.png", "ok.png", "cut.png"],
     }
-    import numpy as np
-
     batch = {name: np.array(values, dtype=object) for name, values in rows.items()}
     out = read_and_decode(batch, StageSettings(S3Settings(), Location.parse(str(tmp_path / "out"))))
     status = dict(zip(out["input_key"], out["status"]))

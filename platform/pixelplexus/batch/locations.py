@@ -51,6 +51,10 @@ class UnsafeKey(ValueError):
     """A key (or list entry) that could name a place outside INPUT or OUTPUT; the message says which rule."""
 
 
+class OutsideInput(OSError):
+    """A local input that is a link leading outside INPUT, read without ``follow_symlinks``."""
+
+
 class OutsideOutput(OSError):
     """A write that would leave OUTPUT through a symbolic link (or land on one)."""
 
@@ -138,6 +142,11 @@ class Location:
         scheme = scheme_of(text)
         if scheme == "s3":
             bucket, prefix = split_s3(text)
+            if prefix.strip("/"):
+                try:
+                    check_key(prefix.rstrip("/"))
+                except UnsafeKey as exc:
+                    raise LocationError(f"{text}: the prefix is not a clean key ({exc})") from None
             return cls(text, bucket, prefix.rstrip("/") + "/" if prefix.strip("/") else "")
         if scheme not in ("", "file"):
             raise LocationError(f"{text}: INPUT and OUTPUT are local folders or s3://bucket/prefix URIs")
@@ -219,12 +228,21 @@ def _s3_problem(exc: Exception, uri: str) -> LocationError:
 # ------------------------------------------------------------------------------------------------ reading
 
 
-def read_uri(uri: str, settings: S3Settings) -> bytes:
-    """The bytes of a local file or an S3 object."""
+def read_uri(uri: str, settings: S3Settings, *, within: str = "") -> bytes:
+    """The bytes of a local file or an S3 object.
+
+    within: a local file's real path must lie in this real folder when it is opened (a file swapped for
+    a link out of INPUT after the listing is refused with :class:`OutsideInput`, not read).
+    """
     if uri.startswith("s3://"):
         bucket, key = split_s3(uri)
         return settings.client().get_object(Bucket=bucket, Key=key)["Body"].read()
     with open(uri, "rb") as f:
+        if within:
+            opened = f"/proc/self/fd/{f.fileno()}"  # what was opened, not what the name says now
+            real = os.readlink(opened) if os.path.islink(opened) else os.path.realpath(uri)
+            if not _within(real, within):
+                raise OutsideInput(f"{uri} links to a file outside INPUT; pass --follow-symlinks to read it")
         return f.read()
 
 
@@ -351,13 +369,14 @@ class InputItem:
 
     A *refused* input has a ``reason`` (and a ``detail`` naming it and the fix): it becomes an error row,
     and nothing is read or written for it. Its ``uri`` and ``key`` are then as listed, made
-    :func:`printable`.
+    :func:`printable`. ``within``: the real folder a local input must still lie in when it is read.
     """
 
     uri: str
     key: str
     reason: str = ""
     detail: str = ""
+    within: str = ""
 
 
 def _refused(uri: str, key: str, reason: str, detail: str) -> InputItem:
@@ -451,7 +470,7 @@ def _local_items(root: str, skip: str | None, follow: bool) -> Iterator[InputIte
                 detail = f"{printable(path)} links to a file outside INPUT; pass --follow-symlinks to read it"
                 yield _refused(path, key, OUTSIDE, detail)
                 continue
-            yield InputItem(path, key)
+            yield InputItem(path, key, within="" if follow else real_root)
 
 
 def _inside(inner: Location | None, outer: Location) -> str | None:
@@ -548,9 +567,9 @@ def _item(entry: str, base: Location, follow: bool) -> InputItem:
                 item = InputItem(path, path[len(base.root.rstrip("/")) + 1 :] if inside else path[1:])
             else:
                 check_key(path)
-                item = InputItem(base.join(path), path)
-                real_base = None if base.is_s3 else os.path.realpath(base.root)
-                if real_base and not follow and not _within(os.path.realpath(item.uri), real_base):
+                real_base = "" if base.is_s3 or follow else os.path.realpath(base.root)
+                item = InputItem(base.join(path), path, within=real_base)
+                if real_base and not _within(os.path.realpath(item.uri), real_base):
                     detail = (
                         f"list entry '{printable(entry)}' resolves (through a symbolic link) outside the "
                         "list's folder; pass --follow-symlinks to read it, or list its absolute path"

@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 
 from pixelplexus.batch.locations import (
+    OUTSIDE,
     InputItem,
     Location,
+    OutsideInput,
     OutsideOutput,
     S3Settings,
     UnsafeKey,
@@ -58,7 +60,8 @@ class StageSettings:
 def new_rows(items: list[tuple[InputItem, str]]) -> list[dict[str, Any]]:
     """The pipeline's input rows: where to read each input, its key and its output key."""
     return [
-        {"input": item.uri, "input_key": item.key, "output_key": output_key} for item, output_key in items
+        {"input": item.uri, "input_key": item.key, "output_key": output_key, "within": item.within}
+        for item, output_key in items
     ]
 
 
@@ -141,7 +144,9 @@ def read_and_decode(batch: Batch, settings: StageSettings) -> Batch:
         start = time.perf_counter()
         row.update(status="", reason="", detail="", payload=b"")
         try:
-            data = read_uri(row["input"], settings.s3)
+            data = read_uri(row["input"], settings.s3, within=row.get("within") or "")
+        except OutsideInput as exc:  # swapped for a link after the listing
+            _fail(row, OUTSIDE, detail=str(exc))
         except Exception as exc:
             _fail(row, "cannot read the input", exc)
         else:
