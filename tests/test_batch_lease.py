@@ -128,3 +128,33 @@ def test_the_command_refuses_a_held_output_and_force_proceeds(output, tmp_path, 
     assert lease_file(output) is None  # released at the end of the run
     with pytest.raises(LeaseLost):
         other.renew()
+
+
+def test_runs_racing_for_an_expired_lease_get_one_winner(tmp_path):
+    """Local takeover is atomic: of eight runs that find the same expired lease at once, exactly one wins.
+
+    (On S3 the same is a compare-and-swap put on the lease's ETag, atomic on AWS; moto's server checks and
+    writes in two steps, so it is not raced here.)"""
+    import threading
+
+    (tmp_path / "out").mkdir()
+    output = (Location.parse(str(tmp_path / "out")), S3Settings())
+    Lease.acquire(*output, "dead-run", seconds=0.01)  # never renewed: expired at once
+    time.sleep(0.05)
+    start, results = threading.Barrier(8), []
+
+    def race(n: int) -> None:
+        start.wait()
+        try:
+            results.append(Lease.acquire(*output, f"run-{n}", seconds=60).holder.run_id)
+        except LeaseHeld:
+            results.append(None)
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [run for run in results if run]
+    assert len(results) == 8 and len(winners) == 1 and lease_file(output)["run_id"] == winners[0]
+    assert sorted(p.name for p in (tmp_path / "out" / "_pixelplexus").iterdir()) == ["lease.json"]
