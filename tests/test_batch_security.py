@@ -195,6 +195,22 @@ def test_a_file_swapped_for_a_link_after_the_listing_is_not_read(tmp_path):
     ]
 
 
+def test_a_list_naming_etc_passwd_gets_an_error_row_not_an_aborted_job(tmp_path, weights, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "list.txt").write_text("/etc/passwd\n../x.png\n")  # refused entries only: no Ray
+    model = ["--model", str(weights["enhance"])]
+    assert main(["enhance", str(tmp_path / "in" / "list.txt"), str(tmp_path / "out"), *model]) == 0
+    assert "2 inputs: 0 ok, 2 error" in capsys.readouterr().out
+    rows = read_manifest(str(tmp_path / "out")).to_pylist()
+    assert [(r["input_key"], r["reason"]) for r in rows] == [
+        ("../x.png", "unsafe key"),
+        ("/etc/passwd", "not an image file name"),
+    ]
+    # a refusal (exit 2) creates nothing, not even OUTPUT's folder
+    assert main(["enhance", str(tmp_path / "in"), str(tmp_path / "out2"), *model]) == 2
+    assert "no images under" in capsys.readouterr().err and not (tmp_path / "out2").exists()
+
+
 # ------------------------------------------------------------------------------------------ writes
 
 
