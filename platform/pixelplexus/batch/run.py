@@ -31,6 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pixelplexus import localray
 from pixelplexus.batch.lease import DEFAULT_SECONDS, Lease
 from pixelplexus.batch.locations import (
     RESERVED,
@@ -139,6 +140,8 @@ def gather(request: BatchRequest) -> tuple[Location, list[InputItem]]:
         raise ValueError(f"--format must be keep or one of {', '.join(FORMATS)}, got {request.format!r}")
     if request.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {request.batch_size}")
+    if request.lease_seconds <= 0:
+        raise ValueError(f"the lease time must be positive, got {request.lease_seconds}")
     output = Location.parse(request.output)
     if output.is_s3:
         output.check(request.s3)
@@ -245,7 +248,7 @@ def _process(
     import ray
 
     if not ray.is_initialized():
-        ray.init(configure_logging=False)
+        localray.start(configure_logging=False)  # a local instance ends with this process, even a killed one
     begin = time.perf_counter()
     startup = begin - started
     rows: list[dict] = []
