@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -45,23 +50,42 @@ def test_serve_refuses_bad_arguments(tmp_path, flags, message):
     assert result.returncode == 2 and message in result.stderr
 
 
+def session_leftovers(ray_root: str, tree: list[psutil.Process]) -> list[str]:
+    """The processes of a Ray instance still running: those of ``tree`` (snapshotted while it ran) and any
+    whose command line names its temp folder ``ray_root``."""
+    alive = {p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
+    for process in psutil.process_iter(["cmdline"]):
+        if ray_root in " ".join(process.info["cmdline"] or ()) and process.status() != psutil.STATUS_ZOMBIE:
+            alive.add(process)
+    return sorted(f"{p.pid} {' '.join(p.cmdline())[:80]}" for p in alive if p.is_running())
+
+
 @pytest.mark.slow
-def test_serve_runs_until_interrupted(tmp_path, free_port):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_runs_until_interrupted_and_leaves_nothing_behind(tmp_path, free_port, stop):
+    """Started as a script's background job (``setsid pixelplexus serve … &``: SIGINT ignored, a session of
+    its own), the service still stops on SIGINT and on SIGTERM within 15 s, and no process of its Ray
+    instance (raylet, GCS, agents, workers, replicas) outlives it."""
     spec = get_task(TINY["enhance"])
     generator = spec.build_generator()
     path = save_generator(tmp_path / "enhance.safetensors", generator, spec.weights_info(generator))
     overrides = ["--model", f"enhance={path}"]  # colorize and generate: the bundled defaults
     port = free_port()
+    ray_root = tempfile.mkdtemp(prefix="pp-serve-")  # short: Ray's socket paths live under it
     server = subprocess.Popen(
         [PIXELPLEXUS, "serve", "--port", str(port), *overrides],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=dict(os.environ, RAY_TMPDIR=ray_root),
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `&` in a script does
     )
     url = f"http://127.0.0.1:{port}"
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True)
     reader.start()
+    tree: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 150
         while not any(f"serving on {url}" in line for line in lines):  # printed once the app runs
@@ -75,11 +99,20 @@ def test_serve_runs_until_interrupted(tmp_path, free_port):
             "colorize": "colorize",
             "generate": "generate",
         }
-        server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=90) == 0, "".join(lines)
+        tree = psutil.Process(server.pid).children(recursive=True)
+        assert any(p.name() == "raylet" for p in tree), tree
+        sent = time.monotonic()
+        server.send_signal(stop)
+        assert server.wait(timeout=60) == 0, "".join(lines)
+        assert time.monotonic() - sent <= 15, f"stopping took {time.monotonic() - sent:.1f} s"
         with pytest.raises(requests.RequestException):
             requests.get(f"{url}/healthz", timeout=2)
+        assert session_leftovers(ray_root, tree) == []
     finally:
         if server.poll() is None:
             server.kill()
             server.wait()
+        for process in tree:  # whatever is left of a failed run: only this test's Ray instance
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        shutil.rmtree(ray_root, ignore_errors=True)

@@ -226,10 +226,12 @@ def _local_ray(log: Log) -> Iterator[None]:
     """
     import ray
 
+    from pixelplexus import localray
+
     if ray.is_initialized():
         yield
         return
-    ray.init(
+    local = localray.start(  # it ends with the demo, even a killed one
         address="local",
         num_cpus=max(os.cpu_count() or 1, 3),
         include_dashboard=False,
@@ -239,7 +241,10 @@ def _local_ray(log: Log) -> Iterator[None]:
     try:
         yield
     finally:
-        ray.shutdown()
+        if local is not None:
+            local.stop()
+        else:
+            ray.shutdown()
 
 
 def _write_patches(image: np.ndarray, edge: int, folder: Path, name: str) -> None:

@@ -7,8 +7,13 @@ import os
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pixelplexus.localray import LocalRay
 
 LOCAL_CPUS = 4  # logical CPUs of the local Ray instance, at least
+STOP_WITHIN_S = 12.0  # Serve and Ray shut down within this after SIGINT/SIGTERM, or are stopped hard
 
 
 def _model_override(text: str) -> tuple[str, str]:
@@ -39,14 +44,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"pixelplexus serve: {exc}\ngive each task a model with --model TASK=REF", file=sys.stderr)
         return 2
 
-    import ray
     from ray import serve
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop like Ctrl-C: shut Serve down below
+    from pixelplexus import localray
+
     # A Ray instance of its own. One replica of each deployment asks for 3.5 logical CPUs; logical CPUs only
     # schedule (the replicas share the cores), so a small machine still runs the whole application.
-    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, LOCAL_CPUS), include_dashboard=False)
+    local = localray.start(
+        address="local", num_cpus=max(os.cpu_count() or 1, LOCAL_CPUS), include_dashboard=False
+    )
+    _stop_on_signals(local)  # after ray.init, which installs handlers of its own
     try:
+        if local is not None:
+            print(f"ray: a local instance, logs in {local.session_dir}/logs", flush=True)
         deploy(config)
         for task, model in models.items():
             print(f"{task:9s} {model.reference} (version {model.version})")
@@ -57,11 +67,34 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"pixelplexus serve: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        pass
+        print("pixelplexus serve: stopping", flush=True)
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        if local is not None:
+            local.stop(first=serve.shutdown, within=STOP_WITHIN_S)
+        else:
+            serve.shutdown()
     return 0
+
+
+def _stop_on_signals(local: LocalRay | None) -> None:
+    """SIGINT and SIGTERM stop the service (through ``KeyboardInterrupt``), a second one at once.
+
+    Set explicitly: a script's background job (``pixelplexus serve &``) starts with SIGINT ignored, which
+    Python keeps, and Ray's own SIGTERM handler exits without stopping Serve.
+    """
+
+    def first(signum, frame):
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, again)
+        raise KeyboardInterrupt
+
+    def again(signum, frame):
+        if local is not None:
+            local.force_exit(128 + signum, f"{signal.Signals(signum).name} while stopping")
+        os._exit(128 + signum)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, first)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pixelplexus import localray
 from pixelplexus.config import TaskConfig
 from pixelplexus.storage import scheme_of
 from pixelplexus.training import tracking
@@ -87,11 +88,12 @@ def forwarded_env() -> dict[str, str]:
 
 def local_resources(job: TrainJob) -> dict[str, Any]:
     """``ray.init`` arguments: on a laptop (no ``RAY_ADDRESS``) leave a CPU for Ray Data's decoding tasks
-    beside the training workers, even on a 2-core machine; on a cluster, nothing (it has its own)."""
+    beside the training workers, even on a 2-core machine, and no dashboard (nothing uses it, and it is
+    one more open port); on a cluster, nothing (it has its own)."""
     if os.environ.get("RAY_ADDRESS"):
         return {}
     needed = job.workers * job.cpus_per_worker + 2
-    return {"num_cpus": max(os.cpu_count() or 1, int(needed + 0.999))}
+    return {"num_cpus": max(os.cpu_count() or 1, int(needed + 0.999)), "include_dashboard": False}
 
 
 def run_training(job: TrainJob) -> TrainResult:
@@ -114,7 +116,7 @@ def run_training(job: TrainJob) -> TrainResult:
     print(f"[{task}] MLflow run {run_id} at {uri}", flush=True)
 
     if not ray.is_initialized():
-        ray.init(**local_resources(job))
+        localray.start(**local_resources(job))  # a local instance ends with this process, even a killed one
     skipped = SkippedImages.remote()
     try:
         result = build_trainer(job, run_id, uri, resume_from, skipped).fit()

@@ -1,0 +1,241 @@
+"""The local Ray instance a command starts ends with the command, even when the command is killed.
+
+Ray binds its GCS, raylet and dashboard to the command that starts them, but its dashboard and runtime-env
+agents (children of the raylet) outlive a ``kill -9`` of the command, reparented to init (Ray 2.60). The
+command's watcher stops them within seconds; if the watcher was killed too, the next command's start-up
+sweep does. Neither touches another Ray instance, nor anything when the command joined a cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+
+from conftest import TINY
+from pixelplexus import localray
+from pixelplexus.tasks import get_task
+from pixelplexus.weights import save_generator
+
+PIXELPLEXUS = str(Path(sys.executable).with_name("pixelplexus"))
+
+
+def leftovers(ray_root: str, tree: list[psutil.Process]) -> list[str]:
+    """The processes of a Ray instance still running: those of ``tree`` (snapshotted while it ran) and any
+    whose command line names its temp folder ``ray_root``."""
+    alive = {p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if (
+                ray_root in " ".join(process.info["cmdline"] or ())
+                and process.status() != psutil.STATUS_ZOMBIE
+            ):
+                alive.add(process)
+    described = []
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            described.append(f"{process.pid} {' '.join(process.cmdline())[:80]}")
+    return sorted(described)
+
+
+@pytest.fixture
+def ray_root():
+    """A Ray temp folder of the test's own (``RAY_TMPDIR``), short: Ray's socket paths live under it."""
+    root = tempfile.mkdtemp(prefix="pp-ray-")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def command_env(ray_root: str) -> dict[str, str]:
+    """A command that starts its own local Ray under ``ray_root``."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return env | {"RAY_TMPDIR": ray_root}
+
+
+def kill_all(tree: list[psutil.Process]) -> None:
+    for process in tree:  # only what the test started
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+
+
+@pytest.mark.slow
+def test_a_killed_batch_driver_leaves_no_ray_process(tmp_path, ray_root):
+    spec = get_task(TINY["enhance"])
+    generator = spec.build_generator()
+    weights = save_generator(tmp_path / "enhance.safetensors", generator, spec.weights_info(generator))
+    (tmp_path / "in").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "in" / f"{i}.png")
+    command = [
+        "enhance",
+        str(tmp_path / "in"),
+        str(tmp_path / "out"),
+        "--model",
+        str(weights),
+        "--batch-size",
+        "2",
+    ]
+    log = open(tmp_path / "driver.log", "wb")
+    driver = subprocess.Popen(
+        [PIXELPLEXUS, *command],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=command_env(ray_root),
+        start_new_session=True,
+    )
+    tree: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 180
+        while not any(
+            "read_and_decode" in c or "MapWorker" in c for c in _cmdlines(tree)
+        ):  # the pipeline runs
+            assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the batch pipeline did not start"
+            time.sleep(0.1)
+            tree = psutil.Process(driver.pid).children(recursive=True)
+        tree = psutil.Process(driver.pid).children(recursive=True)
+        driver.kill()
+        assert driver.wait() == -9  # killed mid-run, not finished
+        deadline = time.monotonic() + 15
+        while (left := leftovers(ray_root, tree)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert left == []
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        kill_all(tree)
+        log.close()
+
+
+def _cmdlines(tree: list[psutil.Process]) -> list[str]:
+    lines = []
+    for process in tree:
+        with contextlib.suppress(psutil.Error):
+            lines.append(" ".join(process.cmdline()))
+    return lines
+
+
+DRIVER = """
+import time
+from pixelplexus import localray
+local = localray.start(configure_logging=False, include_dashboard=False)
+print(local.session_dir, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_the_next_command_stops_what_a_killed_command_and_its_watcher_left(ray_root):
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=command_env(ray_root),
+        start_new_session=True,
+    )
+    tree: list[psutil.Process] = []
+    try:
+        session = Path(driver.stdout.readline().strip())
+        assert (session / localray.RECORD).is_file(), driver.communicate(timeout=5)
+        tree = psutil.Process(driver.pid).children(recursive=True)
+        assert localray.stop_orphaned_sessions(f"{ray_root}/ray") == 0  # its command runs: left alone
+        (watcher,) = [p for p in tree if "pixelplexus.localray" in " ".join(p.cmdline())]
+        watcher.kill()  # killed together, as by the OOM killer or `kill -9 -- -PGID`
+        driver.kill()
+        driver.wait()
+        time.sleep(4)  # the agents' check of their raylet: 5 × 0.4 s, then they hang
+        before = leftovers(ray_root, tree)
+        assert any("Agent" in line for line in before), (
+            f"Ray's agents no longer outlive a killed driver (they did in Ray 2.60): {before}"
+        )
+        assert localray.stop_orphaned_sessions(f"{ray_root}/ray") >= 1
+        assert leftovers(ray_root, tree) == []
+        assert not (session / localray.RECORD).exists()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        kill_all(tree)
+
+
+def sleeper(*args: str, log: Path | None = None) -> subprocess.Popen:
+    """A stand-in process whose command line carries ``args``; it holds ``log`` open for appending."""
+    code = (
+        f"import time; log = open({str(log)!r}, 'a'); time.sleep(120)"
+        if log
+        else "import time; time.sleep(120)"
+    )
+    return subprocess.Popen([sys.executable, "-c", code, *args])
+
+
+def dead_process() -> list:
+    """The identity ([pid, start time]) of a process that has ended."""
+    process = sleeper()
+    identity = [process.pid, psutil.Process(process.pid).create_time()]
+    process.kill()
+    process.wait()
+    return identity
+
+
+def test_only_leftovers_of_dead_commands_are_stopped_and_joining_a_cluster_stops_nothing(
+    ray_root, ray_cluster
+):
+    sessions = Path(ray_root) / "ray"
+    ended, other, running = sessions / "session_1", sessions / "session_10", sessions / "session_2"
+    for folder in (ended, other, running):
+        (folder / "logs").mkdir(parents=True)
+    (ended / "logs" / "agent.log").touch()
+    driver = dead_process()
+    processes = {
+        "named": sleeper(f"--log-dir={ended}/logs"),  # GCS, raylet, monitors name their session
+        "agent": sleeper(log=ended / "logs" / "agent.log"),  # an agent: titled ray::…, writing its log
+        "reader": subprocess.Popen(["tail", "-f", str(ended / "logs" / "agent.log")]),  # someone reading it
+        "other": sleeper(f"--log-dir={other}/logs", log=other / "logs" / "agent.log"),  # another instance
+        "running": sleeper(f"--session-dir={running}"),  # the instance of a command still running
+    }
+    try:
+        for folder, identity in [(ended, driver), (running, [os.getpid(), psutil.Process().create_time()])]:
+            record = {"session_dir": str(folder), "driver": identity, "watcher": None}
+            (folder / localray.RECORD).write_text(json.dumps(record))
+
+        # a command that joins a cluster (RAY_ADDRESS) stops nothing
+        joined = subprocess.run(
+            [sys.executable, "-c", "from pixelplexus import localray; print(localray.start())"],
+            env=dict(
+                os.environ, RAY_TMPDIR=ray_root, RAY_ADDRESS=ray_cluster.get_runtime_context().gcs_address
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert joined.stdout.strip() == "None", joined.stderr[-2000:]
+        assert all(p.poll() is None for p in processes.values())
+
+        # one that starts its own sweeps first: the ended command's leftovers only
+        assert localray.stop_orphaned_sessions(sessions) == 2
+        time.sleep(0.5)
+        assert {name: p.poll() is None for name, p in processes.items()} == {
+            "named": False,
+            "agent": False,
+            "reader": True,
+            "other": True,
+            "running": True,
+        }
+        assert not (ended / localray.RECORD).exists() and (running / localray.RECORD).exists()
+    finally:
+        for process in processes.values():
+            process.kill()
+            process.wait()
