@@ -4,11 +4,12 @@ and ingress replicas. serve/config.yaml with tiny models and short deadlines, tw
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -39,21 +40,27 @@ def _config(port: int, weights: dict[str, str]) -> dict:
         replicas = 2 if entry["name"] == "ingress" else 1  # serve/config.yaml's minimum for the ingress
         entry["autoscaling_config"].update(min_replicas=replicas, max_replicas=replicas)
         entry["ray_actor_options"]["num_cpus"] = 0.25
+    # requests wait 0.1 s in the enhance replica for a batch: a kill always finds some inside
+    deployment(config, "enhance")["user_config"]["batch_wait_timeout_s"] = 0.1
     return config
 
 
 @pytest.fixture(scope="module")
-def url(ray_cluster, free_port, tmp_path_factory):
+def deployed(ray_cluster, free_port, tmp_path_factory):
+    """The deployed config."""
     from ray import serve
 
-    port = free_port()
-    config = _config(port, _tiny_weights(tmp_path_factory.mktemp("serve-weights")))
-    assert deployment(config, "ingress")["autoscaling_config"]["min_replicas"] == 2
+    config = _config(free_port(), _tiny_weights(tmp_path_factory.mktemp("serve-weights")))
     try:
         deploy(config)
-        yield f"http://127.0.0.1:{port}"
+        yield config
     finally:
         serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def url(deployed):
+    return f"http://127.0.0.1:{deployed['http_options']['port']}"
 
 
 def _replicas(deployment_name: str) -> list[str]:
@@ -81,11 +88,11 @@ def _assert_json_error(response: requests.Response) -> dict:
 
 
 class Load:
-    """Client threads posting ``path`` in a loop; every response's status and body are kept."""
+    """Client threads posting ``path`` in a loop; every response's status, headers and body are kept."""
 
     def __init__(self, url: str, path: str, threads: int = 4):
         self.url, self.path = url, path
-        self.results: list[tuple[int, str, bytes]] = []
+        self.results: list[tuple[int, Mapping[str, str], bytes]] = []  # status, headers, body
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._client) for _ in range(threads)]
 
@@ -93,9 +100,9 @@ class Load:
         while not self.stop.is_set():
             try:
                 response = requests.post(self.url + self.path, data=IMAGE, timeout=60)
-                result = (response.status_code, response.headers.get("content-type", ""), response.content)
+                result = (response.status_code, response.headers, response.content)
             except requests.RequestException as exc:  # a dropped connection counts as a failure
-                result = (0, "", repr(exc).encode())
+                result = (0, {}, repr(exc).encode())
             self.results.append(result)
 
     def __enter__(self) -> Load:
@@ -165,6 +172,7 @@ def _stall(url: str, sent: bytes, drip: bytes = b"", every_s: float = 0.5) -> Ca
     return join
 
 
+@pytest.mark.slow
 def test_stalled_and_slow_clients_are_cut_off_while_others_are_served(url):
     head = b"POST /v1/enhance HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
     stalls = {  # what a client sends before it stops: the bound the service must close it within
@@ -203,7 +211,7 @@ def test_stalled_and_slow_clients_are_cut_off_while_others_are_served(url):
 @pytest.mark.slow
 def test_a_killed_model_replica_fails_no_request(url):
     (replica,) = _replicas("enhance")
-    with Load(url, "/v1/enhance") as load:
+    with Load(url, "/v1/enhance", threads=6) as load:
         time.sleep(1.0)
         _kill(replica)
         health = _healthz_during(url, 2.0)
@@ -232,13 +240,37 @@ def test_a_killed_ingress_replica_leaves_json_errors_at_most(url):
         _kill(replicas[0])
         health = _healthz_during(url, 3.0)
     statuses = [status for status, _, _ in load.results]
-    for status, content_type, body in load.results:
+    for status, headers, body in load.results:
         if status != 200:
-            assert status >= 400 and content_type == "application/json", (status, content_type, body[:200])
+            assert status >= 400 and headers.get("content-type") == "application/json", (status, body[:200])
             error = json.loads(body)
             assert set(error) == {"error", "detail", "request_id"}, error
     assert statuses.count(200) >= 0.9 * len(statuses), statuses
     assert sum(latency < 2.0 for latency in health) >= 0.9 * len(health), health
+
+
+@pytest.mark.slow
+def test_backpressure_is_a_json_503_with_retry_after(url, deployed):
+    """Full queues, at the proxy (the ingress's max_queued_requests) and at a model (the ingress's handle)."""
+    tight = copy.deepcopy(deployed)
+    deployment(tight, "ingress").update(max_ongoing_requests=2, max_queued_requests=1)
+    deployment(tight, "enhance").update(max_ongoing_requests=1, max_queued_requests=1)
+    deploy(tight)
+    try:
+        with Load(url, "/v1/enhance?tile=16&tile_overlap=4", threads=8) as load:
+            time.sleep(3.0)
+    finally:
+        deploy(deployed)
+    errors = [(status, body) for status, _, body in load.results if status != 200]
+    assert errors and len(errors) < len(load.results)
+    codes = set()
+    for status, headers, body in load.results:
+        if status != 200:
+            assert status == 503 and headers.get("content-type") == "application/json", (status, body[:200])
+            assert headers.get("retry-after") == "1"
+            codes.add(json.loads(body)["error"])
+    assert codes == {"service_unavailable"}
+    assert requests.post(url + "/v1/enhance", data=IMAGE, timeout=30).status_code == 200
 
 
 # ------------------------------------------------------------------------------------------------ the proxy's own errors
@@ -268,25 +300,32 @@ def _plain(status: int, text: bytes, extra: list[tuple[bytes, bytes]] = ()):
 
 
 @pytest.mark.parametrize(
-    ("app", "status", "error"),
+    ("app", "status", "error", "extra_headers"),
     [
         (
             _plain(503, b"Request dropped due to backpressure", [(b"retry-after", b"2")]),
             503,
             "service_unavailable",
+            {b"retry-after": b"2"},  # Serve's delay is kept
         ),
-        (_plain(408, b"Request abc timed out after 120.0s."), 408, "request_timeout"),
-        (_plain(500, b"Internal Server Error"), 500, "internal_error"),
+        (_plain(503, b"Backpressure"), 503, "service_unavailable", {b"retry-after": b"1"}),
+        (
+            _plain(408, b"Request abc timed out after 120.0s."),
+            408,
+            "request_timeout",
+            {b"connection": b"close"},
+        ),
+        (_plain(500, b"Internal Server Error"), 500, "internal_error", {}),
     ],
 )
-def test_the_proxys_plain_text_errors_become_json(app, status, error):
+def test_the_proxys_plain_text_errors_become_json(app, status, error, extra_headers):
     start, body = asyncio.run(_through_json_errors(app))
     headers = dict(start["headers"])
     assert start["status"] == status and headers[b"content-type"] == b"application/json"
+    assert extra_headers.items() <= headers.items()
     got = json.loads(body)
     assert got["error"] == error and got["request_id"] == headers[b"x-request-id"].decode()
-    if status == 503:
-        assert headers[b"retry-after"] == b"2"
+    assert b"Request" not in body  # Serve's text is not passed on
 
 
 def test_a_request_the_proxy_drops_is_a_json_503_and_keeps_the_clients_request_id():

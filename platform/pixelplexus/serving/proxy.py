@@ -37,6 +37,7 @@ HEADER_TIMEOUT_ENV = "PIXELPLEXUS_HEADER_TIMEOUT_S"
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 CALLBACK = "pixelplexus.serving.proxy:install"
+RETRY_AFTER_S = 1  # what a 503 or 429 tells the client to wait when Serve says nothing
 
 logger = logging.getLogger("ray.serve")
 # Serve's per-request hints for a front proxy (HAProxy); from a client they would lift the request deadline.
@@ -120,7 +121,8 @@ class JsonErrors:
     """ASGI middleware around Serve's proxy: every error the proxy makes itself becomes the API's JSON.
 
     A response with an error status and a body that is not JSON came from the proxy (the API answers every
-    error in JSON); its body is replaced, its status and ``Retry-After`` kept. The proxy's per-request
+    error in JSON); its body is replaced, its status and ``Retry-After`` kept (1 s for a 503 or 429 without
+    one), and a 408 closes the connection (the request's body may be unread). The proxy's per-request
     hint headers (``x-request-timeout-seconds``: 0 turns the deadline off) are dropped from requests. When the proxy ends a request
     without any response (the ingress replica died under it), uvicorn would answer a plain-text 500: this
     answers JSON 503 with ``Retry-After: 1`` instead, since a retry goes to a live replica. The request id
@@ -155,8 +157,11 @@ class JsonErrors:
                     return
             elif message["type"] == "http.response.body" and replaced is not None:
                 if not message.get("more_body", False):
+                    status = replaced["status"]
                     retry_after = MutableHeaders(scope=replaced).get("retry-after")
-                    await _send_error(send, replaced["status"], request_id, retry_after=retry_after)
+                    if status in (429, 503) and retry_after is None:
+                        retry_after = str(RETRY_AFTER_S)
+                    await _send_error(send, status, request_id, retry_after=retry_after)
                 return
             await send(message)
 
@@ -167,7 +172,7 @@ class JsonErrors:
                 raise
             logger.exception("request %s failed in the proxy", request_id)
         if not started:
-            await _send_error(send, 503, request_id, retry_after="1")
+            await _send_error(send, 503, request_id, retry_after=str(RETRY_AFTER_S))
 
 
 async def _send_error(send, status: int, request_id: str, *, retry_after: str | None = None) -> None:
@@ -179,5 +184,7 @@ async def _send_error(send, status: int, request_id: str, *, retry_after: str | 
     ]
     if retry_after is not None:
         headers.append((b"retry-after", retry_after.encode()))
+    if status == 408:  # the request's body may be unread: the connection cannot carry another request
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
