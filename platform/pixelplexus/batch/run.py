@@ -248,7 +248,7 @@ def _process(
     import ray
 
     if not ray.is_initialized():
-        localray.start(configure_logging=False)  # a local instance ends with this process, even a killed one
+        localray.start(configure_logging=False, include_dashboard=False)  # ends with this process, even killed
     begin = time.perf_counter()
     startup = begin - started
     rows: list[dict] = []
