@@ -206,6 +206,10 @@ def test_stalled_and_slow_clients_are_cut_off_while_others_are_served(url):
             assert error["error"] == "request_timeout" and error["request_id"], (name, error)
     assert sorted(latencies)[len(latencies) // 2] < 1.0, latencies
 
+    seconds, answer = _stall(url, b"NOT HTTP AT ALL\r\n\r\n")()  # what uvicorn cannot parse: JSON too
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 400") and json.loads(body)["error"] == "bad_request", answer
+
 
 # ------------------------------------------------------------------------------------------------ dead replicas
 @pytest.mark.slow

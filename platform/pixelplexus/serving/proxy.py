@@ -16,7 +16,8 @@ environment). It
 - makes uvicorn's ``http="auto"`` protocol :class:`HeaderDeadlineProtocol`, uvicorn's own httptools
   protocol with one addition: the request line and headers must arrive within ``PIXELPLEXUS_HEADER_TIMEOUT_S``
   seconds (default 10) of the connection opening, or of a kept-alive connection's next request starting;
-  otherwise the proxy answers 408 in JSON and closes the connection. This is the one change to a library
+  otherwise the proxy answers 408 in JSON and closes the connection (and a request uvicorn cannot parse is
+  answered 400 in JSON instead of plain text). This is the one change to a library
   here: uvicorn's registry of protocol names, in the proxy's process only. The request *body* is read by
   the ingress (:func:`pixelplexus.serving.api.read_upload`), which has its own deadlines.
 """
@@ -104,13 +105,19 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def _headers_too_slow(self) -> None:
         self._header_deadline = None
-        if self.transport.is_closing():
-            return
+        if not self.transport.is_closing():
+            detail = f"the request headers did not arrive within {self.header_timeout_s:g} s"
+            self._answer_and_close(408, "Request Timeout", detail)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request uvicorn cannot parse: 400 in JSON (uvicorn's own answer is plain text)."""
+        self._answer_and_close(400, "Bad Request", "not a valid HTTP/1.1 request")
+
+    def _answer_and_close(self, status: int, reason: str, detail: str) -> None:
         request_id = uuid.uuid4().hex
-        detail = f"the request headers did not arrive within {self.header_timeout_s:g} s"
-        body = error_body(408, request_id, detail)
+        body = error_body(status, request_id, detail)
         head = (
-            "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n"
         )
         self.transport.write(head.encode("ascii") + body)
