@@ -20,6 +20,7 @@ import requests
 from conftest import TINY
 from pixelplexus.tasks import get_task
 from pixelplexus.weights import save_generator
+from test_local_ray import leftovers
 
 PIXELPLEXUS = str(Path(sys.executable).with_name("pixelplexus"))
 CONFIG = str(Path(__file__).resolve().parents[1] / "serve" / "config.yaml")
@@ -48,16 +49,6 @@ def test_serve_refuses_bad_arguments(tmp_path, flags, message):
         [PIXELPLEXUS, "serve", *flags], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
     assert result.returncode == 2 and message in result.stderr
-
-
-def session_leftovers(ray_root: str, tree: list[psutil.Process]) -> list[str]:
-    """The processes of a Ray instance still running: those of ``tree`` (snapshotted while it ran) and any
-    whose command line names its temp folder ``ray_root``."""
-    alive = {p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
-    for process in psutil.process_iter(["cmdline"]):
-        if ray_root in " ".join(process.info["cmdline"] or ()) and process.status() != psutil.STATUS_ZOMBIE:
-            alive.add(process)
-    return sorted(f"{p.pid} {' '.join(p.cmdline())[:80]}" for p in alive if p.is_running())
 
 
 @pytest.mark.slow
@@ -107,7 +98,7 @@ def test_serve_runs_until_interrupted_and_leaves_nothing_behind(tmp_path, free_p
         assert time.monotonic() - sent <= 15, f"stopping took {time.monotonic() - sent:.1f} s"
         with pytest.raises(requests.RequestException):
             requests.get(f"{url}/healthz", timeout=2)
-        assert session_leftovers(ray_root, tree) == []
+        assert leftovers(ray_root, tree) == []
     finally:
         if server.poll() is None:
             server.kill()

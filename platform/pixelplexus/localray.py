@@ -237,7 +237,10 @@ def stop_processes(processes: Iterable[psutil.Process], grace: float = GRACE_S) 
     processes = list(processes)
     for process in processes:
         with contextlib.suppress(psutil.Error):
-            process.terminate() if grace > 0 else process.kill()
+            if grace > 0:
+                process.terminate()
+            else:
+                process.kill()
     _, alive = psutil.wait_procs(processes, timeout=grace or 1.0)
     for process in alive:
         with contextlib.suppress(psutil.Error):
