@@ -171,6 +171,41 @@ def test_the_next_command_stops_what_a_killed_command_and_its_watcher_left(ray_r
         kill_all(tree)
 
 
+HUNG = """
+import time
+from pixelplexus import localray
+local = localray.start(configure_logging=False, include_dashboard=False)
+print(local.session_dir, flush=True)
+local.stop(first=lambda: time.sleep(600), within=3)  # a shutdown that hangs
+"""
+
+
+@pytest.mark.slow
+def test_a_hung_shutdown_is_cut_off_at_its_deadline(ray_root):
+    driver = subprocess.Popen(
+        [sys.executable, "-c", HUNG],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=command_env(ray_root),
+        start_new_session=True,
+    )
+    tree: list[psutil.Process] = []
+    try:
+        assert driver.stdout.readline().strip()
+        tree = psutil.Process(driver.pid).children(recursive=True)
+        begun = time.monotonic()
+        _, err = driver.communicate(timeout=30)
+        assert driver.returncode == 1 and time.monotonic() - begun < 8, err[-2000:]
+        assert "Ray did not stop within 3 s" in err
+        assert leftovers(ray_root, tree) == []
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        kill_all(tree)
+
+
 def sleeper(*args: str, log: Path | None = None) -> subprocess.Popen:
     """A stand-in process whose command line carries ``args``; it holds ``log`` open for appending."""
     code = (

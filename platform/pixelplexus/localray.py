@@ -120,10 +120,12 @@ class LocalRay:
         (Path(self.session_dir) / RECORD).write_text(json.dumps(content))
 
     def _release(self) -> None:
-        """Tell the watcher the instance is stopped (it checks, then exits) and forget the record."""
+        """Tell the watcher the instance is stopped, let it check and exit, and forget the record."""
         if self._watcher is not None and self._watcher.stdin is not None:
             with contextlib.suppress(OSError):
                 self._watcher.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._watcher.wait(timeout=GRACE_S + 3)  # nothing is left: it exits at once
         with contextlib.suppress(OSError):
             (Path(self.session_dir) / RECORD).unlink()
 

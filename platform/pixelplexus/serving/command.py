@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from pixelplexus.localray import LocalRay
 
 LOCAL_CPUS = 4  # logical CPUs of the local Ray instance, at least
-STOP_WITHIN_S = 12.0  # Serve and Ray shut down within this after SIGINT/SIGTERM, or are stopped hard
+STOP_WITHIN_S = 11.0  # Serve and Ray shut down within this after SIGINT/SIGTERM, or are stopped hard
 
 
 def _model_override(text: str) -> tuple[str, str]:
