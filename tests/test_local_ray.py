@@ -1,7 +1,8 @@
 """The local Ray instance a command starts ends with the command, even when the command is killed.
 
 Ray binds its GCS, raylet and dashboard to the command that starts them, but its dashboard and runtime-env
-agents (children of the raylet) outlive a ``kill -9`` of the command, reparented to init (Ray 2.60). The
+agents (children of the raylet) outlive a ``kill -9`` of the command, reparented to init (Ray 2.60: for a
+minute, blocked reporting the raylet's death to the dead GCS). The
 command's watcher stops them within seconds; if the watcher was killed too, the next command's start-up
 sweep does. Neither touches another Ray instance, nor anything when the command joined a cluster.
 """

@@ -4,7 +4,8 @@
 dashboard and monitors are children of the command, bound to it by the kernel's parent-death signal; the
 dashboard and runtime-env agents and the workers are children of the raylet. When the command is killed
 (``kill -9``, the OOM killer), the first group dies with it, but the agents, finding the raylet gone, block
-reporting it to the dead GCS and run on, reparented to init (Ray 2.60): each killed run left two more.
+reporting that to the dead GCS and run on, reparented to init (Ray 2.60: for the report's 60 s timeout here;
+reruns within it piled up two more each, and nothing guarantees the wait ends).
 
 So a command that starts an instance of its own (:func:`start`):
 
