@@ -248,7 +248,8 @@ def _process(
     import ray
 
     if not ray.is_initialized():
-        localray.start(configure_logging=False, include_dashboard=False)  # ends with this process, even killed
+        # a local Ray of its own ends with this process, even when it is killed (pixelplexus.localray)
+        localray.start(configure_logging=False, include_dashboard=False)
     begin = time.perf_counter()
     startup = begin - started
     rows: list[dict] = []
