@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -142,3 +143,95 @@ def ray_cluster():
 def free_port():
     """``free_port()`` → a TCP port on 127.0.0.1 that nothing listens on right now."""
     return _free_port
+
+
+def _stop_tree(process: subprocess.Popen, grace: float = 20) -> None:
+    """SIGTERM ``process`` (which stops what it started), then SIGKILL whatever of its tree is left.
+
+    The tree is taken before the signal: Ray's workers start sessions of their own, so the process group
+    alone would miss them, and after the head exits they would be reparented and hard to find.
+    """
+    import psutil
+
+    try:
+        tree = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    for child in tree:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(tree, timeout=10)
+
+
+@pytest.fixture(scope="session")
+def stop_process_tree():
+    """``stop_process_tree(popen)``: stop a server this test started, and everything it started."""
+    return _stop_tree
+
+
+@pytest.fixture
+def ray_head(free_port):
+    """``ray_head(env, *args)`` → the dashboard URL of a ``ray start --head`` of this test's own, on loopback.
+
+    Own ports (fixed defaults would clash with the session's Ray cluster), own temp dir, own session; ``args``
+    add ``ray start`` flags (``--num-cpus=1`` unless given). Stopped with its whole process tree at teardown:
+    ``ray stop`` would stop every Ray on the machine.
+    """
+    import shutil
+    import tempfile
+    import urllib.request
+
+    started: list[tuple[subprocess.Popen, str]] = []
+
+    def start(env: dict[str, str], *args: str) -> str:
+        dashboard = free_port()
+        ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
+        flags = [
+            f"--port={free_port()}",
+            f"--dashboard-port={dashboard}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            f"--ray-client-server-port={free_port()}",
+            "--node-ip-address=127.0.0.1",
+            "--dashboard-host=127.0.0.1",
+            "--include-dashboard=true",
+            "--disable-usage-stats",
+            f"--temp-dir={ray_tmp}",
+            *(args if any(a.startswith("--num-cpus") for a in args) else ("--num-cpus=1", *args)),
+        ]
+        head = subprocess.Popen(
+            [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", *flags],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        started.append((head, ray_tmp))
+        url = f"http://127.0.0.1:{dashboard}"
+        deadline = time.monotonic() + 120
+        while True:  # public in every auth mode: KubeRay's probes and submitter use it without a token
+            try:
+                with urllib.request.urlopen(f"{url}/api/gcs_healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return url
+            except OSError:
+                pass
+            if head.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Ray head did not start (exit code {head.poll()})")
+            time.sleep(0.3)
+
+    yield start
+    for head, ray_tmp in started:
+        _stop_tree(head)
+        shutil.rmtree(ray_tmp, ignore_errors=True)

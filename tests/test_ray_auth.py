@@ -13,17 +13,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 
 from k8s_support import REPO, build
@@ -43,31 +39,6 @@ def _wait_for_http(url: str, process: subprocess.Popen, what: str, timeout: floa
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not start (exit code {process.poll()})")
         time.sleep(0.3)
-
-
-def _stop_tree(process: subprocess.Popen, grace: float = 20) -> None:
-    """SIGTERM ``process`` (which stops what it started), then SIGKILL whatever of its tree is left.
-
-    The tree is taken before the signal: Ray's workers start sessions of their own, so the process group
-    alone would miss them, and after the head exits they would be reparented and hard to find.
-    """
-    try:
-        tree = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        tree = []
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    for child in tree:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(tree, timeout=10)
 
 
 def _request(url: str, *, method: str = "GET", body: dict | None = None, headers=None, auth=None):
@@ -92,7 +63,7 @@ def _request(url: str, *, method: str = "GET", body: dict | None = None, headers
 
 
 @pytest.fixture
-def ray_head_with_token(tmp_path, free_port):
+def ray_head_with_token(tmp_path, ray_head):
     """A local ``ray start --head`` with the environment KubeRay gives a pod under ``authOptions: {mode: token}``.
 
     Yields (dashboard URL, token, the environment of a pod of that cluster).
@@ -104,43 +75,9 @@ def ray_head_with_token(tmp_path, free_port):
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, HOME=str(home))
-    gcs, dashboard = free_port(), free_port()
-    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
-    head = subprocess.Popen(
-        [
-            str(BIN / "ray"),
-            "start",
-            "--head",
-            "--block",
-            f"--port={gcs}",
-            f"--dashboard-port={dashboard}",
-            # Fixed default ports would clash with other Ray clusters on this machine.
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
-            f"--ray-client-server-port={free_port()}",
-            "--node-ip-address=127.0.0.1",
-            "--dashboard-host=127.0.0.1",
-            "--include-dashboard=true",
-            "--num-cpus=1",
-            "--object-store-memory=80000000",
-            "--disable-usage-stats",
-            f"--temp-dir={ray_tmp}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{dashboard}"
-    try:
-        # KubeRay's probes and the submitter's wait loop use this without a token: it must stay public.
-        _wait_for_http(f"{url}/api/gcs_healthz", head, "the Ray head's dashboard")
-        yield url, token, env
-    finally:
-        _stop_tree(head)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    # The dashboard's health endpoint, which the fixture waits on, stays public: KubeRay's probes use it.
+    url = ray_head(env, "--num-cpus=1", "--object-store-memory=80000000")
+    yield url, token, env
 
 
 @pytest.mark.slow
@@ -201,7 +138,7 @@ def test_job_submission_without_the_token_is_refused_and_with_it_accepted(ray_he
 
 
 @pytest.fixture
-def mlflow_with_basic_auth(tmp_path, free_port):
+def mlflow_with_basic_auth(tmp_path, free_port, stop_process_tree):
     """``mlflow server`` with k8s/base/mlflow.yaml's flags and basic_auth.ini, on loopback.
 
     Yields (URL, (admin user, password)). What only a cluster has is replaced: the database and artifact
@@ -254,7 +191,7 @@ def mlflow_with_basic_auth(tmp_path, free_port):
         _wait_for_http(f"{url}/health", server, "mlflow server --app-name basic-auth")  # the probes' path
         yield url, admin
     finally:
-        _stop_tree(server)
+        stop_process_tree(server)
 
 
 @pytest.mark.slow

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -286,58 +283,25 @@ def test_training_against_a_remote_mlflow_server_with_artifacts_on_s3(
         server.wait(timeout=20)
 
 
-def test_a_ray_job_submitted_to_a_cluster_trains_and_succeeds(tmp_path, images, free_port):
+def test_a_ray_job_submitted_to_a_cluster_trains_and_succeeds(tmp_path, images, ray_head):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    gcs, dashboard = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env["RAY_AUTH_MODE"] = "disabled"  # loopback only; a real cluster keeps Ray's token authentication
-    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
-    head = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("ray")),
-            "start",
-            "--head",
-            "--block",
-            f"--port={gcs}",
-            f"--dashboard-port={dashboard}",
-            # Fixed default ports would clash with the session's own Ray cluster on this machine.
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
-            f"--ray-client-server-port={free_port()}",
-            "--dashboard-host=127.0.0.1",
-            "--include-dashboard=true",
-            "--num-cpus=4",
-            "--disable-usage-stats",
-            f"--temp-dir={ray_tmp}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group, so the whole cluster can be stopped at the end
+    env["RAY_AUTH_MODE"] = "disabled"  # loopback only; test_ray_auth.py tries Ray's token authentication
+    client = JobSubmissionClient(ray_head(env, "--num-cpus=4"))
+    entrypoint = (
+        f"{sys.executable} jobs/train.py enhance --data {images} --config jobs/configs/enhance-tiny.yaml "
+        f"--workers 2 --max-steps 6 --tracking-uri sqlite:///{tmp_path / 'mlflow.db'} "
+        f"--storage {tmp_path / 'ray'}"
     )
-    try:
-        _wait_for_port(dashboard, head, "the Ray head's dashboard", timeout=120)
-        client = JobSubmissionClient(f"http://127.0.0.1:{dashboard}")
-        entrypoint = (
-            f"{sys.executable} jobs/train.py enhance --data {images} --config jobs/configs/enhance-tiny.yaml "
-            f"--workers 2 --max-steps 6 --tracking-uri sqlite:///{tmp_path / 'mlflow.db'} "
-            f"--storage {tmp_path / 'ray'}"
-        )
-        job_id = _submit(client, entrypoint)
-        deadline = time.monotonic() + 240
-        while not (status := client.get_job_status(job_id)).is_terminal():
-            assert time.monotonic() < deadline, "the job did not finish"
-            time.sleep(1)
-        logs = client.get_job_logs(job_id)
-        assert status == JobStatus.SUCCEEDED, logs[-3000:]
-        assert "registered models:/pixelplexus-enhance/1" in logs and "step 6/6" in logs
-    finally:
-        os.killpg(head.pid, signal.SIGKILL)
-        head.wait(timeout=30)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    job_id = _submit(client, entrypoint)
+    deadline = time.monotonic() + 240
+    while not (status := client.get_job_status(job_id)).is_terminal():
+        assert time.monotonic() < deadline, "the job did not finish"
+        time.sleep(1)
+    logs = client.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    assert "registered models:/pixelplexus-enhance/1" in logs and "step 6/6" in logs
 
 
 def _submit(client, entrypoint: str) -> str:
