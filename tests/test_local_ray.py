@@ -129,6 +129,18 @@ def _cmdlines(tree: list[psutil.Process]) -> list[str]:
     return lines
 
 
+def start_script(script: str, ray_root) -> subprocess.Popen:
+    """A Python ``script`` in a session of its own, as a command would run (stdout and stderr piped)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=command_env(ray_root),
+        start_new_session=True,
+    )
+
+
 DRIVER = """
 import time
 from pixelplexus import localray
@@ -140,13 +152,7 @@ time.sleep(600)
 
 @pytest.mark.slow
 def test_the_next_command_stops_what_a_killed_command_and_its_watcher_left(ray_root):
-    driver = subprocess.Popen(
-        [sys.executable, "-c", DRIVER],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=command_env(ray_root),
-        start_new_session=True,
-    )
+    driver = start_script(DRIVER, ray_root)
     tree: list[psutil.Process] = []
     try:
         session = Path(driver.stdout.readline().strip())
@@ -183,14 +189,7 @@ local.stop(first=lambda: time.sleep(600), within=3)  # a shutdown that hangs
 
 @pytest.mark.slow
 def test_a_hung_shutdown_is_cut_off_at_its_deadline(ray_root):
-    driver = subprocess.Popen(
-        [sys.executable, "-c", HUNG],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=command_env(ray_root),
-        start_new_session=True,
-    )
+    driver = start_script(HUNG, ray_root)
     tree: list[psutil.Process] = []
     try:
         assert driver.stdout.readline().strip()

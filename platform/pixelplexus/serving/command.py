@@ -48,8 +48,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from pixelplexus import localray
 
-    # A Ray instance of its own. One replica of each deployment asks for 3.5 logical CPUs; logical CPUs only
-    # schedule (the replicas share the cores), so a small machine still runs the whole application.
+    # A Ray instance of its own. The default replicas ask for 4 logical CPUs (two ingress replicas at 0.5, one
+    # per model at 1); logical CPUs only schedule (the replicas share the cores), so a small machine still
+    # runs the whole application.
     local = localray.start(
         address="local", num_cpus=max(os.cpu_count() or 1, LOCAL_CPUS), include_dashboard=False
     )
