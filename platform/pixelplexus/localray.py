@@ -283,8 +283,7 @@ def _watch(content: dict) -> int:
     """The watcher: wait until the command is gone or has closed our stdin, then stop what is left."""
     for number in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):  # it ends with its command, on its own
         signal.signal(number, signal.SIG_IGN)
-    driver = _alive(content["driver"])
-    while driver is not None and _alive(content["driver"]) is not None:
+    while _alive(content["driver"]) is not None:
         ready, _, _ = select.select([sys.stdin], [], [], WATCH_EVERY_S)
         if ready and not os.read(sys.stdin.fileno(), 4096):
             break  # the command exited or stopped the instance

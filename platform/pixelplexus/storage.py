@@ -10,6 +10,7 @@ web URLs are refused, because nothing is downloaded at run time from outside the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -72,22 +73,37 @@ def localize(uri: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] |
     )
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to the local file ``path`` atomically: a hidden temporary file in the same folder
-    (created with the usual permissions), flushed to disk, then renamed over ``path``. Readers see the old
-    file or the new one, never a part. The folder must exist."""
-    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
+def write_temporary(path: str | os.PathLike[str], data: bytes, *, dir_fd: int | None = None) -> str:
+    """Write ``data`` to a new hidden temporary file beside ``path`` (created with the usual permissions,
+    flushed to disk) and return the temporary file's path. ``dir_fd``: ``path`` is a name relative to that
+    open folder. The caller renames or links it into place (:func:`write_atomic`) and removes it on error."""
+    text = os.fspath(path)
+    folder, name = os.path.split(text if dir_fd is not None else os.path.abspath(text))
     temporary = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(temporary, flags, 0o666, dir_fd=dir_fd)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temporary, path)
     except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        os.unlink(temporary, dir_fd=dir_fd)
+        raise
+    return temporary
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, dir_fd: int | None = None) -> None:
+    """Write ``data`` to the local file ``path`` atomically: a temporary file in the same folder
+    (:func:`write_temporary`), then renamed over ``path``. Readers see the old file or the new one, never a
+    part; a symbolic link at ``path`` is replaced, never written through. The folder must exist.
+    ``dir_fd``: ``path`` is a name relative to that open folder."""
+    temporary = write_temporary(path, data, dir_fd=dir_fd)
+    try:
+        os.replace(temporary, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary, dir_fd=dir_fd)
         raise
 
 

@@ -37,6 +37,7 @@ from pixelplexus.batch.locations import (
     S3Settings,
     open_folder,
 )
+from pixelplexus.storage import write_atomic, write_temporary
 
 LEASE_NAME = "lease.json"
 LEASE_KEY = f"{RESERVED}/{LEASE_NAME}"
@@ -219,17 +220,8 @@ class _LocalStore(_Store):
         except Exception:
             pass
 
-    def _write_temporary(self, data: bytes) -> str:
-        name = f".{LEASE_NAME}.{secrets.token_hex(8)}.tmp"
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=self.fd)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        return name
-
     def create(self, data: bytes) -> object | None:
-        temporary = self._write_temporary(data)
+        temporary = write_temporary(LEASE_NAME, data, dir_fd=self.fd)
         try:
             os.link(temporary, LEASE_NAME, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
             return data
@@ -269,23 +261,17 @@ class _LocalStore(_Store):
         os.unlink(aside, dir_fd=self.fd)
         return self.create(data)
 
-    def _mine(self, run_id: str, seconds: float) -> bool:
-        current = self.read(seconds)
-        if current is None or current[0].run_id != run_id:
-            return False
-        return True
-
     def renew(self, token: object, run_id: str, data: bytes, seconds: float) -> object:
         current = self.read(seconds)
         if current is None or current[0].run_id != run_id:
             holder = "nobody (the lease file was removed)" if current is None else current[0].describe()
             raise LeaseLost(f"the lease on OUTPUT was taken over; it is now held by {holder}")
-        temporary = self._write_temporary(data)  # only this run renews its own lease: a plain replace
-        os.replace(temporary, LEASE_NAME, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        write_atomic(LEASE_NAME, data, dir_fd=self.fd)  # only this run renews its own lease: a plain replace
         return data
 
     def release(self, token: object, run_id: str, seconds: float) -> None:
-        if self._mine(run_id, seconds):
+        current = self.read(seconds)
+        if current is not None and current[0].run_id == run_id:
             os.unlink(LEASE_NAME, dir_fd=self.fd)
 
 

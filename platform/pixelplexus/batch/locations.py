@@ -30,7 +30,6 @@ import io
 import os
 import posixpath
 import re
-import secrets
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -246,18 +245,6 @@ def read_uri(uri: str, settings: S3Settings, *, within: str = "") -> bytes:
         return f.read()
 
 
-def write_uri(uri: str, data: bytes, settings: S3Settings) -> None:
-    """Write ``data`` atomically: no reader ever sees a partial file (folders are made as needed).
-
-    For files under OUTPUT use :func:`write_output`, which also keeps the write inside OUTPUT."""
-    if uri.startswith("s3://"):
-        bucket, key = split_s3(uri)
-        settings.client().put_object(Bucket=bucket, Key=key, Body=data)
-        return
-    os.makedirs(os.path.dirname(uri), exist_ok=True)
-    write_atomic(uri, data)
-
-
 # ------------------------------------------------------------------------------------------------ writing
 
 # os.replace takes dir_fd wherever os.rename does (both are renameat)
@@ -289,21 +276,7 @@ def write_output(output: Location, key: str, data: bytes, settings: S3Settings) 
     fd = open_folder(output.root, folders, create=True)
     try:
         _refuse_link(fd, name, uri)
-        temporary = f".{name}.{secrets.token_hex(8)}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_BINARY", 0)
-        file = os.open(temporary, flags, 0o666, dir_fd=fd)
-        try:
-            with os.fdopen(file, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, name, src_dir_fd=fd, dst_dir_fd=fd)
-        except BaseException:
-            try:
-                os.unlink(temporary, dir_fd=fd)
-            except FileNotFoundError:
-                pass
-            raise
+        write_atomic(name, data, dir_fd=fd)
     finally:
         os.close(fd)
     return uri

@@ -26,9 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pixelplexus.batch.locations import Location, S3Settings, read_uri, write_output
+from pixelplexus.batch.locations import RESERVED, Location, S3Settings, read_uri, write_output
 
-MANIFEST_DIR = "_pixelplexus/"
+MANIFEST_DIR = f"{RESERVED}/"
 STATUSES = ("ok", "error", "skipped")
 
 SCHEMA = pa.schema(
