@@ -374,3 +374,19 @@ def test_json_answers_pass_through_unchanged():
 
     start, body = asyncio.run(_through_json_errors(api))
     assert start["status"] == 422 and body == b'{"error": "invalid_parameters"}'
+
+
+def test_the_embedded_defaults_guard_like_serve_config_yaml():
+    """`pixelplexus serve` without --config gets the same deadlines and proxy hook as serve/config.yaml."""
+    from pixelplexus.serving.api import Limits
+    from pixelplexus.serving.deploy import DEFAULT_CONFIG
+
+    shipped = load_config(CONFIG)
+    assert shipped["controller_options"] == DEFAULT_CONFIG["controller_options"]
+    for name, value in DEFAULT_CONFIG["http_options"].items():
+        assert shipped["http_options"][name] == value, name
+    args = application(shipped)["args"]
+    assert (args["read_timeout_s"], args["upload_timeout_s"]) == (
+        Limits().read_timeout_s,
+        Limits().upload_timeout_s,
+    )

@@ -30,7 +30,7 @@ DEFAULT_CONFIG: dict[str, Any] = {  # the embedded defaults: everything else com
     "http_options": {"request_timeout_s": REQUEST_TIMEOUT_S, "keep_alive_timeout_s": KEEP_ALIVE_TIMEOUT_S},
     "controller_options": {  # the proxies inherit the controller's environment: pixelplexus.serving.proxy
         "runtime_env": {
-            "env_vars": {CALLBACK_ENV: CALLBACK, HEADER_TIMEOUT_ENV: str(DEFAULT_HEADER_TIMEOUT_S)}
+            "env_vars": {CALLBACK_ENV: CALLBACK, HEADER_TIMEOUT_ENV: f"{DEFAULT_HEADER_TIMEOUT_S:g}"}
         }
     },
     "applications": [{"name": "pixelplexus", "route_prefix": "/", "import_path": APP_IMPORT_PATH}],
