@@ -506,7 +506,7 @@ def test_write_image_never_shows_a_partial_file(tmp_path, monkeypatch):
     seen = {}
     real_replace = os.replace
 
-    def replace(source, destination):
+    def replace(source, destination, **dir_fds):
         seen["target"] = target.read_bytes()
         seen["temporary"] = open(source, "rb").read()
         seen["temporary_name"] = os.path.basename(source)
