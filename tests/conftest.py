@@ -130,13 +130,19 @@ def ray_cluster():
     """A real local Ray cluster shared by the whole session (8 logical CPUs, whatever the machine has).
 
     Tests that need a cluster of their own (``ray start --head``, a killed worker) start it themselves.
+    Started like the commands start theirs (:mod:`pixelplexus.localray`), so that none of its processes
+    (a Ray Train controller left in a reused worker, say) outlives the test session.
     """
     import ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=8, include_dashboard=False, configure_logging=False, log_to_driver=True)
+    from pixelplexus import localray
+
+    local = localray.start(num_cpus=8, include_dashboard=False, configure_logging=False, log_to_driver=True)
     yield ray
-    ray.shutdown()
+    if local is not None:
+        local.stop()
+    else:
+        ray.shutdown()
 
 
 @pytest.fixture(scope="session")
