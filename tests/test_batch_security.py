@@ -301,6 +301,7 @@ def test_hostile_bucket_to_local_and_s3_outputs(ray_cluster, s3_bucket, tmp_path
         "a/b/out/victim/precious.png",
         "a/b/out/scans/ok.png",
         "a/b/out/lists/ok.png",
+        "a/b/out/_pixelplexus/lease.lock",  # the lease's lock stays (empty); the lease is released
         "a/b/out/_pixelplexus/" + next((deep / "_pixelplexus").glob("manifest-*")).name,
     }
     assert (deep / "victim" / "precious.png").read_bytes() == b"precious"  # not overwritten

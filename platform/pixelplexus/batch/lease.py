@@ -8,10 +8,11 @@ UTC text). A run killed with ``kill -9`` stops renewing, so its lease expires af
 with :class:`LeaseHeld` (exit 2) naming the holder and the expiry, unless ``force``; a run whose lease was
 taken from it (``--force`` elsewhere) learns so at its next heartbeat and reports it as a failure.
 
-Taking the lease is atomic. Locally, the lease is written to a temporary file and hard-linked into place:
-``link`` fails when the name exists (``O_EXCL`` semantics, reliable on NFS too). An expired lease is taken
-over by renaming it aside, checking that the file moved is the one judged expired (otherwise it is put
-back and the run looks again), and linking a new one. On S3, ``put_object(IfNoneMatch="*")`` creates the
+Taking the lease is atomic. Locally, every change to the lease file (create, take over, renew, release)
+happens while holding ``flock`` on ``_pixelplexus/lease.lock`` (and, for threads of one process, a lock in
+memory): a run re-reads the lease under the lock and changes it only if it is still the version it judged,
+so of several runs that find the same expired lease exactly one takes it over. The kernel drops the lock
+when a process dies, so a killed run never leaves it held. On S3, ``put_object(IfNoneMatch="*")`` creates the
 lease only if there is none; renewal and takeover are compare-and-swap writes (``IfMatch`` the ETag last
 seen) and release a conditional delete. A store that ignores these conditions (some S3-compatible ones
 do) makes the lease best-effort: two runs starting at the same moment could both proceed. Expiry is judged
@@ -23,10 +24,12 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import secrets
+import fcntl
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from pixelplexus.batch.locations import (
@@ -37,10 +40,11 @@ from pixelplexus.batch.locations import (
     S3Settings,
     open_folder,
 )
-from pixelplexus.storage import write_atomic, write_temporary
+from pixelplexus.storage import write_atomic
 
 LEASE_NAME = "lease.json"
 LEASE_KEY = f"{RESERVED}/{LEASE_NAME}"
+LOCK_NAME = "lease.lock"
 DEFAULT_SECONDS = 90.0
 ATTEMPTS = 5  # tries to take the lease while other runs take or release it at the same moment
 
@@ -205,7 +209,12 @@ class _Store:
 
 
 class _LocalStore(_Store):
-    """``OUTPUT/_pixelplexus/lease.json`` on a local (or NFS) file system; tokens are the file's bytes."""
+    """``OUTPUT/_pixelplexus/lease.json`` on a local (or NFS) file system; tokens are the file's bytes.
+
+    Each change is made under :meth:`_locked`, after re-reading the file, so no two runs change it at once.
+    """
+
+    _threads = threading.Lock()  # flock excludes processes; threads of one process also take this
 
     def __init__(self, output: Location) -> None:
         self.uri = output.join(LEASE_KEY)
@@ -220,19 +229,23 @@ class _LocalStore(_Store):
         except Exception:
             pass
 
-    def create(self, data: bytes) -> object | None:
-        temporary = write_temporary(LEASE_NAME, data, dir_fd=self.fd)
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         try:
-            os.link(temporary, LEASE_NAME, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
-            return data
-        except FileExistsError:
-            return None
+            lock = os.open(LOCK_NAME, flags, 0o644, dir_fd=self.fd)
+        except OSError as exc:
+            raise LocationError(f"cannot open the lease's lock in {self.uri} (a symbolic link?): {exc}") from None
+        try:
+            with self._threads:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                yield
         finally:
-            os.unlink(temporary, dir_fd=self.fd)
+            os.close(lock)  # closing drops the flock
 
-    def _read(self, name: str) -> tuple[bytes, float] | None:
+    def _read(self) -> tuple[bytes, float] | None:
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.fd)
+            fd = os.open(LEASE_NAME, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.fd)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -241,38 +254,38 @@ class _LocalStore(_Store):
             return f.read(), os.fstat(f.fileno()).st_mtime
 
     def read(self, seconds: float) -> tuple[Holder, object] | None:
-        found = self._read(LEASE_NAME)
+        found = self._read()
         return None if found is None else (Holder.parse(found[0], found[1], seconds), found[0])
 
+    def create(self, data: bytes) -> object | None:
+        with self._locked():
+            if self._read() is not None:
+                return None
+            write_atomic(LEASE_NAME, data, dir_fd=self.fd)
+            return data
+
     def take_over(self, seen: object, data: bytes) -> object | None:
-        aside = f".{LEASE_NAME}.{secrets.token_hex(8)}.expired"
-        try:
-            os.rename(LEASE_NAME, aside, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-        except FileNotFoundError:
-            return None
-        moved = self._read(aside)
-        if moved is None or moved[0] != seen:  # renewed or taken by another run meanwhile: put it back
-            try:
-                os.link(aside, LEASE_NAME, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
-            except FileExistsError:
-                pass
-            os.unlink(aside, dir_fd=self.fd)
-            return None
-        os.unlink(aside, dir_fd=self.fd)
-        return self.create(data)
+        with self._locked():
+            current = self._read()
+            if current is None or current[0] != seen:  # released, renewed or taken since it was judged
+                return None
+            write_atomic(LEASE_NAME, data, dir_fd=self.fd)
+            return data
 
     def renew(self, token: object, run_id: str, data: bytes, seconds: float) -> object:
-        current = self.read(seconds)
-        if current is None or current[0].run_id != run_id:
-            holder = "nobody (the lease file was removed)" if current is None else current[0].describe()
-            raise LeaseLost(f"the lease on OUTPUT was taken over; it is now held by {holder}")
-        write_atomic(LEASE_NAME, data, dir_fd=self.fd)  # only this run renews its own lease: a plain replace
-        return data
+        with self._locked():
+            current = self.read(seconds)
+            if current is None or current[0].run_id != run_id:
+                holder = "nobody (the lease file was removed)" if current is None else current[0].describe()
+                raise LeaseLost(f"the lease on OUTPUT was taken over; it is now held by {holder}")
+            write_atomic(LEASE_NAME, data, dir_fd=self.fd)
+            return data
 
     def release(self, token: object, run_id: str, seconds: float) -> None:
-        current = self.read(seconds)
-        if current is not None and current[0].run_id == run_id:
-            os.unlink(LEASE_NAME, dir_fd=self.fd)
+        with self._locked():
+            current = self.read(seconds)
+            if current is not None and current[0].run_id == run_id:
+                os.unlink(LEASE_NAME, dir_fd=self.fd)
 
 
 class _S3Store(_Store):
