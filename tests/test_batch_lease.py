@@ -157,4 +157,7 @@ def test_runs_racing_for_an_expired_lease_get_one_winner(tmp_path):
         thread.join()
     winners = [run for run in results if run]
     assert len(results) == 8 and len(winners) == 1 and lease_file(output)["run_id"] == winners[0]
-    assert sorted(p.name for p in (tmp_path / "out" / "_pixelplexus").iterdir()) == ["lease.json", "lease.lock"]
+    assert sorted(p.name for p in (tmp_path / "out" / "_pixelplexus").iterdir()) == [
+        "lease.json",
+        "lease.lock",
+    ]

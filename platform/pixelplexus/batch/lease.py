@@ -21,10 +21,10 @@ by the reading host's clock, so hosts' clocks must agree to within a few seconds
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import os
-import fcntl
 import socket
 import threading
 import time
@@ -235,7 +235,9 @@ class _LocalStore(_Store):
         try:
             lock = os.open(LOCK_NAME, flags, 0o644, dir_fd=self.fd)
         except OSError as exc:
-            raise LocationError(f"cannot open the lease's lock in {self.uri} (a symbolic link?): {exc}") from None
+            raise LocationError(
+                f"cannot open the lease's lock in {self.uri} (a symbolic link?): {exc}"
+            ) from None
         try:
             with self._threads:
                 fcntl.flock(lock, fcntl.LOCK_EX)
