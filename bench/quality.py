@@ -30,11 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from pixelplexus.imageio import ImageRecord, resize, write_image
+from pixelplexus.io.images import ImageRecord, write_image_file
 from pixelplexus.models import ResolvedModel, bundled_models, resolve_model
 from pixelplexus.tasks import TASKS, Task, get_task
 from pixelplexus.tasks.base import Evaluation
 from pixelplexus.training.data import read_images
+from pixelplexus.transforms import resize
 from pixelplexus.visual import image_grid
 from pixelplexus.weights import read_info
 
@@ -101,7 +102,7 @@ def models_to_measure(pairs: Sequence[str]) -> list[Entry]:
 
 def save_panels(evaluation: Evaluation, out: Path, stem: str) -> None:
     """The first rows of (input, output, real) panels — or real / generated rows — as one PNG."""
-    write_image(out / f"{stem}.png", ImageRecord(image_grid(evaluation.rows[:4])))
+    write_image_file(out / f"{stem}.png", ImageRecord(image_grid(evaluation.rows[:4])))
 
 
 def _db(value: float | None) -> str:

@@ -70,7 +70,7 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
 
 def direct(task, generator, data: bytes, requests_: int, device: str) -> list[float]:
     """Latencies of the in-process call: the same decode → predict → encode the service does."""
-    from pixelplexus.imageio import decode_image, encode_image
+    from pixelplexus.io.images import decode_image, encode_image
 
     latencies = []
     for _ in range(requests_):
@@ -129,7 +129,7 @@ def main() -> None:
     from ray import serve
 
     from pixelplexus.demo import sample_photos
-    from pixelplexus.imageio import ImageRecord, encode_image
+    from pixelplexus.io.images import ImageRecord, encode_image
     from pixelplexus.models import resolve_model
     from pixelplexus.serving.deploy import (
         deploy,

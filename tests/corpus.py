@@ -13,7 +13,7 @@ Any test suite can use it (batch over S3, serving, training)::
 Everything is deterministic (same seed, same bytes) and small (≤ 64×64 pixels), except the bombs, whose
 headers claim huge sizes while the files stay tiny. The 16-bit colour PNG and TIFF files are written by the
 small writers here (:func:`png16_bytes`, :func:`tiff16_bytes`): Pillow cannot write them, and the libraries
-``pixelplexus.imageio`` uses (imagecodecs' libpng, tifffile) would only check themselves. These writers are
+``pixelplexus.io.images`` uses (imagecodecs' libpng, tifffile) would only check themselves. These writers are
 independent of both, and write what no installed library writes: Adam7-interlaced 16-bit PNG, rows using
 every PNG filter type, ``iCCP``/``tRNS``/``eXIf`` chunks at 16 bits, and headers without pixel data (bombs).
 """
@@ -513,6 +513,6 @@ def bad_images(seed: int = 0) -> dict[str, BadImage]:
         "float_tiff": BadImage(float_tiff, ".tif"),
         "negative_int32_tiff": BadImage(negative_tiff, ".tif"),
         "bomb_png": BadImage(bomb_png(100_000, 100_000), ".png", too_large=True),
-        # Above the default limit of pixelplexus.imageio but below Pillow's own bomb warning (~89 MP):
+        # Above the default limit of pixelplexus.io.images but below Pillow's own bomb warning (~89 MP):
         "bomb_png_81_megapixels": BadImage(bomb_png(9_000, 9_000), ".png", too_large=True),
     }

@@ -20,13 +20,15 @@ import torch
 
 import corpus
 from pixelplexus.batch import run as batch_run
-from pixelplexus.batch.locations import Location, LocationError, S3Settings, list_inputs, scan_inputs
 from pixelplexus.batch.manifest import read_manifest
 from pixelplexus.batch.pipeline import ModelWorker
 from pixelplexus.batch.run import BatchRequest, output_key, plan, run_batch
 from pixelplexus.cli import main
 from pixelplexus.color import rgb_to_lab
-from pixelplexus.imageio import ImageRecord, decode_image, encode_image, format_for_path, read_image
+from pixelplexus.io.formats import format_for_path
+from pixelplexus.io.images import ImageRecord, decode_image, encode_image, read_image_file
+from pixelplexus.io.locations import Location, LocationError, list_inputs, scan_inputs
+from pixelplexus.io.s3 import S3Settings
 from pixelplexus.models import resolve_model
 from pixelplexus.tasks import get_task
 from pixelplexus.weights import save_generator
@@ -269,7 +271,7 @@ def test_a_large_image_through_tiles_equals_the_untiled_result(ray_cluster, tmp_
     whole = run_batch(request(weights, "enhance", tmp_path / "in", tmp_path / "whole"))
     tiled = run_batch(request(weights, "enhance", tmp_path / "in", tmp_path / "tiled", options=tiles))
     assert whole.summary.counts["ok"] == tiled.summary.counts["ok"] == 1
-    a, b = (read_image(tmp_path / name / "big.png").pixels.astype(int) for name in ("whole", "tiled"))
+    a, b = (read_image_file(tmp_path / name / "big.png").pixels.astype(int) for name in ("whole", "tiled"))
     assert a.shape == (200, 180, 3) and np.abs(a - b).max() <= 1  # equal up to 8-bit rounding
 
 
@@ -303,7 +305,7 @@ def test_cli_colorize_keeps_lightness_and_passes_colour_through(ray_cluster, tmp
         assert (tmp_path / "out" / key).read_bytes() == files[key]  # untouched
     for name in ("bmp_gray", "png_gray16", "png_gray_alpha"):
         key = f"{name}{images[name].extension}"
-        source, result = read_image(tmp_path / "in" / key), read_image(tmp_path / "out" / key)
+        source, result = read_image_file(tmp_path / "in" / key), read_image_file(tmp_path / "out" / key)
         assert rows[key]["status"] == "ok" and result.channels == 3 and result.bit_depth == source.bit_depth
         assert (result.alpha is not None) == (source.alpha is not None)
         assert not np.array_equal(result.pixels[..., 0], result.pixels[..., 2])  # colour was added

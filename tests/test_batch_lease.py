@@ -17,9 +17,10 @@ import pytest
 
 import test_batch
 from pixelplexus.batch.lease import LEASE_KEY, Lease, LeaseHeld, LeaseLost
-from pixelplexus.batch.locations import Location, S3Settings
 from pixelplexus.batch.manifest import read_manifest
 from pixelplexus.cli import main
+from pixelplexus.io.locations import Location
+from pixelplexus.io.s3 import S3Settings
 
 weights = test_batch.weights  # the tiny models' fixture
 
@@ -79,7 +80,8 @@ def test_a_killed_runs_lease_expires_and_is_taken_over(output):
             "-c",
             "import sys, time\n"
             "from pixelplexus.batch.lease import Lease\n"
-            "from pixelplexus.batch.locations import Location, S3Settings\n"
+            "from pixelplexus.io.locations import Location\n"
+            "from pixelplexus.io.s3 import S3Settings\n"
             "Lease.acquire(Location.parse(sys.argv[1]), S3Settings.from_env(), 'killed-run', seconds=1.5)\n"
             "print('held', flush=True)\n"
             "time.sleep(60)\n",

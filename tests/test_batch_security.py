@@ -19,21 +19,21 @@ import pytest
 
 import corpus
 import test_batch
-from pixelplexus.batch.locations import (
+from pixelplexus.batch.manifest import read_manifest
+from pixelplexus.batch.pipeline import StageSettings, new_rows, read_and_decode, safe_detail
+from pixelplexus.batch.run import plan
+from pixelplexus.cli import main
+from pixelplexus.io.images import ImageDecodeError, decode_image
+from pixelplexus.io.locations import (
     Location,
     LocationError,
     OutsideOutput,
-    S3Settings,
     UnsafeKey,
     check_key,
     scan_inputs,
     write_output,
 )
-from pixelplexus.batch.manifest import read_manifest
-from pixelplexus.batch.pipeline import StageSettings, new_rows, read_and_decode, safe_detail
-from pixelplexus.batch.run import plan
-from pixelplexus.cli import main
-from pixelplexus.imageio import ImageDecodeError, decode_image
+from pixelplexus.io.s3 import S3Settings
 from test_batch import request, write_folder
 
 weights = test_batch.weights  # the tiny models' fixture

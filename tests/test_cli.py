@@ -10,7 +10,7 @@ import yaml
 
 from pixelplexus import __version__
 from pixelplexus.config import load_config, parse_config
-from pixelplexus.imageio import read_image
+from pixelplexus.io.images import read_image_file
 from pixelplexus.metrics import psnr
 from pixelplexus.models import bundled_models
 from pixelplexus.tasks import get_task
@@ -100,13 +100,13 @@ def check_demo_output(out: Path, stdout: str, scale: int) -> None:
 
     page = (out / "index.html").read_text()
     for name in DEMO_PHOTOS:
-        original = read_image(out / "originals" / f"{name}.png").pixels
-        small = read_image(out / "archive" / "enhance" / f"{name}.jpg")
-        gray = read_image(out / "archive" / "colorize" / f"{name}.jpg")
+        original = read_image_file(out / "originals" / f"{name}.png").pixels
+        small = read_image_file(out / "archive" / "enhance" / f"{name}.jpg")
+        gray = read_image_file(out / "archive" / "colorize" / f"{name}.jpg")
         assert small.format == gray.format == "JPEG" and gray.is_gray
         assert (small.width * scale, gray.width) == (original.shape[1], original.shape[1])
-        enhanced = read_image(out / "enhanced" / f"{name}.png").pixels
-        colorized = read_image(out / "colorized" / f"{name}.png").pixels
+        enhanced = read_image_file(out / "enhanced" / f"{name}.png").pixels
+        colorized = read_image_file(out / "colorized" / f"{name}.png").pixels
         assert enhanced.shape == colorized.shape == original.shape
         for value in (
             psnr(enhanced, original, crop_border=scale, y_channel=True),
@@ -119,7 +119,7 @@ def check_demo_output(out: Path, stdout: str, scale: int) -> None:
         assert [(row["input_key"], row["status"]) for row in manifest] == [
             (f"{name}.jpg", "ok") for name in DEMO_PHOTOS
         ]
-    assert read_image(out / "generated" / "grid.png").height > 5 * 16
+    assert read_image_file(out / "generated" / "grid.png").height > 5 * 16
 
     uri = f"sqlite:///{out / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -129,7 +129,7 @@ def check_demo_output(out: Path, stdout: str, scale: int) -> None:
     assert run.info.status == "FINISHED" and "val_psnr_y" in run.data.metrics
     [version] = client.search_model_versions("name='pixelplexus-enhance'")
     assert version.run_id == run.info.run_id
-    assert read_image(out / "training" / "samples.png").height > 0
+    assert read_image_file(out / "training" / "samples.png").height > 0
     assert run.info.run_id in page and run.info.run_id in stdout
     assert f"mlflow ui --backend-store-uri {uri}" in stdout and str(out / "index.html") in stdout
 

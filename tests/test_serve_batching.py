@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from corpus import test_pattern as pattern
-from pixelplexus.imageio import ImageRecord
+from pixelplexus.io.images import ImageRecord
 from pixelplexus.models import resolve_model
 from pixelplexus.serving.model import Job, load_model, run_batch
 from pixelplexus.tasks import OptionsError, get_task

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from corpus import test_pattern as pattern
-from pixelplexus.imageio import ImageRecord, encode_image
+from pixelplexus.io.images import ImageRecord, encode_image
 from pixelplexus.serving.deploy import application, deploy, deployment, load_config, with_http, with_models
 from pixelplexus.serving.proxy import HEADER_TIMEOUT_ENV, JsonErrors
 from test_serve import _tiny_weights

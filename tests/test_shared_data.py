@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pixelplexus.imageio import IMAGE_EXTENSIONS, read_image, resize
+from pixelplexus.io.formats import IMAGE_EXTENSIONS
+from pixelplexus.io.images import read_image_file
 from pixelplexus.metrics import psnr, ssim
+from pixelplexus.transforms import resize
 
 SHARED = Path(os.environ.get("PIXELPLEXUS_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 DATA = SHARED / "data"
@@ -27,7 +29,7 @@ def bicubic_scores(folder: Path, scale: int) -> tuple[float, float]:
     """Mean Y-PSNR/SSIM of bicubic ×scale over a folder, with the standard protocol."""
     scores = []
     for path in sorted(folder.glob("*.png")):
-        hr = read_image(path).pixels
+        hr = read_image_file(path).pixels
         hr = np.repeat(hr, 3, axis=-1) if hr.shape[-1] == 1 else hr
         height, width = hr.shape[:2]
         hr = hr[: height - height % scale, : width - width % scale]
@@ -55,7 +57,7 @@ def test_every_shared_image_decodes():
     assert len(paths) > 500
     gray = []
     for path in paths:
-        record = read_image(path)
+        record = read_image_file(path)
         assert record.bit_depth == 8 and record.height >= 64 and record.width >= 64
         if record.is_gray:
             gray.append(path.name)

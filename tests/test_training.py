@@ -26,7 +26,7 @@ from PIL import Image
 from corpus import bad_images
 from corpus import test_pattern as pattern
 from pixelplexus.config import TaskConfig, load_config
-from pixelplexus.imageio import ImageRecord
+from pixelplexus.io.images import ImageRecord
 from pixelplexus.tasks import get_task
 from pixelplexus.training.state import STATE_FILE
 from pixelplexus.training.trainer import TrainJob, TrainResult, run_training

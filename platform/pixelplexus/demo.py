@@ -34,10 +34,11 @@ import numpy as np
 from PIL import Image
 
 from pixelplexus.config import TASK_NAMES, TaskConfig, parse_config
-from pixelplexus.imageio import ImageRecord, read_image, resize, write_image
+from pixelplexus.io.images import ImageRecord, read_image_file, write_image_file
 from pixelplexus.metrics import psnr
 from pixelplexus.models import ModelReferenceError, ResolvedModel, resolve_model
 from pixelplexus.tasks import get_task
+from pixelplexus.transforms import resize
 from pixelplexus.visual import as_rgb8, image_grid
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
@@ -182,7 +183,7 @@ def run_demo(
         photos = sample_photos(size)
         for name, original in photos.items():
             small, gray = archive_copy(original, factor=scale)
-            write_image(folders["originals"] / f"{name}.png", _rgb_record(original))
+            write_image_file(folders["originals"] / f"{name}.png", _rgb_record(original))
             (folders["archive/enhance"] / f"{name}.jpg").write_bytes(small)
             (folders["archive/colorize"] / f"{name}.jpg").write_bytes(gray)
             _write_patches(original, config.crop_size, folders["training/patches"], name)
@@ -253,7 +254,7 @@ def _write_patches(image: np.ndarray, edge: int, folder: Path, name: str) -> Non
     for top in range(0, image.shape[0] - edge + 1, edge):
         for left in range(0, image.shape[1] - edge + 1, edge):
             patch = image[top : top + edge, left : left + edge]
-            write_image(folder / f"{name}-{top:04d}-{left:04d}.png", _rgb_record(patch))
+            write_image_file(folder / f"{name}-{top:04d}-{left:04d}.png", _rgb_record(patch))
 
 
 def _batch(task: str, source: Path, target: Path, model: ResolvedModel, log: Log) -> None:
@@ -283,7 +284,7 @@ def _generate(model: ResolvedModel, path: Path) -> Path:
     truncated = task.predict(generator, list(range(8)), {"truncation": 0.7})
     walk = task.interpolate(generator, 0, 1, steps=8)
     rows = [plain[i : i + 8] for i in range(0, SEEDS, 8)] + [truncated, walk]
-    write_image(path, _rgb_record(image_grid([[r.pixels for r in row] for row in rows], pad=2)))
+    write_image_file(path, _rgb_record(image_grid([[r.pixels for r in row] for row in rows], pad=2)))
     return path
 
 
@@ -323,12 +324,12 @@ def _scores(photos: Mapping[str, np.ndarray], out_dir: Path, scale: int) -> dict
     """PSNR of each output and of its naive baseline against the original; writes the bicubic baselines."""
     scores = {}
     for name, original in photos.items():
-        small = read_image(out_dir / "archive" / "enhance" / f"{name}.jpg").pixels
+        small = read_image_file(out_dir / "archive" / "enhance" / f"{name}.jpg").pixels
         bicubic = resize(small, (original.shape[1], original.shape[0]))
-        write_image(out_dir / "baseline" / f"{name}.png", _rgb_record(bicubic))
-        gray = as_rgb8(read_image(out_dir / "archive" / "colorize" / f"{name}.jpg").pixels)
-        enhanced = as_rgb8(read_image(out_dir / "enhanced" / f"{name}.png").pixels)
-        colorized = as_rgb8(read_image(out_dir / "colorized" / f"{name}.png").pixels)
+        write_image_file(out_dir / "baseline" / f"{name}.png", _rgb_record(bicubic))
+        gray = as_rgb8(read_image_file(out_dir / "archive" / "colorize" / f"{name}.jpg").pixels)
+        enhanced = as_rgb8(read_image_file(out_dir / "enhanced" / f"{name}.png").pixels)
+        colorized = as_rgb8(read_image_file(out_dir / "colorized" / f"{name}.png").pixels)
         scores[name] = {
             "bicubic": psnr(bicubic, original, crop_border=scale, y_channel=True),
             "enhance": psnr(enhanced, original, crop_border=scale, y_channel=True),

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from pixelplexus.storage import localize, scheme_of, write_atomic
+from pixelplexus.io.files import localize, scheme_of, write_atomic
 from pixelplexus.weights import WeightsError, WeightsInfo, load_generator, read_info, weights_file
 
 if TYPE_CHECKING:

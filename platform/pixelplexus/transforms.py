@@ -1,10 +1,81 @@
-"""Random crops and flips for training samples (numpy, H×W×C), driven by an explicit ``np.random.Generator``."""
+"""Image arrays (numpy, H×W×C): pixels to float and back, resizing, and the random crops, flips and
+degradations of training samples, driven by an explicit ``np.random.Generator``."""
 
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
-from pixelplexus.imageio import resize
+from pixelplexus.io.images import ImageRecord
+
+
+def to_float(record: ImageRecord | np.ndarray) -> np.ndarray:
+    """Pixels as H×W×C float32 in [0, 1] (uint8 / 255, uint16 / 65535). Alpha is not included."""
+    pixels = record.pixels if isinstance(record, ImageRecord) else np.asarray(record)
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"to_float expects uint8 or uint16 pixels, got {pixels.dtype}")
+    return pixels.astype(np.float32) / np.float32(np.iinfo(pixels.dtype).max)
+
+
+def from_float(array: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """Float pixels in [0, 1] → uint8 (bit_depth 8) or uint16 (16): clipped and rounded to nearest."""
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"from_float expects a float array, got {array.dtype}: integers are already pixels")
+    array = array.astype(np.promote_types(array.dtype, np.float32), copy=False)  # float16 cannot hold 65535
+    if np.isnan(array).any():
+        raise ValueError(
+            "from_float got NaN values: the model output is broken (check its input and weights)"
+        )
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    return np.rint(np.clip(array, 0.0, 1.0) * np.iinfo(dtype).max).astype(dtype)
+
+
+_RESAMPLE = {member.name.lower(): member for member in Image.Resampling}
+
+
+def resize(array: np.ndarray, size: tuple[int, int], resample: str = "bicubic") -> np.ndarray:
+    """Resize an H×W or H×W×C image array to ``size = (width, height)`` (PIL's order), keeping its dtype.
+
+    uint8, uint16 and float32 arrays with any number of channels; each channel is resized on its own (RGB
+    uint8 in one call), so alpha is never mixed in. Uses Pillow's filters, which are antialiased when
+    shrinking: "bicubic" is the standard way to make the low-resolution half of super-resolution pairs.
+    uint16 is resized in float and rounded; float32 is not clipped (bicubic overshoots slightly).
+    resample: one of nearest, box, bilinear, hamming, bicubic, lanczos (and Pillow's mks2013, mks2021).
+    """
+    array = np.asarray(array)
+    filter_ = _RESAMPLE.get(resample.lower()) if isinstance(resample, str) else None
+    if filter_ is None:
+        raise ValueError(f"unknown resample {resample!r}: use one of {', '.join(_RESAMPLE)}")
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(n, (int, np.integer)) and n > 0 for n in size)
+    ):
+        raise ValueError(f"size must be (width, height) in positive ints, got {size!r}")
+    if array.dtype not in (np.uint8, np.uint16, np.float32):
+        raise ValueError(
+            f"resize supports uint8, uint16 and float32 arrays, got {array.dtype}: convert it first"
+        )
+    if array.ndim not in (2, 3) or array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"resize expects an H×W or H×W×C image array, got shape {array.shape}")
+    width, height = int(size[0]), int(size[1])
+
+    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
+        return np.array(Image.fromarray(np.ascontiguousarray(array)).resize((width, height), filter_))
+    planes = array[..., None] if array.ndim == 2 else array
+    out = np.empty((height, width, planes.shape[2]), array.dtype)
+    for c in range(planes.shape[2]):
+        plane = np.ascontiguousarray(planes[..., c])
+        if array.dtype == np.uint16:
+            plane = plane.astype(np.float32)
+        resized = np.asarray(Image.fromarray(plane).resize((width, height), filter_))
+        if array.dtype == np.uint16:
+            resized = np.clip(np.rint(resized), 0, 65535)
+        out[..., c] = resized
+    return out[..., 0] if array.ndim == 2 else out
 
 
 def ensure_min_size(image: np.ndarray, size: int) -> np.ndarray:
@@ -84,8 +155,6 @@ def degrade(hr: np.ndarray, scale: int, config, rng: np.random.Generator) -> np.
 
 def _jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
     import io
-
-    from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)

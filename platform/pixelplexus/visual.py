@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pixelplexus.imageio import resize
+from pixelplexus.transforms import resize
 
 
 def as_rgb8(image: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from torch import nn
 
 from pixelplexus import __version__
 from pixelplexus.archs import build_network
-from pixelplexus.storage import localize, write_atomic
+from pixelplexus.io.files import localize, write_atomic
 
 FORMAT_VERSION = "1"
 _META_KEY = "pixelplexus"

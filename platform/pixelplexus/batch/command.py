@@ -105,8 +105,8 @@ def _options(args: argparse.Namespace) -> dict:
 
 def run_command(args: argparse.Namespace) -> int:
     """Check everything, run, print the summary; returns the exit code."""
-    from pixelplexus.batch.locations import LocationError
     from pixelplexus.batch.run import BatchRequest, run_batch
+    from pixelplexus.io.locations import LocationError
     from pixelplexus.models import ModelReferenceError, resolve_model
     from pixelplexus.tasks import get_task
 

@@ -32,15 +32,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
-from pixelplexus.batch.locations import (
-    RESERVED,
-    Location,
-    LocationError,
-    OutsideOutput,
-    S3Settings,
-    open_folder,
-)
-from pixelplexus.storage import write_atomic
+from pixelplexus.io.files import write_atomic
+from pixelplexus.io.locations import RESERVED, Location, LocationError, OutsideOutput, open_folder
+from pixelplexus.io.s3 import S3Settings
 
 LEASE_NAME = "lease.json"
 LEASE_KEY = f"{RESERVED}/{LEASE_NAME}"

@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pixelplexus.batch.locations import RESERVED, Location, S3Settings, read_uri, write_output
+from pixelplexus.io.locations import RESERVED, Location, read_uri, write_output
+from pixelplexus.io.s3 import S3Settings
 
 MANIFEST_DIR = f"{RESERVED}/"
 STATUSES = ("ok", "error", "skipped")

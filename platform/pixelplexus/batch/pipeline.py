@@ -29,18 +29,19 @@ from typing import Any
 
 import numpy as np
 
-from pixelplexus.batch.locations import (
+from pixelplexus.io.formats import format_for_path
+from pixelplexus.io.images import ImageDecodeError, ImageRecord, decode_image, encode_image
+from pixelplexus.io.locations import (
     OUTSIDE,
     InputItem,
     Location,
     OutsideInput,
     OutsideOutput,
-    S3Settings,
     UnsafeKey,
     read_uri,
     write_output,
 )
-from pixelplexus.imageio import ImageDecodeError, ImageRecord, decode_image, encode_image, format_for_path
+from pixelplexus.io.s3 import S3Settings
 
 Batch = dict[str, np.ndarray]
 

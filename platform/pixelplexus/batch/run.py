@@ -2,7 +2,7 @@
 
 Everything that can be checked before work starts is checked first — INPUT (folder, bucket, list file),
 OUTPUT (bucket), the options; the model reference was resolved by the caller — and raises
-:class:`~pixelplexus.batch.locations.LocationError` or :class:`ValueError` without writing anything (not
+:class:`~pixelplexus.io.locations.LocationError` or :class:`ValueError` without writing anything (not
 even OUTPUT's folder). An input that cannot be used safely (an unsafe key, a link out of INPUT, a list
 entry that is no image) is no reason to stop: it gets its error row, and the others are processed.
 
@@ -33,15 +33,6 @@ import pyarrow.compute as pc
 
 from pixelplexus import localray
 from pixelplexus.batch.lease import DEFAULT_SECONDS, Lease
-from pixelplexus.batch.locations import (
-    RESERVED,
-    UNSAFE,
-    InputItem,
-    Location,
-    LocationError,
-    S3Settings,
-    scan_inputs,
-)
 from pixelplexus.batch.manifest import (
     MANIFEST_DIR,
     Summary,
@@ -59,10 +50,19 @@ from pixelplexus.batch.pipeline import (
     new_rows,
     read_and_decode,
 )
-from pixelplexus.imageio import IMAGE_EXTENSIONS, format_for_path
+from pixelplexus.io.formats import IMAGE_EXTENSIONS, format_for_path, writable_format
+from pixelplexus.io.locations import (
+    RESERVED,
+    UNSAFE,
+    InputItem,
+    Location,
+    LocationError,
+    S3Settings,
+    scan_inputs,
+)
 from pixelplexus.models import ResolvedModel
 
-FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}  # --format choices besides "keep"
+FORMATS = ("png", "jpg", "webp")  # --format choices besides "keep" (names io.formats knows)
 MAX_BLOCKS = 10_000  # Ray Data blocks of input rows: enough to stream and spread, few enough to track
 
 Progress = Callable[[int, int, Counter], None]
@@ -118,7 +118,7 @@ def output_key(key: str, format: str) -> str:
     stem, _ = posixpath.splitext(key)
     if format == "keep":
         return key if format_for_path(key) != "GIF" else stem + ".png"
-    return key if format_for_path(key) == FORMATS[format] else f"{stem}.{format}"
+    return key if format_for_path(key) == writable_format(format) else f"{stem}.{format}"
 
 
 @dataclass

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pixelplexus.archs.vgg_arch import VGG19_LAYER_NAMES, VGG19Features
+from pixelplexus.io.files import localize
 from pixelplexus.losses.pixel import PixelLoss
-from pixelplexus.storage import localize
 
 _WEIGHTS_HELP = (
     "set losses.vgg_weights to a torchvision-format VGG19 state dict (.pth or .safetensors; a path, s3:// "

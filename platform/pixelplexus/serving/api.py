@@ -52,7 +52,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from pixelplexus import __version__
-from pixelplexus.imageio import (
+from pixelplexus.io.formats import FORMAT_ALIASES as _FORMAT_ALIASES
+from pixelplexus.io.formats import MEDIA_TYPES as _MEDIA_TYPES
+from pixelplexus.io.images import (
     ImageDecodeError,
     ImageRecord,
     ImageTooLargeError,
@@ -69,14 +71,6 @@ MAX_SEED = 2**32 - 1
 T = TypeVar("T")
 logger = logging.getLogger("ray.serve")
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around the file
-_MEDIA_TYPES = {
-    "PNG": "image/png",
-    "JPEG": "image/jpeg",
-    "WEBP": "image/webp",
-    "TIFF": "image/tiff",
-    "BMP": "image/bmp",
-}
-_FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
 _UNSUPPORTED_REASONS = ("not a recognised image format", "unsupported pixel format")
 _IMAGE_BODY = {  # the upload, for /docs: a multipart field "file" or the raw bytes
     "requestBody": {

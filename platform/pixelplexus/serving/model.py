@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from torch import nn
 
-from pixelplexus.imageio import ImageRecord
+from pixelplexus.io.images import ImageRecord
 from pixelplexus.models import ResolvedModel, resolve_model
 from pixelplexus.tasks import InferenceOptions, OptionsError, Task, get_task
 

@@ -28,9 +28,10 @@ from torch import Tensor, nn
 
 from pixelplexus.archs import build_network
 from pixelplexus.config import ConfigError, TaskConfig, parse_config
-from pixelplexus.imageio import ImageRecord, to_float
+from pixelplexus.io.images import ImageRecord
 from pixelplexus.losses import AdversarialLoss, PixelLoss, load_vgg19, r1_penalty
 from pixelplexus.losses.perceptual import PerceptualLoss, TextureLoss
+from pixelplexus.transforms import to_float
 from pixelplexus.weights import WeightsInfo
 
 Logs = dict[str, float]

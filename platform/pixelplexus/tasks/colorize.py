@@ -20,10 +20,18 @@ from torch import Tensor, nn
 
 from pixelplexus.color import AB_SCALE, lab_to_model, lab_to_rgb, rgb_to_lab
 from pixelplexus.config import LossConfig, NetworkSpec, OptimConfig, TaskConfig
-from pixelplexus.imageio import ImageRecord, from_float, resize
+from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import colorfulness, psnr
 from pixelplexus.tasks.base import Evaluation, InferenceOptions, Logs, Task, rgb_float
-from pixelplexus.transforms import center_crop, ensure_min_size, random_crop, random_flip, to_chw
+from pixelplexus.transforms import (
+    center_crop,
+    ensure_min_size,
+    from_float,
+    random_crop,
+    random_flip,
+    resize,
+    to_chw,
+)
 
 
 class ColorizeOptions(InferenceOptions):

@@ -16,11 +16,20 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from pixelplexus.config import ConfigError, LossConfig, NetworkSpec, OptimConfig, TaskConfig
-from pixelplexus.imageio import ImageRecord, from_float, resize
+from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import psnr, ssim
 from pixelplexus.tasks.base import Evaluation, InferenceOptions, Logs, Task, rgb_float, unwrap
 from pixelplexus.tiling import tiled_forward
-from pixelplexus.transforms import center_crop, degrade, ensure_min_size, random_crop, random_flip, to_chw
+from pixelplexus.transforms import (
+    center_crop,
+    degrade,
+    ensure_min_size,
+    from_float,
+    random_crop,
+    random_flip,
+    resize,
+    to_chw,
+)
 
 
 class EnhanceOptions(InferenceOptions):

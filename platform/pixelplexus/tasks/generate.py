@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from pixelplexus.augment import diff_augment
 from pixelplexus.config import ConfigError, LossConfig, NetworkSpec, OptimConfig, TaskConfig
-from pixelplexus.imageio import ImageRecord
+from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import sliced_wasserstein_distance
 from pixelplexus.tasks.base import Evaluation, InferenceOptions, Logs, Task, unwrap
 from pixelplexus.transforms import center_crop, random_crop, random_flip, resize_short_side, to_chw

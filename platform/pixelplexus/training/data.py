@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import ray
 
-from pixelplexus.imageio import IMAGE_EXTENSIONS, ImageDecodeError, decode_image
+from pixelplexus.io.formats import IMAGE_EXTENSIONS
+from pixelplexus.io.images import ImageDecodeError, decode_image
 from pixelplexus.visual import as_rgb8
 
 EXTENSIONS = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
@@ -71,7 +72,8 @@ def read_images(uri: str, limit: int) -> tuple[list[np.ndarray], list[str]]:
 
     ``uri`` is anything a batch job takes as INPUT: a folder, an ``s3://`` prefix or a list file.
     """
-    from pixelplexus.batch.locations import S3Settings, list_inputs, read_uri
+    from pixelplexus.io.locations import list_inputs, read_uri
+    from pixelplexus.io.s3 import S3Settings
 
     settings = S3Settings.from_env()
     images, used = [], []

@@ -144,7 +144,7 @@ def save_checkpoint(
 
 def fetch_checkpoint(uri: str) -> Path:
     """A local copy of the checkpoint folder at ``uri`` (local path, ``s3://…`` or an MLflow URI)."""
-    from pixelplexus.storage import MLFLOW_SCHEMES, localize, scheme_of
+    from pixelplexus.io.files import MLFLOW_SCHEMES, localize, scheme_of
 
     if scheme_of(uri) in MLFLOW_SCHEMES or scheme_of(uri) in ("", "file"):
         folder = localize(uri)

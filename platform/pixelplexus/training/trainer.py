@@ -17,7 +17,7 @@ from typing import Any
 
 from pixelplexus import localray
 from pixelplexus.config import TaskConfig
-from pixelplexus.storage import scheme_of
+from pixelplexus.io.files import scheme_of
 from pixelplexus.training import tracking
 from pixelplexus.training.state import EMA_FILE, GENERATOR_FILE
 

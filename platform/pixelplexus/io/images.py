@@ -1,12 +1,15 @@
-"""Image I/O: the one place where image files become numpy arrays and back.
+"""Images: the one place where image files become :class:`ImageRecord` (numpy arrays) and back.
 
 Train, batch and serve all call these functions, so every archive oddity is handled here once::
 
-    record = read_image("scan.tif")              # or decode_image(data) for bytes from S3 / HTTP
-    x = to_float(record)                          # H×W×C float32 in [0, 1] for the model
+    record = read_image_file("scan.tif")         # or decode_image(data) for bytes from S3 / HTTP
+    x = to_float(record)                          # H×W×C float32 in [0, 1] (pixelplexus.transforms)
     y = enhance(x)                                # (the model; not this module)
     out = record.replace(pixels=from_float(y, record.bit_depth), alpha=None)
-    write_image("scan_x4.png", out)              # atomic: no half-written file is ever visible
+    write_image_file("scan_x4.png", out)         # atomic: no half-written file is ever visible
+
+Which formats exist, their extensions and media types: :mod:`pixelplexus.io.formats`; the 16-bit TIFF
+readers and writer: :mod:`pixelplexus.io.tiff16`.
 
 Decoding (:func:`decode_image`)
 -------------------------------
@@ -48,7 +51,8 @@ header parsing), and then the pixels of these files are decoded by a library ins
   a ``tRNS`` colour key becomes alpha, as in 8 bits. Pillow may still read the file to the end (an 8-bit
   decode) when it looks for an ``eXIf`` chunk after the pixel data, as ``ImageOps.exif_transpose`` would.
 - TIFF whose tags (``tag_v2``) say 16-bit unsigned RGB, chunky or planar, with unassociated alpha or an
-  unspecified 4th sample (dropped, as Pillow drops it in 8 bits): the first page, by ``tifffile``.
+  unspecified 4th sample (dropped, as Pillow drops it in 8 bits): the first page, by ``tifffile``
+  (:mod:`pixelplexus.io.tiff16`, as the next case).
 - 16-bit gray+alpha TIFF, which Pillow cannot open at all: when Pillow gives up on a TIFF, tifffile reads the
   first page's tags, the size is checked, and only a 16-bit unsigned gray + alpha (or + an unspecified extra
   sample, dropped) page is decoded; its orientation and ICC profile come from its tags.
@@ -80,7 +84,7 @@ No Pillow setting is changed (``PIL.Image.MAX_IMAGE_PIXELS``, ``ImageFile.LOAD_T
 pixel limit is checked here. Pillow's own bomb *warning* is silenced during a decode with
 ``warnings.catch_warnings``, which before Python 3.14 swaps the process-wide filter list for that moment; it
 is restored afterwards, but threads decoding concurrently can briefly see each other's filter. Every
-function is pure apart from :func:`read_image` / :func:`write_image`, which touch only the given path.
+function is pure apart from :func:`read_image_file` / :func:`write_image_file`, which touch only the given path.
 """
 
 from __future__ import annotations
@@ -94,25 +98,31 @@ from typing import Any
 
 import imagecodecs
 import numpy as np
-import tifffile
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from pixelplexus.storage import write_atomic
+from pixelplexus.io import tiff16
+from pixelplexus.io.files import write_atomic
+from pixelplexus.io.formats import (
+    DECODE_FORMATS,
+    ENCODE_FORMATS,
+    FORMAT_NAMES,
+    FORMATS_WITH_16_BITS,
+    FORMATS_WITH_ALPHA,
+    FORMATS_WITH_ICC,
+    SUPPORTED,
+    format_for_path,
+    writable_format,
+)
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
-    "IMAGE_EXTENSIONS",
     "ImageDecodeError",
     "ImageRecord",
     "ImageTooLargeError",
     "decode_image",
     "encode_image",
-    "format_for_path",
-    "from_float",
-    "read_image",
-    "resize",
-    "to_float",
-    "write_image",
+    "read_image_file",
+    "write_image_file",
 ]
 
 DEFAULT_MAX_PIXELS: int = 64 * 1024 * 1024
@@ -124,30 +134,6 @@ resolution (100 MP and more) needs a larger ``max_pixels``. One image at the lim
 and ~800 MB as float32, which a batch worker can afford. It is also below Pillow's own bomb warning (~89 MP),
 so with the default Pillow never has a say.
 """
-
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
-)
-
-_FORMAT_BY_EXTENSION = {
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".png": "PNG",
-    ".webp": "WEBP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".bmp": "BMP",
-    ".gif": "GIF",
-}
-
-# Pillow plugins tried on untrusted bytes. Camera JPEGs with extra (preview) frames open via "JPEG" as "MPO".
-_DECODE_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
-_FORMAT_NAMES = {"MPO": "JPEG"}  # reported as the format users know
-_ENCODE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
-_FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
-_FORMATS_WITH_ALPHA = frozenset({"PNG", "WEBP", "TIFF"})
-_FORMATS_WITH_16_BITS = frozenset({"PNG", "TIFF"})
-_FORMATS_WITH_ICC = frozenset({"PNG", "JPEG", "WEBP", "TIFF"})
 
 _MAGIC = {  # first bytes → format, only to word error messages
     b"\x89PNG\r\n\x1a\n": "PNG",
@@ -163,19 +149,6 @@ _EXIF_ORIENTATION = 0x0112
 
 # PNG IHDR colour types (byte 25 of the file; byte 24 is the bit depth) that Pillow reduces to 8 bits at 16.
 _PNG_GRAY_ALPHA, _PNG_RGB, _PNG_RGBA = 4, 2, 6
-
-# TIFF tags read from Pillow's ``tag_v2`` to spot 16-bit colour.
-_TIFF_BITS_PER_SAMPLE = 258
-_TIFF_PHOTOMETRIC = 262
-_TIFF_SAMPLES_PER_PIXEL = 277
-_TIFF_EXTRA_SAMPLES = 338
-_TIFF_SAMPLE_FORMAT = 339
-_TIFF_ICC_PROFILE = 34675
-_TIFF_RGB = 2
-_TIFF_UNSPECIFIED, _TIFF_UNASSOCIATED_ALPHA = 0, 2
-_TIFF_UNSIGNED = 1
-
-_SUPPORTED = "JPEG, PNG, WebP, TIFF, BMP, GIF"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -303,7 +276,9 @@ def decode_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     return _decode(data, max_pixels=max_pixels, source=None)
 
 
-def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageRecord:
+def read_image_file(
+    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> ImageRecord:
     """Read and decode an image file; like :func:`decode_image`, with the path named in errors.
 
     A missing or unreadable file raises the usual OSError (that is not a decoding problem).
@@ -315,7 +290,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
 
 def _decode(data: bytes, *, max_pixels: int | None, source: str | None) -> ImageRecord:
     if isinstance(data, (str, os.PathLike)):
-        raise TypeError("decode_image takes the file's bytes; use read_image(path) to read a file")
+        raise TypeError("decode_image takes the file's bytes; use read_image_file(path) to read a file")
     if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels <= 0):
         raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
     data = bytes(data)
@@ -356,7 +331,7 @@ def _decode(data: bytes, *, max_pixels: int | None, source: str | None) -> Image
                 raise
             except Exception as exc:
                 raise _decode_error(exc, data, source) from exc
-            source_format = _FORMAT_NAMES.get(image.format or "", image.format)
+            source_format = FORMAT_NAMES.get(image.format or "", image.format)
 
     return _record(pixels, alpha, orientation, icc, source_format, source_mode, max_pixels, source)
 
@@ -385,7 +360,7 @@ def _record(
 
 
 def _open(data: bytes) -> ImageFile.ImageFile:
-    return Image.open(io.BytesIO(data), formats=_DECODE_FORMATS)
+    return Image.open(io.BytesIO(data), formats=DECODE_FORMATS)
 
 
 def _check_size(width: int, height: int, max_pixels: int | None, source: str | None) -> None:
@@ -395,7 +370,7 @@ def _check_size(width: int, height: int, max_pixels: int | None, source: str | N
             source,
             f"{width}×{height} pixels ({width * height / 1e6:.1f} megapixels) is more than "
             f"max_pixels={max_pixels}; "
-            "pass a larger max_pixels (or None) to decode_image/read_image if this image is expected",
+            "pass a larger max_pixels (or None) to decode_image/read_image_file if this image is expected",
         )
 
 
@@ -422,7 +397,7 @@ def _decode_error(exc: BaseException, data: bytes, source: str | None) -> ImageD
         return ImageDecodeError(
             "not a recognised image format",
             source,
-            f"expected one of {_SUPPORTED}; its first bytes match none of their signatures",
+            f"expected one of {SUPPORTED}; its first bytes match none of their signatures",
         )
     # Pillow says "truncated", libpng (imagecodecs) "input stream too small", tifffile "failed to read".
     if isinstance(exc, EOFError) or any(
@@ -440,9 +415,9 @@ def _read_pixels(image: ImageFile.ImageFile, data: bytes) -> tuple[np.ndarray, n
         array = imagecodecs.png_decode(data)  # H×W×C: gray+alpha, RGB, RGBA, or RGB + tRNS key as alpha
         return _split_alpha(array) if array.shape[2] in (2, 4) else (array, None)
     if image.format == "TIFF":
-        alpha_sample = _tiff_colour16_alpha(image)
+        alpha_sample = tiff16.colour16_alpha(image)
         if alpha_sample is not None:
-            array = _read_tiff_first_page(data)
+            array = tiff16.read_first_page(data)
             return _split_alpha(array) if alpha_sample else (np.ascontiguousarray(array[..., :3]), None)
 
     image.load()
@@ -484,86 +459,25 @@ def _is_png_colour16(data: bytes) -> bool:
     )
 
 
-def _tiff_tag(image: ImageFile.ImageFile, tag: int, default: tuple[int, ...]) -> tuple[int, ...]:
-    value = image.tag_v2.get(tag, default)  # type: ignore[attr-defined]
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
-
-
-def _tiff_colour16_alpha(image: ImageFile.ImageFile) -> bool | None:
-    """For a 16-bit unsigned RGB TIFF: whether it has alpha (True) or not (False); None for any other TIFF.
-
-    A 4th sample marked unspecified is not alpha (False; it is dropped). Premultiplied alpha is None: Pillow's
-    8-bit path un-premultiplies it.
-    """
-    samples = _tiff_tag(image, _TIFF_SAMPLES_PER_PIXEL, (1,))
-    extra = _tiff_tag(image, _TIFF_EXTRA_SAMPLES, ())
-    if (
-        _tiff_tag(image, _TIFF_PHOTOMETRIC, (-1,)) != (_TIFF_RGB,)
-        or set(_tiff_tag(image, _TIFF_BITS_PER_SAMPLE, (1,))) != {16}
-        or set(_tiff_tag(image, _TIFF_SAMPLE_FORMAT, (_TIFF_UNSIGNED,))) != {_TIFF_UNSIGNED}
-    ):
-        return None
-    if samples == (3,) and not extra:
-        return False
-    if samples == (4,) and extra in ((_TIFF_UNSPECIFIED,), (_TIFF_UNASSOCIATED_ALPHA,)):
-        return extra == (_TIFF_UNASSOCIATED_ALPHA,)
-    return None
-
-
-def _read_tiff_first_page(data: bytes) -> np.ndarray:
-    """The first page (Pillow's first frame) of a TIFF as H×W×S, decoded by tifffile."""
-    with tifffile.TiffFile(io.BytesIO(data)) as tiff:
-        return _tiff_page_pixels(tiff.pages.first)
-
-
-def _tiff_page_pixels(page: tifffile.TiffPage) -> np.ndarray:
-    array = page.asarray().astype(np.uint16, copy=False)  # (in native byte order)
-    if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
-        array = np.moveaxis(array, 0, -1)  # S×H×W → H×W×S
-    return array.reshape(page.imagelength, page.imagewidth, page.samplesperpixel)
-
-
 def _decode_tiff_pillow_cannot_open(
     data: bytes, *, max_pixels: int | None, source: str | None
 ) -> ImageRecord | None:
     """A 16-bit gray+alpha TIFF, which Pillow cannot open, read by tifffile; None for anything else.
 
-    Only the first page's tags are read before the size check, as Pillow would. An unspecified extra sample
-    is dropped (like Pillow's RGBX); premultiplied alpha is not handled.
+    Only the first page's tags are read before the size check, as Pillow would.
     """
-    if not data.startswith((b"II*\x00", b"MM\x00*")):
-        return None
-    try:
-        tiff = tifffile.TiffFile(io.BytesIO(data))
-        page = tiff.pages.first
-    except MemoryError:
-        raise
-    except Exception:
-        return None  # not even tifffile can read the header: Pillow's error stands
+    tiff = tiff16.open_gray_alpha(data)
+    if tiff is None:
+        return None  # not such a TIFF (or not even tifffile can read the header): Pillow's error stands
     with tiff:
-        extra = tuple(page.extrasamples)
-        if not (
-            page.photometric == tifffile.PHOTOMETRIC.MINISBLACK
-            and page.samplesperpixel == 2
-            and page.bitspersample == 16
-            and page.sampleformat == tifffile.SAMPLEFORMAT.UINT
-            and extra in ((tifffile.EXTRASAMPLE.UNSPECIFIED,), (tifffile.EXTRASAMPLE.UNASSALPHA,))
-        ):
-            return None
+        page = tiff.pages.first
         _check_size(page.imagewidth, page.imagelength, max_pixels, source)
         try:
-            array = _tiff_page_pixels(page)
-            orientation = page.tags.valueof(_EXIF_ORIENTATION, 1)
-            icc = page.tags.valueof(_TIFF_ICC_PROFILE)
+            pixels, alpha, orientation, icc = tiff16.gray_alpha_pixels(page)
         except MemoryError:
             raise
         except Exception as exc:
             raise _decode_error(exc, data, source) from exc
-    if extra == (tifffile.EXTRASAMPLE.UNASSALPHA,):
-        pixels, alpha = _split_alpha(array)
-    else:
-        pixels, alpha = np.ascontiguousarray(array[..., :1]), None
-    orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
     return _record(pixels, alpha, orientation, icc, "TIFF", "LA", max_pixels, source)
 
 
@@ -660,21 +574,21 @@ def encode_image(record: ImageRecord, format: str | None = None, *, quality: int
     if not isinstance(quality, int) or not 1 <= quality <= 100:
         raise ValueError(f"quality must be an int in 1..100, got {quality!r}")
     pixels, alpha = record.pixels, record.alpha
-    if alpha is not None and fmt not in _FORMATS_WITH_ALPHA:
+    if alpha is not None and fmt not in FORMATS_WITH_ALPHA:
         pixels, alpha = _flatten_over_white(pixels, alpha), None
-    if pixels.dtype == np.uint16 and fmt not in _FORMATS_WITH_16_BITS:
+    if pixels.dtype == np.uint16 and fmt not in FORMATS_WITH_16_BITS:
         pixels = _to_8_bits(pixels)
         alpha = None if alpha is None else _to_8_bits(alpha)
     if fmt == "WEBP" and pixels.shape[2] == 1:
         pixels = np.repeat(pixels, 3, axis=2)  # WebP has no gray
-    icc = _matching_icc(record.icc_profile, pixels.shape[2]) if fmt in _FORMATS_WITH_ICC else None
+    icc = _matching_icc(record.icc_profile, pixels.shape[2]) if fmt in FORMATS_WITH_ICC else None
 
     planes = pixels if alpha is None else np.concatenate([pixels, alpha[..., None]], axis=2)
     planes = np.ascontiguousarray(planes)  # imagecodecs refuses strided arrays (e.g. a permuted model output)
     if planes.dtype == np.uint16 and fmt == "PNG":
         return imagecodecs.png_encode(planes[..., 0] if planes.shape[2] == 1 else planes, level=6)  # no ICC
     if planes.dtype == np.uint16:
-        return _encode_tiff16(planes, alpha is not None, icc)
+        return tiff16.encode(planes, alpha is not None, icc)
 
     image = Image.fromarray(np.ascontiguousarray(planes[..., 0] if planes.shape[2] == 1 else planes))
     options: dict[str, Any] = {}
@@ -692,15 +606,14 @@ def encode_image(record: ImageRecord, format: str | None = None, *, quality: int
 def _encode_format(format: str) -> str:
     if not isinstance(format, str):
         raise TypeError(f"format must be a str like 'png' or 'jpeg', got {type(format).__name__}")
-    name = format.strip().lstrip(".").upper()
-    name = _FORMAT_ALIASES.get(name, name)
-    if name not in _ENCODE_FORMATS:
+    name = writable_format(format)
+    if name is None:
         raise ValueError(f"cannot encode images as {format!r}: use one of png, jpeg, webp, tiff, bmp")
     return name
 
 
 def _default_encode_format(source_format: str | None) -> str:
-    return source_format if source_format in _ENCODE_FORMATS else "PNG"
+    return source_format if source_format in ENCODE_FORMATS else "PNG"
 
 
 def _flatten_over_white(pixels: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -716,26 +629,7 @@ def _to_8_bits(array: np.ndarray) -> np.ndarray:
     return ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
-def _encode_tiff16(planes: np.ndarray, has_alpha: bool, icc: bytes | None) -> bytes:
-    """A 16-bit TIFF of H×W×S planes (gray, gray+alpha, RGB, RGBA), deflate with horizontal predictor."""
-    samples = planes.shape[2]
-    buffer = io.BytesIO()
-    tifffile.imwrite(
-        buffer,
-        planes if samples > 1 else planes[..., 0],
-        photometric="rgb" if samples >= 3 else "minisblack",
-        planarconfig="contig" if samples > 1 else None,
-        extrasamples=["unassalpha"] if has_alpha else None,
-        compression="zlib",
-        compressionargs={"level": 6},
-        predictor=True,
-        iccprofile=icc,
-        metadata=None,  # no tifffile JSON shape description
-    )
-    return buffer.getvalue()
-
-
-def write_image(
+def write_image_file(
     path: str | os.PathLike[str], record: ImageRecord, format: str | None = None, *, quality: int = 95
 ) -> None:
     """Encode ``record`` and write it to ``path`` atomically.
@@ -749,89 +643,3 @@ def write_image(
     write_atomic(
         path, encode_image(record, format if format is not None else format_for_path(path), quality=quality)
     )
-
-
-def format_for_path(path: str | os.PathLike[str]) -> str:
-    """The Pillow format name for a path's extension: "x.JPG" → "JPEG". ValueError for other extensions."""
-    extension = os.path.splitext(os.fspath(path))[1].lower()
-    try:
-        return _FORMAT_BY_EXTENSION[extension]
-    except KeyError:
-        known = " ".join(sorted(IMAGE_EXTENSIONS))
-        raise ValueError(
-            f"no image format for {os.fspath(path)!r}: the extension must be one of {known} "
-            "(or pass format= explicitly)"
-        ) from None
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Arrays
-
-
-def to_float(record: ImageRecord | np.ndarray) -> np.ndarray:
-    """Pixels as H×W×C float32 in [0, 1] (uint8 / 255, uint16 / 65535). Alpha is not included."""
-    pixels = record.pixels if isinstance(record, ImageRecord) else np.asarray(record)
-    if pixels.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"to_float expects uint8 or uint16 pixels, got {pixels.dtype}")
-    return pixels.astype(np.float32) / np.float32(np.iinfo(pixels.dtype).max)
-
-
-def from_float(array: np.ndarray, bit_depth: int = 8) -> np.ndarray:
-    """Float pixels in [0, 1] → uint8 (bit_depth 8) or uint16 (16): clipped and rounded to nearest."""
-    if bit_depth not in (8, 16):
-        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
-    array = np.asarray(array)
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"from_float expects a float array, got {array.dtype}: integers are already pixels")
-    array = array.astype(np.promote_types(array.dtype, np.float32), copy=False)  # float16 cannot hold 65535
-    if np.isnan(array).any():
-        raise ValueError(
-            "from_float got NaN values: the model output is broken (check its input and weights)"
-        )
-    dtype = np.uint8 if bit_depth == 8 else np.uint16
-    return np.rint(np.clip(array, 0.0, 1.0) * np.iinfo(dtype).max).astype(dtype)
-
-
-_RESAMPLE = {member.name.lower(): member for member in Image.Resampling}
-
-
-def resize(array: np.ndarray, size: tuple[int, int], resample: str = "bicubic") -> np.ndarray:
-    """Resize an H×W or H×W×C image array to ``size = (width, height)`` (PIL's order), keeping its dtype.
-
-    uint8, uint16 and float32 arrays with any number of channels; each channel is resized on its own (RGB
-    uint8 in one call), so alpha is never mixed in. Uses Pillow's filters, which are antialiased when
-    shrinking: "bicubic" is the standard way to make the low-resolution half of super-resolution pairs.
-    uint16 is resized in float and rounded; float32 is not clipped (bicubic overshoots slightly).
-    resample: one of nearest, box, bilinear, hamming, bicubic, lanczos (and Pillow's mks2013, mks2021).
-    """
-    array = np.asarray(array)
-    filter_ = _RESAMPLE.get(resample.lower()) if isinstance(resample, str) else None
-    if filter_ is None:
-        raise ValueError(f"unknown resample {resample!r}: use one of {', '.join(_RESAMPLE)}")
-    if (
-        not isinstance(size, (tuple, list))
-        or len(size) != 2
-        or not all(isinstance(n, (int, np.integer)) and n > 0 for n in size)
-    ):
-        raise ValueError(f"size must be (width, height) in positive ints, got {size!r}")
-    if array.dtype not in (np.uint8, np.uint16, np.float32):
-        raise ValueError(
-            f"resize supports uint8, uint16 and float32 arrays, got {array.dtype}: convert it first"
-        )
-    if array.ndim not in (2, 3) or array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"resize expects an H×W or H×W×C image array, got shape {array.shape}")
-    width, height = int(size[0]), int(size[1])
-
-    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
-        return np.array(Image.fromarray(np.ascontiguousarray(array)).resize((width, height), filter_))
-    planes = array[..., None] if array.ndim == 2 else array
-    out = np.empty((height, width, planes.shape[2]), array.dtype)
-    for c in range(planes.shape[2]):
-        plane = np.ascontiguousarray(planes[..., c])
-        if array.dtype == np.uint16:
-            plane = plane.astype(np.float32)
-        resized = np.asarray(Image.fromarray(plane).resize((width, height), filter_))
-        if array.dtype == np.uint16:
-            resized = np.clip(np.rint(resized), 0, 65535)
-        out[..., c] = resized
-    return out[..., 0] if array.ndim == 2 else out

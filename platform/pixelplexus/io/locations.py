@@ -1,15 +1,16 @@
 """Where a batch reads and writes: local folders and ``s3://bucket/prefix``, and lists of inputs.
 
+Training's validation sets are read through the same lists (:func:`list_inputs`).
+
 INPUT is a folder or prefix (listed recursively; image extensions in any case) or a list file — ``.txt`` /
 ``.lst`` with one path or key per line, or a ``.csv`` / ``.parquet`` column. A relative entry of a list is
 relative to the folder the list file is in; an absolute one (``/data/a.jpg``, ``s3://bucket/a.jpg``) is used
 as it is. Every input gets a *key*: its path relative to INPUT (or to the list's folder), which is also where
 its output goes under OUTPUT.
 
-S3 goes through boto3. Ray workers do not share the driver's environment, so the driver snapshots the AWS
-settings (:meth:`S3Settings.from_env`: endpoint, region, credentials when set) and hands them to the stages;
-with none set, workers use boto3's own chain (instance roles, ...). Writes are atomic: a local file is
-written to a hidden temporary name in the same folder and renamed; an S3 object appears whole.
+S3 goes through :mod:`pixelplexus.io.s3`: the driver's :class:`~pixelplexus.io.s3.S3Settings` travel with
+the stages. Writes are atomic: a local file is written to a hidden temporary name in the same folder and
+renamed (:func:`~pixelplexus.io.files.write_atomic`); an S3 object appears whole.
 
 Keys are data, not instructions (:func:`check_key` is the one place that decides): a key is a relative
 POSIX path whose segments are not empty, ``.`` or ``..``, with no backslash and no control character. A
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import functools
 import io
 import os
 import posixpath
@@ -35,8 +35,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pixelplexus.imageio import IMAGE_EXTENSIONS
-from pixelplexus.storage import scheme_of, split_s3, write_atomic
+from pixelplexus.io.files import scheme_of, write_atomic
+from pixelplexus.io.formats import IMAGE_EXTENSIONS
+from pixelplexus.io.s3 import S3Settings, s3_error, split_s3
 
 LIST_EXTENSIONS = (".txt", ".lst", ".csv", ".parquet")
 LIST_COLUMNS = ("key", "path", "uri", "input")  # tried in this order when a table has several columns
@@ -94,38 +95,6 @@ def printable(text: str) -> str:
     stay distinct (a refused key is recorded this way)."""
     text = text.replace("\\", "\\\\")
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """The AWS settings S3 clients are built from (only those the environment sets)."""
-
-    endpoint_url: str | None = None
-    region_name: str | None = None
-    aws_access_key_id: str | None = None
-    aws_secret_access_key: str | None = None
-    aws_session_token: str | None = None
-
-    @classmethod
-    def from_env(cls, environ: os._Environ[str] | dict[str, str] = os.environ) -> S3Settings:
-        return cls(
-            endpoint_url=environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL"),
-            region_name=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION"),
-            aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID"),
-            aws_secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY"),
-            aws_session_token=environ.get("AWS_SESSION_TOKEN"),
-        )
-
-    def client(self):
-        """A boto3 S3 client (one per process and settings: clients are thread-safe and slow to make)."""
-        return _client(self)
-
-
-@functools.lru_cache(maxsize=4)
-def _client(settings: S3Settings):
-    import boto3
-
-    return boto3.client("s3", **{k: v for k, v in vars(settings).items() if v})
 
 
 @dataclass(frozen=True)
@@ -208,20 +177,8 @@ def _raise(exc: OSError) -> None:
 
 
 def _s3_problem(exc: Exception, uri: str) -> LocationError:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in ("403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            return LocationError(f"{uri}: access denied by the S3 store ({code}); check the AWS credentials")
-        if code in ("404", "NoSuchBucket", "NotFound"):
-            return LocationError(
-                f"{uri}: the bucket does not exist (or is not visible with these credentials)"
-            )
-        return LocationError(f"{uri}: S3 error {code}: {exc}")
-    if isinstance(exc, BotoCoreError):
-        return LocationError(f"{uri}: cannot reach the S3 store: {exc}")
-    return LocationError(f"{uri}: {exc}")
+    """An S3 failure on INPUT or OUTPUT (a bucket or prefix), in :func:`~pixelplexus.io.s3.s3_error`'s words."""
+    return LocationError(str(s3_error(exc, uri)))
 
 
 # ------------------------------------------------------------------------------------------------ reading

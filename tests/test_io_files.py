@@ -4,7 +4,7 @@ import boto3
 import pytest
 import torch
 
-from pixelplexus.storage import localize, read_bytes, scheme_of
+from pixelplexus.io.files import localize, read_bytes, scheme_of
 from pixelplexus.tasks import EnhanceTask
 from pixelplexus.weights import WeightsError, generator_bytes, load_generator
 

@@ -1,11 +1,14 @@
-"""Where files live: local paths, ``file://``, ``s3://bucket/key`` and MLflow artifact URIs.
+"""Files by reference, and atomic local writes: local paths, ``file://``, ``s3://bucket/key``, MLflow URIs.
 
 :func:`localize` turns any of them into a local path, so loaders (weights files, VGG19 state dicts) read
-local files only. S3 goes through boto3 with the standard AWS configuration (environment variables,
-including ``AWS_ENDPOINT_URL`` for S3-compatible stores); downloads are cached by ETag, so a changed
+local files only. S3 goes through :mod:`pixelplexus.io.s3` with the settings of the environment
+(``AWS_ENDPOINT_URL`` for S3-compatible stores included); downloads are cached by ETag, so a changed
 object is fetched again. MLflow URIs (``runs:/…``, ``models:/…``, ``mlflow-artifacts:/…``) go through
 ``mlflow.artifacts.download_artifacts`` against the current tracking server. Nothing else is fetched:
 web URLs are refused, because nothing is downloaded at run time from outside the platform's own stores.
+
+:func:`write_atomic` (built on :func:`write_temporary`) is how every local file is written: a temporary file
+beside it, then a rename, relative to an open folder (``dir_fd``) where the caller walked there safely.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from pixelplexus.io.s3 import S3Settings, s3_error, split_s3
+
 MLFLOW_SCHEMES = ("runs", "models", "mlflow-artifacts")
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "pixelplexus-cache"
 
@@ -27,21 +32,6 @@ def scheme_of(uri: str | os.PathLike[str]) -> str:
     text = os.fspath(uri)
     scheme = urlparse(text).scheme
     return "" if len(scheme) <= 1 else scheme.lower()
-
-
-def split_s3(uri: str) -> tuple[str, str]:
-    """``s3://bucket/some/key`` → ``("bucket", "some/key")``."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
-
-
-def s3_client():
-    """A boto3 S3 client configured from the environment (``AWS_ENDPOINT_URL`` included)."""
-    import boto3
-
-    return boto3.client("s3")
 
 
 def localize(uri: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -119,7 +109,7 @@ def _localize_s3(uri: str, cache: Path) -> Path:
     from botocore.exceptions import ClientError
 
     bucket, key = split_s3(uri)
-    client = s3_client()
+    client = S3Settings.from_env().client()
     try:
         etag = client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
         target = cache / "s3" / _digest(f"{uri}#{etag}") / Path(key).name
@@ -130,20 +120,7 @@ def _localize_s3(uri: str, cache: Path) -> Path:
             partial.replace(target)
         return target
     except ClientError as exc:
-        raise _s3_error(exc, uri, bucket, client) from None
-
-
-def _s3_error(exc, uri: str, bucket: str, client) -> OSError:
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    if code in ("403", "AccessDenied", "Forbidden"):
-        return PermissionError(f"{uri}: access denied by the S3 store ({code}); check the AWS credentials")
-    if code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
-        try:
-            client.head_bucket(Bucket=bucket)
-        except Exception:
-            return FileNotFoundError(f"{uri}: bucket {bucket!r} does not exist (or is not visible)")
-        return FileNotFoundError(f"{uri}: no such object")
-    return OSError(f"{uri}: S3 error {code}: {exc}")
+        raise s3_error(exc, uri, client=client) from None
 
 
 def _localize_mlflow(uri: str, cache: Path) -> Path:

@@ -1,4 +1,4 @@
-"""pixelplexus.imageio: every archive oddity in the corpus decodes right or is refused with ImageDecodeError."""
+"""pixelplexus.io.images: every archive oddity in the corpus decodes right or is refused with ImageDecodeError."""
 
 from __future__ import annotations
 
@@ -16,21 +16,18 @@ import tifffile
 from PIL import Image, ImageFile, ImageOps, TiffImagePlugin
 
 import corpus
-from pixelplexus.imageio import (
+from pixelplexus.io.formats import IMAGE_EXTENSIONS, format_for_path
+from pixelplexus.io.images import (
     DEFAULT_MAX_PIXELS,
-    IMAGE_EXTENSIONS,
     ImageDecodeError,
     ImageRecord,
     ImageTooLargeError,
     decode_image,
     encode_image,
-    format_for_path,
-    from_float,
-    read_image,
-    resize,
-    to_float,
-    write_image,
+    read_image_file,
+    write_image_file,
 )
+from pixelplexus.transforms import from_float, resize, to_float
 
 GOOD = corpus.good_images()
 BAD = corpus.bad_images()
@@ -161,19 +158,19 @@ def test_read_image_names_the_file_in_errors(tmp_path):
     path = tmp_path / "scan_0001.jpg"
     path.write_bytes(BAD["truncated_jpeg"].data)
     with pytest.raises(ImageDecodeError) as caught:
-        read_image(path)
+        read_image_file(path)
     assert caught.value.source == str(path)
     assert str(path) in str(caught.value)
     with pytest.raises(FileNotFoundError):
-        read_image(tmp_path / "missing.png")
+        read_image_file(tmp_path / "missing.png")
 
 
 def test_read_image_passes_max_pixels(tmp_path):
     path = tmp_path / "a.png"
     path.write_bytes(GOOD["png_rgb"].data)
-    assert read_image(path).width == 48
+    assert read_image_file(path).width == 48
     with pytest.raises(ImageTooLargeError):
-        read_image(path, max_pixels=10)
+        read_image_file(path, max_pixels=10)
 
 
 def test_errors_survive_pickling_for_ray():
@@ -489,13 +486,13 @@ def test_write_image_replaces_the_target_and_leaves_no_temporary_files(tmp_path)
     target = tmp_path / "out.png"
     target.write_bytes(b"old")
     record = make_record(3, 16, with_alpha=True)
-    write_image(target, record)
+    write_image_file(target, record)
     assert os.listdir(tmp_path) == ["out.png"]
-    np.testing.assert_array_equal(read_image(target).pixels, record.pixels)
+    np.testing.assert_array_equal(read_image_file(target).pixels, record.pixels)
 
-    write_image(str(tmp_path / "out.jpg"), record, quality=80)  # format from the extension
+    write_image_file(str(tmp_path / "out.jpg"), record, quality=80)  # format from the extension
     assert Image.open(tmp_path / "out.jpg").format == "JPEG"
-    write_image(tmp_path / "out.bin", record, "tiff")  # or given explicitly
+    write_image_file(tmp_path / "out.bin", record, "tiff")  # or given explicitly
     assert Image.open(tmp_path / "out.bin").format == "TIFF"
     assert sorted(os.listdir(tmp_path)) == ["out.bin", "out.jpg", "out.png"]
 
@@ -514,7 +511,7 @@ def test_write_image_never_shows_a_partial_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", replace)
     with pytest.raises(OSError, match="disk full"):
-        write_image(target, make_record())
+        write_image_file(target, make_record())
     monkeypatch.setattr(os, "replace", real_replace)
 
     assert seen["target"] == b"old"  # the old file until the rename
@@ -526,16 +523,16 @@ def test_write_image_never_shows_a_partial_file(tmp_path, monkeypatch):
 
 def test_write_image_refuses_before_touching_the_disk(tmp_path):
     with pytest.raises(ValueError, match="extension"):
-        write_image(tmp_path / "out.xyz", make_record())
+        write_image_file(tmp_path / "out.xyz", make_record())
     with pytest.raises(ValueError, match="png, jpeg"):
-        write_image(tmp_path / "out.gif", make_record())
+        write_image_file(tmp_path / "out.gif", make_record())
     assert os.listdir(tmp_path) == []
 
 
 def test_written_files_get_normal_permissions(tmp_path):
     reference = tmp_path / "reference"
     reference.write_bytes(b"")  # created like any file: 0o666 minus the umask
-    write_image(tmp_path / "out.png", make_record())
+    write_image_file(tmp_path / "out.png", make_record())
     assert stat.S_IMODE(os.stat(tmp_path / "out.png").st_mode) == stat.S_IMODE(os.stat(reference).st_mode)
 
 
