@@ -50,7 +50,7 @@ from pixelplexus.batch.pipeline import (
     new_rows,
     read_and_decode,
 )
-from pixelplexus.io.formats import IMAGE_EXTENSIONS, format_for_path, writable_format
+from pixelplexus.io.formats import ENCODE_FORMATS, IMAGE_EXTENSIONS, format_for_path, writable_format
 from pixelplexus.io.locations import (
     RESERVED,
     UNSAFE,
@@ -117,7 +117,7 @@ def output_key(key: str, format: str) -> str:
     """
     stem, _ = posixpath.splitext(key)
     if format == "keep":
-        return key if format_for_path(key) != "GIF" else stem + ".png"
+        return key if format_for_path(key) in ENCODE_FORMATS else stem + ".png"
     return key if format_for_path(key) == writable_format(format) else f"{stem}.{format}"
 
 
