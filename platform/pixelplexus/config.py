@@ -32,6 +32,7 @@ from pydantic import (
 
 TaskName = Literal["generate", "enhance", "colorize"]
 TASK_NAMES: tuple[str, ...] = ("generate", "enhance", "colorize")
+TASK_SECTIONS: tuple[str, ...] = ("generate", "enhance")  # the tasks that have a section of their own
 
 
 class _Strict(BaseModel):
@@ -219,8 +220,6 @@ class TaskConfig(_Strict):
             node[leaf] = value
         return parse_config(data)
 
-
-TASK_SECTIONS: tuple[str, ...] = ("generate", "enhance")  # the tasks that have a section of their own
 
 # Keys of earlier releases (dotted paths) → where they live now. A key that moved into a task's section is
 # ignored, with a warning, in another task's config (where it never had an effect).
