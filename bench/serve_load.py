@@ -17,7 +17,7 @@ on the same cores. Results go to stdout as a Markdown table.
 
 Without ``--model`` the default enhance architecture (compact ×4, 64 features, 16 convs), or the one of
 ``--enhance-config``, is freshly initialised: the cost of a forward pass does not depend on the weights. A
-small network (``--enhance-config jobs/configs/enhance-tiny.yaml``) makes the serving overhead stand out.
+small network (``--enhance-config platform/pixelplexus/configs/enhance-tiny.yaml``) makes the serving overhead stand out.
 """
 
 from __future__ import annotations

@@ -12,39 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
+
+from pixelplexus.config import TASK_NAMES, shipped_config_path
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/corpus.py is importable as `corpus`
 
-TINY = {
-    "enhance": {
-        "task": "enhance",
-        "generator": {"arch": "compact", "args": {"num_feat": 16, "num_conv": 3, "upscale": 2}},
-        "discriminator": {"arch": "vgg_discriminator", "args": {"num_feat": 8}},
-        "losses": {"adversarial": "ragan", "adversarial_weight": 0.01},
-        "optim": {"lr_g": 2e-3, "lr_d": 1e-3, "betas": [0.9, 0.99]},
-        "crop_size": 32,
-        "batch_size": 4,
-    },
-    "colorize": {
-        "task": "colorize",
-        "generator": {"arch": "pix2pix_unet", "args": {"num_downs": 5, "ngf": 8, "use_dropout": False}},
-        "discriminator": {"arch": "patchgan", "args": {"in_ch": 3, "ndf": 8, "n_layers": 2}},
-        "losses": {"pixel_weight": 100.0, "adversarial": "nsgan"},
-        "optim": {"lr_g": 2e-3, "lr_d": 2e-4},
-        "crop_size": 32,
-        "batch_size": 4,
-    },
-    "generate": {
-        "task": "generate",
-        "generator": {"arch": "dcgan_generator", "args": {"z_dim": 16, "ngf": 16, "resolution": 16}},
-        "discriminator": {"arch": "dcgan_discriminator", "args": {"ndf": 16, "resolution": 16}},
-        "losses": {"adversarial": "hinge"},
-        "optim": {"lr_g": 2e-3, "lr_d": 2e-3, "betas": [0.5, 0.999]},
-        "crop_size": 16,
-        "batch_size": 8,
-        "augment": "color,translation",
-    },
-}
+# The tiny configs that ship with the package (platform/pixelplexus/configs/*-tiny.yaml), as mappings.
+TINY = {task: yaml.safe_load(shipped_config_path(f"{task}-tiny").read_text()) for task in TASK_NAMES}
 
 
 @pytest.fixture

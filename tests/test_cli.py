@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pixelplexus import __version__
-from pixelplexus.config import load_config, parse_config
+from pixelplexus.config import parse_config, shipped_config
 from pixelplexus.io.images import read_image_file
 from pixelplexus.metrics import psnr
 from pixelplexus.models import bundled_models
@@ -81,7 +81,7 @@ def tiny_weights(folder: Path, scale: int) -> list[str]:
     """``--model TASK=FILE`` flags for untrained generators of the tiny configs (enhance at ``scale``)."""
     flags = []
     for task in ("enhance", "colorize", "generate"):
-        config = load_config(REPO / "jobs" / "configs" / f"{task}-tiny.yaml")
+        config = shipped_config(f"{task}-tiny")
         if task == "enhance":
             config = config.override(**{"generator.args.upscale": scale, "crop_size": 16 * scale})
         generator = get_task(config).build_generator()

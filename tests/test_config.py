@@ -73,3 +73,79 @@ def test_task_consistency_checks():
         TASKS["colorize"](TASKS["enhance"].default_config())
     with pytest.raises(ValueError, match="unknown task 'paint'"):
         get_task("paint")
+
+
+def test_generator_only_steps_is_not_the_lr_warmup_and_the_old_key_still_loads(tmp_path, caplog):
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        "task: enhance\ngenerator: {arch: compact}\nwarmup_steps: 7\ntrain: {schedule: {warmup_steps: 3}}\n"
+    )
+    with pytest.warns(DeprecationWarning, match="'warmup_steps' is deprecated: use 'generator_only_steps'"):
+        config = load_config(old)
+    assert config.generator_only_steps == 7 and config.train.schedule.warmup_steps == 3
+    assert "use 'generator_only_steps'" in caplog.text
+    with pytest.warns(DeprecationWarning, match="generator_only_steps"):
+        assert config.override(warmup_steps=2).generator_only_steps == 2  # --set warmup_steps=2
+    with pytest.raises(ConfigError, match="keep only 'generator_only_steps'"):
+        parse_config(
+            {
+                "task": "enhance",
+                "generator": {"arch": "compact"},
+                "warmup_steps": 1,
+                "generator_only_steps": 1,
+            }
+        )
+
+
+def test_task_settings_live_in_the_task_section_and_old_top_level_keys_still_load():
+    generate = parse_config({"task": "generate", "generator": {"arch": "dcgan_generator"}})
+    assert generate.generate.augment == "" and generate.generate.reconstruction_weight == 1.0
+    assert generate.enhance is None
+    enhance = parse_config({"task": "enhance", "generator": {"arch": "compact"}})
+    assert not enhance.enhance.degradation.active and enhance.generate is None
+    with pytest.raises(ConfigError, match="'generate' section is for the generate task, not 'enhance'"):
+        parse_config({"task": "enhance", "generator": {"arch": "compact"}, "generate": {"augment": "color"}})
+    with pytest.raises(ConfigError, match="'enhance' section is for the enhance task"):
+        parse_config({"task": "colorize", "generator": {"arch": "pix2pix_unet"}, "enhance": {}})
+
+    with pytest.warns(DeprecationWarning, match="'augment' is deprecated: use 'generate.augment'"):
+        old = parse_config(
+            {
+                "task": "generate",
+                "generator": {"arch": "dcgan_generator"},
+                "augment": "color",
+                "losses": {"reconstruction_weight": 0.5},
+            }
+        )
+    assert old.generate == generate.generate.model_copy(
+        update={"augment": "color", "reconstruction_weight": 0.5}
+    )
+    with pytest.warns(DeprecationWarning, match="'degradation' is deprecated: use 'enhance.degradation'"):
+        old = parse_config(
+            {"task": "enhance", "generator": {"arch": "compact"}, "degradation": {"jpeg_prob": 0.5}}
+        )
+    assert old.enhance.degradation.jpeg_prob == 0.5
+    with pytest.warns(DeprecationWarning, match="enhance.degradation"):
+        assert enhance.override(**{"degradation.noise_prob": 1.0}).enhance.degradation.noise_prob == 1.0
+    # an earlier release's config dump (as in checkpoints) held every key for every task
+    with pytest.warns(DeprecationWarning, match="'augment' is deprecated and has no effect on 'enhance'"):
+        dumped = parse_config(
+            {
+                **enhance.model_dump(exclude={"generate", "enhance", "generator_only_steps"}),
+                "augment": "",
+                "degradation": {},
+                "warmup_steps": 0,
+            }
+        )
+    assert dumped == enhance
+
+
+def test_tiny_configs_ship_with_the_package():
+    from pixelplexus.config import shipped_config, shipped_config_names
+
+    assert {f"{task}-tiny" for task in TASKS} <= set(shipped_config_names())
+    for task in TASKS:
+        config = shipped_config(f"{task}-tiny")
+        assert config.task == task and config.crop_size <= 32 and config.train.max_steps <= 20
+    with pytest.raises(ConfigError, match=r"no shipped config 'paint'.*enhance-tiny"):
+        shipped_config("paint")

@@ -72,7 +72,7 @@ def test_fastgan_step_trains_the_reconstruction_decoders():
             "generator": {"arch": "fastgan_generator", "args": {"z_dim": 16, "ngf": 8, "resolution": 32}},
             "discriminator": {"arch": "fastgan_discriminator", "args": {"ndf": 8, "resolution": 32}},
             "losses": {"adversarial": "hinge", "r1_weight": 0.1},
-            "augment": "color,translation,cutout",
+            "generate": {"augment": "color,translation,cutout"},
         }
     )
     nets = build_networks(task)
@@ -89,7 +89,7 @@ def test_fastgan_step_trains_the_reconstruction_decoders():
 
 
 def test_warmup_trains_only_the_generator(tiny_config):
-    task = get_task({**tiny_config("enhance"), "warmup_steps": 5})
+    task = get_task({**tiny_config("enhance"), "generator_only_steps": 5})
     nets = build_networks(task)
     d_before = params_snapshot(nets.discriminator)
     batch = batch_from(task, pattern(48, 48), np.random.default_rng(0), 2)
@@ -166,7 +166,9 @@ def test_colorize_overfits_one_image_and_l1_falls(tiny_config):
 def test_generate_overfits_one_image(tiny_config):
     """Trained on copies of one image, the generator's samples move towards it (or its mirror: samples flip)."""
     config = tiny_config("generate")
-    config["augment"] = ""  # DiffAugment has its own tests; here the point is that G learns the data
+    config["generate"]["augment"] = (
+        ""  # DiffAugment has its own tests; here the point is that G learns the data
+    )
     task = get_task(config)
     nets = build_networks(task)
     image = pattern(16, 16, seed=6)

@@ -1,6 +1,6 @@
 """Ray Train: the one GAN loop for every task on a real local Ray cluster, with a real MLflow store.
 
-Each run is a real ``TorchTrainer`` with 2 workers (DDP over gloo), a tiny config from ``jobs/configs/``
+Each run is a real ``TorchTrainer`` with 2 workers (DDP over gloo), a tiny config from ``pixelplexus/configs/``
 and images the test makes; what it logs is read back through MLflow's own client.
 """
 
@@ -25,7 +25,7 @@ from PIL import Image
 
 from corpus import bad_images
 from corpus import test_pattern as pattern
-from pixelplexus.config import TaskConfig, load_config
+from pixelplexus.config import TaskConfig, shipped_config, shipped_config_path
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.tasks import get_task
 from pixelplexus.training.state import STATE_FILE
@@ -35,7 +35,6 @@ from pixelplexus.weights import load_generator
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "jobs" / "configs"
 BAD = ("empty", "text_named_jpg", "truncated_png", "bomb_png_81_megapixels")
 
 
@@ -46,7 +45,7 @@ def _quick_train_controller(monkeypatch):
 
 
 def tiny(task: str, **changes) -> TaskConfig:
-    config = load_config(CONFIGS / f"{task}-tiny.yaml")
+    config = shipped_config(f"{task}-tiny")
     return config.override(**changes) if changes else config
 
 
@@ -156,7 +155,7 @@ def test_resume_is_exact(tmp_path, images, mlflow_store, ray_cluster, monkeypatc
     monkeypatch.chdir(tmp_path)
     config = tiny(
         "enhance",
-        warmup_steps=2,  # 48 images / 2 workers / batch 4 → 6 batches an epoch: the resume is mid-epoch
+        generator_only_steps=2,  # 48 images / 2 workers / batch 4 → 6 batches an epoch: the resume is mid-epoch
         **{"train.max_steps": 8, "train.checkpoint_every": 4, "train.log_every": 4, "train.eval_every": 4},
     )
     straight = train(tmp_path / "a", config, images, mlflow_store)
@@ -290,7 +289,7 @@ def test_a_ray_job_submitted_to_a_cluster_trains_and_succeeds(tmp_path, images, 
     env["RAY_AUTH_MODE"] = "disabled"  # loopback only; test_ray_auth.py tries Ray's token authentication
     client = JobSubmissionClient(ray_head(env, "--num-cpus=4"))
     entrypoint = (
-        f"{sys.executable} jobs/train.py enhance --data {images} --config jobs/configs/enhance-tiny.yaml "
+        f"{sys.executable} jobs/train.py enhance --data {images} --config platform/pixelplexus/configs/enhance-tiny.yaml "
         f"--workers 2 --max-steps 6 --tracking-uri sqlite:///{tmp_path / 'mlflow.db'} "
         f"--storage {tmp_path / 'ray'}"
     )
@@ -328,7 +327,7 @@ def test_too_few_images_fail_before_training_with_exit_2(tmp_path, mlflow_store,
     folder.mkdir()
     for i in range(3):
         Image.fromarray(pattern(40, 40, seed=i)).save(folder / f"{i}.png")
-    argv = ["train", "enhance", "--data", str(folder), "--config", str(CONFIGS / "enhance-tiny.yaml")]
+    argv = ["train", "enhance", "--data", str(folder), "--config", str(shipped_config_path("enhance-tiny"))]
     argv += ["--workers", "2", "--tracking-uri", mlflow_store, "--experiment", "tests"]
     assert cli_main([*argv, "--storage", str(tmp_path / "ray")]) == 2
     assert "3 usable image(s), but 2 worker(s) × batch size 4 need at least 8" in capsys.readouterr().err

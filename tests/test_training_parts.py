@@ -11,7 +11,14 @@ import torch
 
 from corpus import test_pattern as pattern
 from pixelplexus.cli import main as cli_main
-from pixelplexus.config import ConfigError, DegradationConfig, ScheduleConfig, load_config
+from pixelplexus.config import (
+    ConfigError,
+    DegradationConfig,
+    ScheduleConfig,
+    load_config,
+    shipped_config,
+    shipped_config_path,
+)
 from pixelplexus.engine import Amp, build_networks, train_step
 from pixelplexus.tasks import get_task
 from pixelplexus.training.command import add_arguments, build_config
@@ -21,13 +28,14 @@ from pixelplexus.transforms import degrade
 from pixelplexus.weights import load_generator
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
+TINY_CONFIGS = [shipped_config_path(f"{task}-tiny") for task in ("enhance", "colorize", "generate")]
 
 
 def parse(*argv: str) -> argparse.Namespace:
     return add_arguments(argparse.ArgumentParser()).parse_args(argv)
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*sorted(CONFIGS.glob("*.yaml")), *TINY_CONFIGS], ids=lambda p: p.name)
 def test_every_job_config_builds_its_task(path):
     config = load_config(path)
     assert path.name.startswith(config.task)
@@ -41,7 +49,7 @@ def test_flags_override_the_config_file():
         "--data",
         "x",
         "--config",
-        str(CONFIGS / "enhance-tiny.yaml"),
+        str(shipped_config_path("enhance-tiny")),
         "--max-steps",
         "7",
         "--set",
@@ -60,7 +68,7 @@ def test_flags_override_the_config_file():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["enhance", "--config", str(CONFIGS / "colorize-tiny.yaml")], "is for 'colorize'"),
+        (["enhance", "--config", str(shipped_config_path("colorize-tiny"))], "is for 'colorize'"),
         (["enhance", "--set", "train.nope=1"], "nope"),
         (["enhance", "--set", "novalue"], "KEY=VALUE"),
         (["enhance", "--config", "missing.yaml"], "not found"),
@@ -101,7 +109,7 @@ def test_amp_is_fp32_on_cpu_and_refuses_half_precision_there():
 
 def test_checkpoint_restore_continues_exactly(tmp_path, tiny_config):
     """Train 4 steps; or train 2, save, restore into fresh networks and train 2 more: same weights."""
-    config = load_config(CONFIGS / "enhance-tiny.yaml").override(warmup_steps=1)
+    config = shipped_config("enhance-tiny").override(generator_only_steps=1)
     images = [pattern(40, 48, seed=i) for i in range(4)]
 
     def fresh() -> RunState:
@@ -146,7 +154,7 @@ def test_degradations_make_archive_like_lr_images():
     every = DegradationConfig(blur_prob=1, noise_prob=1, jpeg_prob=1, jpeg_quality=(10, 10))
     degraded = degrade(hr, 4, every, rng)
     assert degraded.shape == (16, 16, 3) and np.abs(degraded.astype(int) - plain).mean() > 2
-    task = get_task(load_config(CONFIGS / "enhance-tiny.yaml").override(**{"degradation.noise_prob": 1.0}))
+    task = get_task(shipped_config("enhance-tiny").override(**{"enhance.degradation.noise_prob": 1.0}))
     sample = task.training_sample(hr, rng)
     assert sample["lr"].shape == (3, 16, 16) and sample["hr"].shape == (3, 32, 32)
 
@@ -157,7 +165,7 @@ def test_params_are_flattened_for_mlflow():
 
 def test_a_missing_degradation_key_is_a_config_error():
     with pytest.raises(ConfigError, match="blur"):
-        load_config(CONFIGS / "enhance-tiny.yaml").override(**{"degradation.blur": 1})
+        shipped_config("enhance-tiny").override(**{"enhance.degradation.blur": 1})
 
 
 def test_resume_by_run_id_finds_the_latest_checkpoint(tmp_path, mlflow_store):

@@ -3,18 +3,36 @@
 Configuration flows one way. The edges (CLI, job entrypoints, the Serve app) read files and flags and
 build a ``TaskConfig``; everything below them receives that object. Unknown keys are errors, so a typo in
 a YAML file fails loudly instead of silently training with a default.
+
+Settings of one task live in that task's section (``generate:``, ``enhance:``); a section for another task
+is an error. Keys renamed since earlier releases (:data:`RENAMED_KEYS`) still load, in files, checkpoints
+and ``--set`` overrides, with a :class:`DeprecationWarning` that names the new key. The tiny configs that
+train in seconds on a CPU (tests, the demo, laptops) ship with the package: :func:`shipped_config`.
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 TaskName = Literal["generate", "enhance", "colorize"]
 TASK_NAMES: tuple[str, ...] = ("generate", "enhance", "colorize")
+TASK_SECTIONS: tuple[str, ...] = ("generate", "enhance")  # the tasks that have a section of their own
 
 
 class _Strict(BaseModel):
@@ -44,7 +62,6 @@ class LossConfig(_Strict):
     adversarial: Literal["nsgan", "hinge", "lsgan", "ragan", "none"] = "none"
     adversarial_weight: float = Field(1.0, ge=0)
     r1_weight: float = Field(0.0, ge=0)
-    reconstruction_weight: float = Field(1.0, ge=0)
 
     @field_validator("vgg_weights")
     @classmethod
@@ -96,6 +113,20 @@ class DegradationConfig(_Strict):
         return max(self.blur_prob, self.noise_prob, self.jpeg_prob) > 0
 
 
+class GenerateSection(_Strict):
+    """Settings of the generate task: DiffAugment in front of the discriminator (Zhao et al. 2020) and the
+    weight of the self-supervised reconstruction term of FastGAN's discriminator (Liu et al. 2021)."""
+
+    augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = none)
+    reconstruction_weight: float = Field(1.0, ge=0)
+
+
+class EnhanceSection(_Strict):
+    """Settings of the enhance task: the degradations that make its LR inputs look like archive photos."""
+
+    degradation: DegradationConfig = Field(default_factory=DegradationConfig)
+
+
 class ScheduleConfig(_Strict):
     """Learning-rate schedule of both optimisers: a linear warm-up, then constant, cosine or step decay."""
 
@@ -133,9 +164,10 @@ class TaskConfig(_Strict):
     """Everything a task needs to build its networks and losses.
 
     ``crop_size`` is the training image size: the HR crop for enhance, the crop for colorize and the output
-    resolution for generate. ``warmup_steps`` are generator-only steps with the pixel loss (SRResNet → SRGAN).
-    ``augment`` is the DiffAugment policy used in front of the discriminator (generate only).
-    ``degradation`` makes enhance's LR inputs look like archive photos; ``train`` drives the training loop.
+    resolution for generate. ``generator_only_steps`` are the first steps, in which the generator trains
+    alone with the pixel loss before the discriminator joins (SRResNet → SRGAN); the learning-rate warm-up
+    is ``train.schedule.warmup_steps``. ``generate`` and ``enhance`` hold the settings of that task only
+    (filled with defaults for it; given for another task, an error); ``train`` drives the training loop.
     """
 
     task: TaskName
@@ -145,15 +177,40 @@ class TaskConfig(_Strict):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     crop_size: int = Field(96, ge=8)
     batch_size: int = Field(16, ge=1)
-    warmup_steps: int = Field(0, ge=0)
-    augment: str = ""
-    degradation: DegradationConfig = Field(default_factory=DegradationConfig)
+    generator_only_steps: int = Field(0, ge=0)
+    generate: GenerateSection | None = None
+    enhance: EnhanceSection | None = None
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade_and_fill_sections(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = _upgrade(data)
+        if data.get("task") in TASK_SECTIONS and data.get(data["task"]) is None:
+            data[data["task"]] = {}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _without_other_tasks_sections(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        return {key: value for key, value in data.items() if key not in TASK_SECTIONS or value is not None}
+
+    @model_validator(mode="after")
+    def _sections_match_the_task(self) -> TaskConfig:
+        for name in TASK_SECTIONS:
+            if name != self.task and getattr(self, name) is not None:
+                raise ValueError(f"the {name!r} section is for the {name} task, not {self.task!r}")
+        return self
 
     def override(self, **changes: Any) -> TaskConfig:
         """A copy with top-level fields or dotted paths replaced, validated again (e.g. ``{"losses.r1_weight": 1}``)."""
         data = self.model_dump()
         for key, value in changes.items():
+            key = _renamed_path(key, self.task)
+            if key is None:
+                continue
             node = data
             *parents, leaf = key.split(".")
             for part in parents:
@@ -162,6 +219,65 @@ class TaskConfig(_Strict):
                 node = node[part]
             node[leaf] = value
         return parse_config(data)
+
+
+# Keys of earlier releases (dotted paths) → where they live now. A key that moved into a task's section is
+# ignored, with a warning, in another task's config (where it never had an effect).
+RENAMED_KEYS: dict[str, str] = {
+    "warmup_steps": "generator_only_steps",
+    "augment": "generate.augment",
+    "losses.reconstruction_weight": "generate.reconstruction_weight",
+    "degradation": "enhance.degradation",
+}
+
+_log = logging.getLogger(__name__)
+
+
+def _renamed_path(path: str, task: str | None) -> str | None:
+    """``path`` with a renamed key replaced by its new name (with a deprecation warning); ``None`` where the
+    old key belongs to another task's section and is dropped."""
+    for old, new in RENAMED_KEYS.items():
+        if path == old or path.startswith(old + "."):
+            section = new.split(".")[0]
+            if section in TASK_SECTIONS and section != task:
+                _deprecated(f"config key {old!r} is deprecated and has no effect on {task!r}; remove it")
+                return None
+            _deprecated(f"config key {old!r} is deprecated: use {new!r}")
+            return new + path[len(old) :]
+    return path
+
+
+def _deprecated(message: str) -> None:
+    warnings.warn(message, DeprecationWarning, stacklevel=4)
+    _log.warning(message)
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a config mapping with the keys of :data:`RENAMED_KEYS` moved to their new places."""
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for old in RENAMED_KEYS:
+        *parents, leaf = old.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node.get(part), dict) else {}
+        if leaf not in node:
+            continue
+        value = node.pop(leaf)
+        new = _renamed_path(old, data.get("task"))
+        if new is None:
+            continue
+        *parents, leaf = new.split(".")
+        node = data
+        for part in parents:
+            if node.get(part) is None:
+                node[part] = {}
+            if not isinstance(node[part], dict):
+                raise ConfigError(f"{old!r} moved to {new!r}, but {part!r} is not a section")
+            node[part] = node = dict(node[part])
+        if leaf in node:
+            raise ConfigError(f"{old!r} and {new!r} are the same setting: keep only {new!r}")
+        node[leaf] = value
+    return data
 
 
 class ConfigError(ValueError):
@@ -189,3 +305,24 @@ def load_config(path: str | Path) -> TaskConfig:
     with path.open() as fh:
         data = yaml.safe_load(fh) or {}
     return parse_config(data, source=str(path))
+
+
+SHIPPED_CONFIGS = "configs"  # package folder of the configs that ship with pixelplexus
+
+
+def shipped_config_path(name: str) -> Path:
+    """The file of a config that ships with the package, e.g. ``enhance-tiny`` (the tiny configs train in
+    seconds on a CPU: tests, the demo, laptops; ``jobs/configs/`` holds the GPU-sized ones)."""
+    path = Path(str(resources.files("pixelplexus") / SHIPPED_CONFIGS / f"{name}.yaml"))
+    if not path.is_file():
+        raise ConfigError(f"no shipped config {name!r}; choose from {', '.join(shipped_config_names())}")
+    return path
+
+
+def shipped_config_names() -> list[str]:
+    return sorted(p.stem for p in Path(str(resources.files("pixelplexus") / SHIPPED_CONFIGS)).glob("*.yaml"))
+
+
+def shipped_config(name: str) -> TaskConfig:
+    """A config that ships with the package, by name (see :func:`shipped_config_path`)."""
+    return load_config(shipped_config_path(name))

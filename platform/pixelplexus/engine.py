@@ -2,8 +2,8 @@
 
 The step is the same for all tasks: the generator makes its output, the discriminator takes ``d_steps``
 steps on (real, detached fake), then the generator takes a step on its content losses plus the
-adversarial term from the updated discriminator (as in pix2pix and SRGAN). During ``warmup_steps`` only
-the generator trains, on its content losses (SRResNet → SRGAN). Mixed precision is an :class:`Amp`; the
+adversarial term from the updated discriminator (as in pix2pix and SRGAN). During ``generator_only_steps``
+only the generator trains, on its content losses (SRResNet → SRGAN). Mixed precision is an :class:`Amp`; the
 distributed loop (``pixelplexus.training``) adds DDP wrappers, EMA and schedules around this function
 without changing it.
 """
@@ -119,7 +119,7 @@ def train_step(
     """
     amp = amp or Amp()
     discriminator = nets.discriminator
-    adversarial = discriminator is not None and step >= task.config.warmup_steps
+    adversarial = discriminator is not None and step >= task.config.generator_only_steps
     logs: Logs = {}
     if adversarial:
         assert nets.opt_d is not None

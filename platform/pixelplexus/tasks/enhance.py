@@ -79,7 +79,7 @@ class EnhanceTask(Task):
     def training_sample(self, rgb: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         size = self.config.crop_size
         hr = random_flip(random_crop(ensure_min_size(rgb, size), size, rng), rng, rotate=True)
-        degradation = self.config.degradation
+        degradation = self.config.enhance.degradation
         if degradation.active:
             lr = degrade(hr, self.scale, degradation, rng)
         else:

@@ -17,7 +17,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from pixelplexus.augment import diff_augment
-from pixelplexus.config import ConfigError, LossConfig, NetworkSpec, OptimConfig, TaskConfig
+from pixelplexus.config import ConfigError, GenerateSection, LossConfig, NetworkSpec, OptimConfig, TaskConfig
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import sliced_wasserstein_distance
 from pixelplexus.tasks.base import Evaluation, InferenceOptions, Logs, Task, unwrap
@@ -71,11 +71,11 @@ class GenerateTask(Task):
                 arch="fastgan_generator", args={"z_dim": 256, "ngf": 64, "resolution": 256}
             ),
             discriminator=NetworkSpec(arch="fastgan_discriminator", args={"ndf": 64, "resolution": 256}),
-            losses=LossConfig(pixel="l1", adversarial="hinge", reconstruction_weight=1.0),
+            losses=LossConfig(pixel="l1", adversarial="hinge"),
             optim=OptimConfig(lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999)),
             crop_size=256,
             batch_size=8,
-            augment="color,translation,cutout",
+            generate=GenerateSection(augment="color,translation,cutout", reconstruction_weight=1.0),
         )
 
     # --------------------------------------------------------------------------------------------- data
@@ -91,11 +91,11 @@ class GenerateTask(Task):
         return generator(z)
 
     def real_and_fake(self, batch: Mapping[str, Tensor], fake: Tensor) -> tuple[Tensor, Tensor]:
-        policy = self.config.augment
+        policy = self.config.generate.augment
         return diff_augment(batch["image"], policy), diff_augment(fake, policy)
 
     def _discriminate_real(self, discriminator: nn.Module, real: Tensor) -> tuple[Tensor, Tensor, Logs]:
-        weight = self.config.losses.reconstruction_weight
+        weight = self.config.generate.reconstruction_weight
         if not getattr(unwrap(discriminator), "has_decoder", False) or weight == 0:
             return super()._discriminate_real(discriminator, real)
         logits, pairs = discriminator(real, return_aux=True)

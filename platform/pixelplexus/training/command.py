@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="training images: a local folder or s3://bucket/prefix")
     parser.add_argument(
         "--config",
-        help="task config YAML (see jobs/configs/; default: the task's built-in config, sized for GPUs)",
+        help="task config YAML (see jobs/configs/ and the tiny ones in pixelplexus/configs/; default: the task's built-in config, sized for GPUs)",
     )
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: 1)")
     parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (default: 0)")
