@@ -34,7 +34,7 @@ from pixelplexus.serving.deploy import (
     with_models,
     with_user_config,
 )
-from pixelplexus.tasks import get_task
+from pixelplexus.tasks import get_task, inference_task
 from pixelplexus.weights import save_generator
 
 pytestmark = pytest.mark.slow
@@ -112,7 +112,8 @@ def _png(pixels: np.ndarray) -> bytes:
 
 def _expected(weights: str, task: str, item: Any, options: dict[str, Any] | None = None) -> ImageRecord:
     """The same model run in this process: what the service must answer."""
-    return get_task(task).predict(resolve_model(weights, task).load(), [item], options)[0]
+    model = resolve_model(weights, task)
+    return inference_task(model.info).predict(model.load(), [item], options)[0]
 
 
 def _assert_close(got: ImageRecord, want: ImageRecord) -> None:
