@@ -29,7 +29,7 @@ from pixelplexus.serving.deploy import (
     application,
     deploy,
     deployment,
-    load_config,
+    load_serve_config,
     with_http,
     with_models,
     with_user_config,
@@ -93,7 +93,7 @@ def service(ray_cluster, free_port, tmp_path_factory):
     weights = _tiny_weights(tmp_path_factory.mktemp("serve-weights"))
     port = free_port()
     models = {task: weights[task] for task in ("enhance", "colorize", "generate")}
-    config = _small(with_models(with_http(load_config(CONFIG), host="127.0.0.1", port=port), models))
+    config = _small(with_models(with_http(load_serve_config(CONFIG), host="127.0.0.1", port=port), models))
     try:
         deploy(config)
         yield Service(f"http://127.0.0.1:{port}", config, weights)

@@ -8,13 +8,13 @@ a YAML file fails loudly instead of silently training with a default.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 TaskName = Literal["generate", "enhance", "colorize"]
-TASK_NAMES: tuple[str, ...] = ("generate", "enhance", "colorize")
+TASK_NAMES: tuple[str, ...] = get_args(TaskName)
 
 
 class _Strict(BaseModel):

@@ -38,14 +38,18 @@ holder. A killed run's lease expires by itself (90 s); --force takes it from a r
 """
 
 
+SUMMARIES = {
+    "enhance": "super-resolve every image under INPUT (×2/×3/×4) with Ray Data",
+    "colorize": "colorize every image under INPUT (keeps each image's L) with Ray Data",
+}
+BATCH_TASKS = tuple(SUMMARIES)
+"""The tasks with a batch command (generate has no inputs)."""
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``enhance`` and ``colorize`` on the ``pixelplexus`` parser."""
-    enhance = _parser(sub, "enhance", "super-resolve every image under INPUT (×2/×3/×4) with Ray Data")
-    add_option_flags(enhance, OPTIONS["enhance"])
-    colorize = _parser(
-        sub, "colorize", "colorize every image under INPUT (keeps each image's L) with Ray Data"
-    )
-    add_option_flags(colorize, OPTIONS["colorize"])
+    """Register ``enhance`` and ``colorize`` on the ``pixelplexus`` parser, each with its options' flags."""
+    for task, summary in SUMMARIES.items():
+        add_option_flags(_parser(sub, task, summary), OPTIONS[task])
 
 
 def add_option_flags(parser: argparse.ArgumentParser, options: type[BaseModel]) -> None:

@@ -39,7 +39,7 @@ DEFAULT_CONFIG: dict[str, Any] = {  # the embedded defaults: everything else com
 Config = dict[str, Any]
 
 
-def load_config(path: str | Path | None = None) -> Config:
+def load_serve_config(path: str | Path | None = None) -> Config:
     """A Serve config from a YAML file, or the embedded defaults when ``path`` is None."""
     if path is None:
         return copy.deepcopy(DEFAULT_CONFIG)
