@@ -130,7 +130,7 @@ def main() -> None:
 
     from pixelplexus.demo import sample_photos
     from pixelplexus.imageio import ImageRecord, encode_image
-    from pixelplexus.models import resolve_model
+    from pixelplexus.references import resolve_model
     from pixelplexus.serving.deploy import (
         deploy,
         deployment,

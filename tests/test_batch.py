@@ -27,7 +27,7 @@ from pixelplexus.batch.run import BatchRequest, output_key, plan, run_batch
 from pixelplexus.cli import main
 from pixelplexus.color import rgb_to_lab
 from pixelplexus.imageio import ImageRecord, decode_image, encode_image, format_for_path, read_image
-from pixelplexus.models import resolve_model
+from pixelplexus.references import resolve_model
 from pixelplexus.tasks import get_task
 from pixelplexus.weights import save_generator
 

@@ -12,7 +12,7 @@ from pixelplexus import __version__
 from pixelplexus.config import load_config, parse_config
 from pixelplexus.imageio import read_image
 from pixelplexus.metrics import psnr
-from pixelplexus.models import bundled_models
+from pixelplexus.references import bundled_models
 from pixelplexus.tasks import get_task
 from pixelplexus.visual import as_rgb8
 from pixelplexus.weights import save_generator

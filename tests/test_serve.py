@@ -23,7 +23,7 @@ from conftest import TINY
 from corpus import bad_images, good_images
 from corpus import test_pattern as pattern
 from pixelplexus.imageio import ImageRecord, decode_image, encode_image
-from pixelplexus.models import resolve_model
+from pixelplexus.references import resolve_model
 from pixelplexus.serving.api import API_KEY_ENV
 from pixelplexus.serving.deploy import (
     application,

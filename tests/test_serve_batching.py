@@ -7,7 +7,7 @@ import numpy as np
 
 from corpus import test_pattern as pattern
 from pixelplexus.imageio import ImageRecord
-from pixelplexus.models import resolve_model
+from pixelplexus.references import resolve_model
 from pixelplexus.serving.deployments import InferenceRequest, load_model, predict_requests
 from pixelplexus.tasks import OptionsError, get_task
 from pixelplexus.weights import save_generator

@@ -14,7 +14,7 @@ from pixelplexus.config import TASK_NAMES
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pixelplexus.demo import describe, run_demo
-    from pixelplexus.models import ModelReferenceError
+    from pixelplexus.references import ModelReferenceError
 
     try:
         result = run_demo(args.out, size=args.size, models=dict(args.models), train_steps=args.train_steps)
@@ -54,7 +54,7 @@ def _cmd_archs(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
-    from pixelplexus.models import bundled_models
+    from pixelplexus.references import bundled_models
     from pixelplexus.weights import read_info
 
     for name, path in sorted(bundled_models().items()):
@@ -65,7 +65,7 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_export(args: argparse.Namespace) -> int:
-    from pixelplexus.models import ModelReferenceError, export_model
+    from pixelplexus.references import ModelReferenceError, export_model
 
     try:
         resolved = export_model(args.reference, args.task, args.dest)

@@ -36,7 +36,7 @@ from PIL import Image
 from pixelplexus.config import TASK_NAMES, TaskConfig, parse_config
 from pixelplexus.imageio import ImageRecord, read_image, resize, write_image
 from pixelplexus.metrics import psnr
-from pixelplexus.models import ModelReferenceError, ResolvedModel, resolve_model
+from pixelplexus.references import ModelReferenceError, ResolvedModel, resolve_model
 from pixelplexus.tasks import get_task
 from pixelplexus.visual import as_rgb8, image_grid
 

@@ -111,8 +111,8 @@ def run_command(args: argparse.Namespace) -> int:
     """Check everything, run, print the summary; returns the exit code."""
     from pixelplexus.batch.locations import LocationError
     from pixelplexus.batch.run import BatchRequest, run_batch
-    from pixelplexus.models import ModelReferenceError, resolve_model
     from pixelplexus.options import parse_options
+    from pixelplexus.references import ModelReferenceError, resolve_model
 
     try:
         options = parse_options(

@@ -176,7 +176,7 @@ def read_and_decode(batch: Batch, settings: StageSettings) -> Batch:
 class Predictor:
     """An actor of the model pool: loads the generator once, then runs ``Task.predict`` on pending rows.
 
-    model: an ObjectRef of the driver's :class:`~pixelplexus.models.ResolvedModel` (or the model itself).
+    model: an ObjectRef of the driver's :class:`~pixelplexus.references.ResolvedModel` (or the model itself).
     options: the task's inference options; batch_size: images per network call.
     device: "cpu" or "cuda"; threads: torch threads on the CPU (None: the node's cores / ``concurrency``).
     """

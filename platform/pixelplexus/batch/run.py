@@ -60,7 +60,7 @@ from pixelplexus.batch.pipeline import (
     read_and_decode,
 )
 from pixelplexus.imageio import IMAGE_EXTENSIONS, format_for_path
-from pixelplexus.models import ResolvedModel
+from pixelplexus.references import ResolvedModel
 from pixelplexus.tasks import inference_task
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}  # --format choices besides "keep"

@@ -29,7 +29,7 @@ def _model_override(text: str) -> tuple[str, str]:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from pixelplexus.models import ModelReferenceError
+    from pixelplexus.references import ModelReferenceError
     from pixelplexus.serving.deploy import check_models, deploy, load_serve_config, with_http, with_models
 
     try:

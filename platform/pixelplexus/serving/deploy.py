@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from pixelplexus.models import ResolvedModel, resolve_model
+from pixelplexus.references import ResolvedModel, resolve_model
 from pixelplexus.serving.proxy import CALLBACK, CALLBACK_ENV, DEFAULT_HEADER_TIMEOUT_S, HEADER_TIMEOUT_ENV
 from pixelplexus.tasks import TASKS
 

@@ -28,7 +28,7 @@ from ray import serve
 from torch import nn
 
 from pixelplexus.imageio import ImageRecord
-from pixelplexus.models import ResolvedModel, resolve_model
+from pixelplexus.references import ResolvedModel, resolve_model
 from pixelplexus.tasks import InferenceOptions, Task, inference_task
 
 
@@ -38,7 +38,7 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(
-        None, description="model reference (see pixelplexus.models); None: the task's bundled default"
+        None, description="model reference (see pixelplexus.references); None: the task's bundled default"
     )
     max_batch_size: int = Field(8, ge=1, le=64, description="1 turns batching off")
     batch_wait_timeout_s: float = Field(0.005, ge=0.0, le=1.0)
