@@ -1,9 +1,11 @@
-"""One batch of the model deployment (``predict_requests``) with a real tiny model, without Ray: mixed image sizes
-and options come back each with its own result, and a bad request fails alone."""
+"""Serving without Ray: one batch of the model deployment (``predict_requests``) with a real tiny model — mixed
+image sizes and options come back each with its own result, and a bad request fails alone — and the HTTP
+API's query parameters, derived from the options models."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from corpus import test_pattern as pattern
 from pixelplexus.imageio import ImageRecord
@@ -42,3 +44,28 @@ def test_a_batch_mixes_sizes_and_options_and_isolates_failures(tiny_config, tmp_
         assert np.abs(got.pixels.astype(int) - want).max() <= 1
     assert isinstance(results[3], OptionsError) and "scale=4 is not available" in str(results[3])
     assert isinstance(results[5], Exception)  # request 1 shared its options (and first attempt) with it
+
+
+def test_the_query_parameters_are_the_options_models_fields():
+    from pixelplexus.options import OPTIONS
+    from pixelplexus.serving.api import ApiError, Limits, build_api, query_options
+
+    spec = build_api({}, Limits()).openapi()
+    for task, names in {
+        "enhance": {"scale", "tile", "tile_overlap"},
+        "colorize": {"render_size", "strength"},
+    }.items():
+        parameters = {p["name"]: p for p in spec["paths"][f"/v1/{task}"]["post"]["parameters"]}
+        assert set(parameters) == names | {"format"}  # skip_color is a batch option: no parameter
+        for name in names:
+            assert parameters[name]["description"] == OPTIONS[task].model_fields[name].description
+    enhance = query_options("enhance")
+    assert enhance().tile is None  # the API's default: the whole image, unless tile is asked for
+    assert enhance(scale=2, tile=16, tile_overlap=4).model_dump() == {
+        "scale": 2,
+        "tile": 16,
+        "tile_overlap": 4,
+    }
+    with pytest.raises(ApiError) as error:
+        enhance(tile=32)  # smaller than twice the default overlap
+    assert error.value.status == 422 and error.value.code == "invalid_parameters"
