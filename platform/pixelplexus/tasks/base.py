@@ -9,8 +9,8 @@ A task (``generate``, ``enhance``, ``colorize``) knows
   and :meth:`Task.generator_loss`;
 * inference — :meth:`Task.passthrough` (inputs to hand back untouched), :meth:`Task.prepare` (item → model
   input), :meth:`Task.run` (the network, tiled where it helps) and :meth:`Task.finish` (model output →
-  image), composed by :meth:`Task.predict`; its options are the task's ``Options`` model, the one
-  declaration that the CLI flags and the HTTP query parameters are derived from.
+  image), composed by :meth:`Task.predict`; its options are the task's ``Options`` model, declared once in
+  :mod:`pixelplexus.options` (the CLI flags and the HTTP query parameters are derived from it).
 
 Everything here is plain PyTorch and NumPy with no hidden per-call state, so one task instance can serve
 concurrent requests and the Ray layers stay thin.
