@@ -36,7 +36,7 @@ from PIL import Image
 mode, folder, n, batch, threads, device = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 torch.set_num_threads(threads)
-from pixelplexus.models import resolve_model
+from pixelplexus.references import resolve_model
 from pixelplexus.tasks import get_task
 model = resolve_model(str(folder / "enhance.safetensors"), "enhance")
 task = get_task("enhance")

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from pixelplexus.io.images import ImageRecord, write_image_file
-from pixelplexus.models import ResolvedModel, bundled_models, resolve_model
+from pixelplexus.references import ResolvedModel, bundled_models, resolve_model
 from pixelplexus.tasks import TASKS, Task, get_task
 from pixelplexus.tasks.base import Evaluation
 from pixelplexus.training.data import read_images

@@ -130,11 +130,11 @@ def main() -> None:
 
     from pixelplexus.demo import sample_photos
     from pixelplexus.io.images import ImageRecord, encode_image
-    from pixelplexus.models import resolve_model
+    from pixelplexus.references import resolve_model
     from pixelplexus.serving.deploy import (
         deploy,
         deployment,
-        load_config,
+        load_serve_config,
         with_http,
         with_models,
         with_user_config,
@@ -156,7 +156,7 @@ def main() -> None:
 
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        config = with_models(with_http(load_config(), host="127.0.0.1", port=port), weights)
+        config = with_models(with_http(load_serve_config(), host="127.0.0.1", port=port), weights)
         for name in TASKS:
             deployment(config, name)["autoscaling_config"] = {"min_replicas": 1, "max_replicas": 1}
         enhance = deployment(config, "enhance")

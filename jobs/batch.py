@@ -25,13 +25,15 @@ except ImportError:
     sys.path.insert(0, PLATFORM)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PLATFORM, os.environ.get("PYTHONPATH")]))
 
+from pixelplexus.batch.command import BATCH_TASKS
 from pixelplexus.cli import build_parser
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("enhance", "colorize"):
+    if not argv or argv[0] not in BATCH_TASKS:
         print(
-            "usage: python jobs/batch.py enhance|colorize INPUT OUTPUT [flags] (see --help)", file=sys.stderr
+            f"usage: python jobs/batch.py {'|'.join(BATCH_TASKS)} INPUT OUTPUT [flags] (see --help)",
+            file=sys.stderr,
         )
         return 2
     args = build_parser().parse_args(argv)

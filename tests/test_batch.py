@@ -21,7 +21,7 @@ import torch
 import corpus
 from pixelplexus.batch import run as batch_run
 from pixelplexus.batch.manifest import read_manifest
-from pixelplexus.batch.pipeline import ModelWorker
+from pixelplexus.batch.pipeline import Predictor
 from pixelplexus.batch.run import BatchRequest, output_key, plan, run_batch
 from pixelplexus.cli import main
 from pixelplexus.color import rgb_to_lab
@@ -29,7 +29,7 @@ from pixelplexus.io.formats import format_for_path
 from pixelplexus.io.images import ImageRecord, decode_image, encode_image, read_image_file
 from pixelplexus.io.locations import Location, LocationError, list_inputs, scan_inputs
 from pixelplexus.io.s3 import S3Settings
-from pixelplexus.models import resolve_model
+from pixelplexus.references import resolve_model
 from pixelplexus.tasks import get_task
 from pixelplexus.weights import save_generator
 
@@ -224,7 +224,7 @@ def test_rerun_resumes_and_overwrite_redoes(ray_cluster, tmp_path, weights):
     assert len(list((out / "_pixelplexus").glob("manifest-*.parquet"))) == 4
 
 
-class DiesOnce(ModelWorker):
+class DiesOnce(Predictor):
     """A model actor that kills its own process in its first call, as a lost node would; the marker says so."""
 
     marker = ""
@@ -249,7 +249,7 @@ def test_a_killed_model_actor_is_restarted_and_nothing_is_lost(ray_cluster, tmp_
     images = corpus.good_images(size=(20, 16))
     write_folder(tmp_path / "in", {f"{n}{images[n].extension}": images[n].data for n in list(images)[:10]})
     DiesOnce.marker = str(tmp_path / "actor-marker")
-    monkeypatch.setattr(batch_run, "ModelWorker", DiesOnce)
+    monkeypatch.setattr(batch_run, "Predictor", DiesOnce)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this module
     try:
         result = run_batch(request(weights, "enhance", tmp_path / "in", tmp_path / "out"))

@@ -12,7 +12,7 @@ from pixelplexus import __version__
 from pixelplexus.config import parse_config, shipped_config
 from pixelplexus.io.images import read_image_file
 from pixelplexus.metrics import psnr
-from pixelplexus.models import bundled_models
+from pixelplexus.references import bundled_models
 from pixelplexus.tasks import get_task
 from pixelplexus.visual import as_rgb8
 from pixelplexus.weights import save_generator
@@ -31,6 +31,26 @@ def test_version_and_help():
     help_text = run("--help").stdout
     for command in ("demo", "config", "archs"):
         assert command in help_text
+
+
+def test_batch_flags_are_the_options_models_fields():
+    """``--tile-overlap`` for ``tile_overlap``, defaults from the model (``--tile`` 512; 0: never tile), bools
+    as switches; the options are parsed with the model."""
+    from pixelplexus.cli import build_parser
+    from pixelplexus.options import OPTIONS, parse_options
+
+    parser = build_parser()
+    enhance = parser.parse_args(["enhance", "in", "out"])
+    assert (enhance.scale, enhance.tile, enhance.tile_overlap) == (None, 512, 32)
+    tiled = parser.parse_args(["enhance", "in", "out", "--tile", "0", "--tile-overlap", "8", "--scale", "2"])
+    options = parse_options(
+        "enhance", {name: getattr(tiled, name) for name in OPTIONS["enhance"].model_fields}
+    )
+    assert (options.tile, options.tile_overlap, options.scale) == (None, 8, 2)
+    colorize = parser.parse_args(["colorize", "in", "out", "--skip-color", "--render-size", "64"])
+    assert (colorize.skip_color, colorize.render_size, colorize.strength) == (True, 64, 1.0)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["enhance", "in", "out", "--scale", "5"])  # the Literal's choices
 
 
 def test_config_prints_a_loadable_default():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pixelplexus.config import parse_config
-from pixelplexus.models import ModelReferenceError, bundled_models, default_reference, resolve_model
+from pixelplexus.references import ModelReferenceError, bundled_models, default_reference, resolve_model
 from pixelplexus.tasks import get_task
 from pixelplexus.weights import save_generator
 
@@ -104,7 +104,7 @@ def test_mlflow_registered_versions_and_aliases(mlflow_store, weights):
 
 
 def test_export_writes_the_checked_weights(weights, tmp_path):
-    from pixelplexus.models import export_model
+    from pixelplexus.references import export_model
 
     dest = tmp_path / "bundle" / "enhance-x2.safetensors"
     exported = export_model(str(weights["enhance"]), "enhance", dest)

@@ -23,18 +23,18 @@ from conftest import TINY
 from corpus import bad_images, good_images
 from corpus import test_pattern as pattern
 from pixelplexus.io.images import ImageRecord, decode_image, encode_image
-from pixelplexus.models import resolve_model
+from pixelplexus.references import resolve_model
 from pixelplexus.serving.api import API_KEY_ENV
 from pixelplexus.serving.deploy import (
     application,
     deploy,
     deployment,
-    load_config,
+    load_serve_config,
     with_http,
     with_models,
     with_user_config,
 )
-from pixelplexus.tasks import get_task
+from pixelplexus.tasks import get_task, inference_task
 from pixelplexus.weights import save_generator
 
 pytestmark = pytest.mark.slow
@@ -93,7 +93,7 @@ def service(ray_cluster, free_port, tmp_path_factory):
     weights = _tiny_weights(tmp_path_factory.mktemp("serve-weights"))
     port = free_port()
     models = {task: weights[task] for task in ("enhance", "colorize", "generate")}
-    config = _small(with_models(with_http(load_config(CONFIG), host="127.0.0.1", port=port), models))
+    config = _small(with_models(with_http(load_serve_config(CONFIG), host="127.0.0.1", port=port), models))
     try:
         deploy(config)
         yield Service(f"http://127.0.0.1:{port}", config, weights)
@@ -112,7 +112,8 @@ def _png(pixels: np.ndarray) -> bytes:
 
 def _expected(weights: str, task: str, item: Any, options: dict[str, Any] | None = None) -> ImageRecord:
     """The same model run in this process: what the service must answer."""
-    return get_task(task).predict(resolve_model(weights, task).load(), [item], options)[0]
+    model = resolve_model(weights, task)
+    return inference_task(model.info).predict(model.load(), [item], options)[0]
 
 
 def _assert_close(got: ImageRecord, want: ImageRecord) -> None:

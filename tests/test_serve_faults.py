@@ -17,7 +17,14 @@ import requests
 
 from corpus import test_pattern as pattern
 from pixelplexus.io.images import ImageRecord, encode_image
-from pixelplexus.serving.deploy import application, deploy, deployment, load_config, with_http, with_models
+from pixelplexus.serving.deploy import (
+    application,
+    deploy,
+    deployment,
+    load_serve_config,
+    with_http,
+    with_models,
+)
 from pixelplexus.serving.proxy import HEADER_TIMEOUT_ENV, JsonErrors
 from test_serve import _tiny_weights
 
@@ -31,7 +38,7 @@ IMAGE = encode_image(ImageRecord(pixels=pattern(24, 24, seed=1)), "PNG")
 
 def _config(port: int, weights: dict[str, str]) -> dict:
     config = with_models(
-        with_http(load_config(CONFIG), host="127.0.0.1", port=port),
+        with_http(load_serve_config(CONFIG), host="127.0.0.1", port=port),
         {task: weights[task] for task in ("enhance", "colorize", "generate")},
     )
     config["controller_options"]["runtime_env"]["env_vars"][HEADER_TIMEOUT_ENV] = str(HEADER_TIMEOUT_S)
@@ -235,7 +242,7 @@ def test_a_killed_model_replica_fails_no_request(url):
 def test_a_killed_ingress_replica_leaves_json_errors_at_most(url):
     from pixelplexus.serving.app import Ingress
 
-    assert deployment(load_config(CONFIG), "ingress")["autoscaling_config"]["min_replicas"] >= 2
+    assert deployment(load_serve_config(CONFIG), "ingress")["autoscaling_config"]["min_replicas"] >= 2
     assert Ingress._deployment_config.autoscaling_config.min_replicas >= 2  # the embedded default too
     replicas = _replicas("ingress")
     assert len(replicas) == 2
@@ -381,7 +388,7 @@ def test_the_embedded_defaults_guard_like_serve_config_yaml():
     from pixelplexus.serving.api import Limits
     from pixelplexus.serving.deploy import DEFAULT_CONFIG
 
-    shipped = load_config(CONFIG)
+    shipped = load_serve_config(CONFIG)
     assert shipped["controller_options"] == DEFAULT_CONFIG["controller_options"]
     for name, value in DEFAULT_CONFIG["http_options"].items():
         assert shipped["http_options"][name] == value, name

@@ -10,7 +10,7 @@ from pixelplexus.color import rgb_to_lab
 from pixelplexus.engine import build_networks, train_step
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import psnr
-from pixelplexus.tasks import TASKS, OptionsError, get_task
+from pixelplexus.tasks import TASKS, OptionsError, get_task, inference_task
 from pixelplexus.transforms import resize
 
 
@@ -209,12 +209,43 @@ def test_enhance_tiled_predict_matches_whole_image(tiny_config):
     task = get_task(tiny_config("enhance"))
     generator = task.build_generator().eval()
     image = record(pattern(70, 90, seed=7))
-    whole = task.predict(generator, [image])[0].pixels.astype(int)
+    whole = task.predict(generator, [image], {"tile": 0})[0].pixels.astype(int)
     overlap = 4 * generator.receptive_radius
     tiled = task.predict(generator, [image], {"tile": 2 * overlap, "tile_overlap": overlap})[0].pixels.astype(
         int
     )
     assert np.abs(whole - tiled).max() <= 1  # equal up to 8-bit rounding
+
+
+def test_an_inference_task_comes_from_the_weights_metadata_alone(tiny_config):
+    """No training config and no losses (no VGG, even where the config has one); enhance's one scale is the
+    weights', and a ``scale`` option that differs from it fails alone."""
+    config = tiny_config("enhance")
+    config["losses"] = {"perceptual_weight": 1.0, "vgg_weights": "seeded:0"}
+    trained = get_task(config)
+    generator = trained.build_generator().eval()
+    info = trained.weights_info(generator)
+    task = inference_task(info)
+    assert task.config is None and task.perceptual is None and task.adversarial is None
+    assert task.scale == info.scale == 2
+    image = record(pattern(20, 24))
+    want = trained.predict(generator, [image])[0].pixels
+    assert np.array_equal(task.predict(generator, [image], {"scale": 2})[0].pixels, want)
+    results = task.predict_or_errors(generator, [image, image], {"scale": 4})
+    assert all(isinstance(r, OptionsError) and "scale=4 is not available" in str(r) for r in results)
+    results = task.predict_or_errors(generator, [image, 7, image])  # a bad item fails alone
+    assert isinstance(results[1], Exception) and np.array_equal(results[2].pixels, want)
+    with pytest.raises(ValueError, match="enhance"):
+        TASKS["colorize"].for_inference(info)
+
+
+def test_colorize_passes_colour_through_only_when_asked(tiny_config):
+    task = get_task(tiny_config("colorize"))
+    gray, color = record(pattern(30, 40)[..., :1]), record(pattern(30, 40))
+    skip = task.parse_options(skip_color=True)
+    assert task.passthrough(color, skip) == "already in colour" and task.passthrough(gray, skip) is None
+    assert task.passthrough(color, task.parse_options()) is None
+    assert get_task(tiny_config("enhance")).passthrough(color, TASKS["enhance"].parse_options()) is None
 
 
 def test_colorize_keeps_lightness_and_sizes(tiny_config):

@@ -9,11 +9,12 @@ from collections.abc import Sequence
 import yaml
 
 from pixelplexus import __version__
+from pixelplexus.config import TASK_NAMES
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pixelplexus.demo import describe, run_demo
-    from pixelplexus.models import ModelReferenceError
+    from pixelplexus.references import ModelReferenceError
 
     try:
         result = run_demo(args.out, size=args.size, models=dict(args.models), train_steps=args.train_steps)
@@ -27,8 +28,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _task_model(text: str) -> tuple[str, str]:
     """``TASK=REF`` (``--model`` of the demo) → (task, reference)."""
-    from pixelplexus.config import TASK_NAMES
-
     task, sep, reference = text.partition("=")
     if not sep or task not in TASK_NAMES or not reference:
         raise argparse.ArgumentTypeError(
@@ -55,7 +54,7 @@ def _cmd_archs(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
-    from pixelplexus.models import bundled_models
+    from pixelplexus.references import bundled_models
     from pixelplexus.weights import read_info
 
     for name, path in sorted(bundled_models().items()):
@@ -66,7 +65,7 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_export(args: argparse.Namespace) -> int:
-    from pixelplexus.models import ModelReferenceError, export_model
+    from pixelplexus.references import ModelReferenceError, export_model
 
     try:
         resolved = export_model(args.reference, args.task, args.dest)
@@ -111,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     config = sub.add_parser("config", help="print a task's default configuration as YAML (a starting point)")
-    config.add_argument("task", choices=("generate", "enhance", "colorize"))
+    config.add_argument("task", choices=TASK_NAMES)
     config.set_defaults(func=_cmd_config)
 
     archs = sub.add_parser("archs", help="list the network architectures")
@@ -125,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check a model reference and write its weights file to DEST "
         "(e.g. models:/pixelplexus-enhance/3 → platform/pixelplexus/bundled/enhance-x4.safetensors)",
     )
-    export.add_argument("task", choices=("generate", "enhance", "colorize"))
+    export.add_argument("task", choices=TASK_NAMES)
     export.add_argument(
         "reference", help="bundled name, weights file, s3://bucket/key or MLflow models:/ URI"
     )

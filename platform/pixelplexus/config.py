@@ -16,7 +16,7 @@ import logging
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 TaskName = Literal["generate", "enhance", "colorize"]
-TASK_NAMES: tuple[str, ...] = ("generate", "enhance", "colorize")
+TASK_NAMES: tuple[str, ...] = get_args(TaskName)
 TASK_SECTIONS: tuple[str, ...] = ("generate", "enhance")  # the tasks that have a section of their own
 
 

@@ -36,7 +36,7 @@ from PIL import Image
 from pixelplexus.config import TASK_NAMES, TaskConfig, shipped_config
 from pixelplexus.io.images import ImageRecord, read_image_file, write_image_file
 from pixelplexus.metrics import psnr
-from pixelplexus.models import ModelReferenceError, ResolvedModel, resolve_model
+from pixelplexus.references import ModelReferenceError, ResolvedModel, resolve_model
 from pixelplexus.tasks import get_task
 from pixelplexus.transforms import resize
 from pixelplexus.visual import as_rgb8, image_grid

@@ -38,7 +38,7 @@ def build_networks(task: Task, device: str | torch.device = "cpu") -> Networks:
     optim = task.config.optim
     generator = task.build_generator()
     if task.config.train.init_generator:
-        from pixelplexus.models import load_initial_weights
+        from pixelplexus.references import load_initial_weights
 
         load_initial_weights(generator, task.config.train.init_generator, task)
     generator = generator.to(device)

@@ -30,10 +30,10 @@ _BLOCK = re.compile(r"^(?P<indent> *)serveConfigV2: \|[-+]?\n", re.MULTILINE)
 
 def serve_config(root: Path, *, gpus: bool) -> dict[str, Any]:
     """The Serve config of a RayService: ``serve/config.yaml`` listening on every interface of the pod."""
-    from pixelplexus.serving.deploy import deployment, load_config, with_http
+    from pixelplexus.serving.deploy import deployment, load_serve_config, with_http
     from pixelplexus.tasks import TASKS
 
-    config = with_http(load_config(root / SERVE_CONFIG), host="0.0.0.0", port=SERVE_PORT)
+    config = with_http(load_serve_config(root / SERVE_CONFIG), host="0.0.0.0", port=SERVE_PORT)
     if gpus:
         for task in TASKS:
             deployment(config, task).setdefault("ray_actor_options", {})["num_gpus"] = 1

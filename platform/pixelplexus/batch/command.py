@@ -3,8 +3,8 @@
 Exit codes: 0 the run finished and its manifest accounts for every input (some may be errors: see the
 summary); 1 the pipeline failed as a whole (the manifest still has a row per input); 2 nothing was done
 because the command cannot work (bad flags, model reference, INPUT or OUTPUT, or another run holds
-OUTPUT's lease). Ray and torch are imported
-only when a command runs, so ``pixelplexus --help`` stays fast.
+OUTPUT's lease). Each task's own flags are derived from its options model (:func:`add_option_flags`).
+Ray and torch are imported only when a command runs, so ``pixelplexus --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ import argparse
 import sys
 import time
 from collections import Counter
+
+from pydantic import BaseModel
+
+from pixelplexus.options import OPTIONS, option_type
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines
 
@@ -34,26 +38,32 @@ holder. A killed run's lease expires by itself (90 s); --force takes it from a r
 """
 
 
+SUMMARIES = {
+    "enhance": "super-resolve every image under INPUT (×2/×3/×4) with Ray Data",
+    "colorize": "colorize every image under INPUT (keeps each image's L) with Ray Data",
+}
+BATCH_TASKS = tuple(SUMMARIES)
+"""The tasks with a batch command (generate has no inputs)."""
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``enhance`` and ``colorize`` on the ``pixelplexus`` parser."""
-    enhance = _parser(sub, "enhance", "super-resolve every image under INPUT (×2/×3/×4) with Ray Data")
-    enhance.add_argument("--scale", type=int, choices=(2, 3, 4), help="the model's scale (checked)")
-    enhance.add_argument(
-        "--tile", type=int, default=512, help="tile edge in input pixels for large images; 0: never tile"
-    )
-    enhance.add_argument("--tile-overlap", type=int, default=32, help="overlap of tiles in pixels")
-    colorize = _parser(
-        sub, "colorize", "colorize every image under INPUT (keeps each image's L) with Ray Data"
-    )
-    colorize.add_argument(
-        "--render-size", type=int, default=256, help="longer side the network sees (default: 256)"
-    )
-    colorize.add_argument("--strength", type=float, default=1.0, help="scale of the added colour, 0..1")
-    colorize.add_argument(
-        "--skip-color",
-        action="store_true",
-        help="pass images already in colour through untouched (marked skipped in the manifest)",
-    )
+    """Register ``enhance`` and ``colorize`` on the ``pixelplexus`` parser, each with its options' flags."""
+    for task, summary in SUMMARIES.items():
+        add_option_flags(_parser(sub, task, summary), OPTIONS[task])
+
+
+def add_option_flags(parser: argparse.ArgumentParser, options: type[BaseModel]) -> None:
+    """One flag per field of an options model: ``--tile-overlap`` for ``tile_overlap``, with the field's
+    type, default and choices (a ``Literal``), and its description as the help; a bool is a switch."""
+    for name, field in options.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        kind, choices = option_type(field.annotation)
+        if kind is bool:
+            parser.add_argument(flag, action="store_true", help=field.description)
+        else:
+            parser.add_argument(
+                flag, type=kind, choices=choices, default=field.default, help=field.description
+            )
 
 
 def _parser(sub: argparse._SubParsersAction, task: str, summary: str) -> argparse.ArgumentParser:
@@ -97,35 +107,30 @@ def _parser(sub: argparse._SubParsersAction, task: str, summary: str) -> argpars
     return parser
 
 
-def _options(args: argparse.Namespace) -> dict:
-    if args.task == "enhance":
-        return {"tile": args.tile or None, "tile_overlap": args.tile_overlap}
-    return {"render_size": args.render_size, "strength": args.strength}
-
-
 def run_command(args: argparse.Namespace) -> int:
     """Check everything, run, print the summary; returns the exit code."""
     from pixelplexus.batch.run import BatchRequest, run_batch
     from pixelplexus.io.locations import LocationError
-    from pixelplexus.models import ModelReferenceError, resolve_model
-    from pixelplexus.tasks import get_task
+    from pixelplexus.options import parse_options
+    from pixelplexus.references import ModelReferenceError, resolve_model
 
     try:
-        options = get_task(args.task).parse_options(_options(args)).model_dump()
-        model = resolve_model(args.model, args.task, scale=getattr(args, "scale", None))
+        options = parse_options(
+            args.task, {name: getattr(args, name) for name in OPTIONS[args.task].model_fields}
+        )
+        model = resolve_model(args.model, args.task, scale=getattr(options, "scale", None))
         request = BatchRequest(
             task=args.task,
             input=args.input,
             output=args.output,
             model=model,
-            options=options,
+            options=options.model_dump(),
             batch_size=args.batch_size,
             concurrency=args.concurrency,
             gpus_per_worker=args.gpus_per_worker,
             threads_per_worker=args.threads_per_worker,
             format=args.format,
             overwrite=args.overwrite,
-            skip_color=getattr(args, "skip_color", False),
             column=args.column,
             follow_symlinks=args.follow_symlinks,
             force=args.force,

@@ -4,14 +4,14 @@ Each stage is a plain function over a batch (a dict of NumPy columns, one row pe
 failure of a row into that row's ``status = "error"`` with a ``reason``: nothing raises out of a batch, so
 Ray Data never drops a block because of one bad image, and every stage returns exactly the rows it got.
 A row is pending while ``status`` is ""; ``payload`` carries what the next stage needs: the decoded image
-(pickled between this job's own stages), or, for a colour image that ``--skip-color`` passes through, the
-original file's bytes.
+(pickled between this job's own stages), or, for an input the task passes through untouched
+(:meth:`Task.passthrough`: colorize's ``--skip-color`` on a colour image), the original file's bytes.
 
 Error details name the input and the problem, never its content: a decoder's message that quotes the
 file's bytes (Pillow's and ours have done so: ``b'root:x:0:0:root:'`` for ``/etc/passwd`` behind a link)
 is withheld by :func:`safe_detail`, which the manifest and the command's output then never show.
 
-The model stage is a callable class, so each actor loads the generator once, from the weights bytes the
+The model stage is a callable class (:class:`Predictor`), so each actor loads the generator once, from the weights bytes the
 driver put in the object store. Actors reserve a fixed amount of memory (a Ray logical resource), which
 also keeps Ray Data from fusing the decode tasks into the actors: decoding runs in parallel CPU tasks while
 the actors only run the model. A killed actor is restarted by Ray and its batch retried (Ray Data's
@@ -42,6 +42,7 @@ from pixelplexus.io.locations import (
     write_output,
 )
 from pixelplexus.io.s3 import S3Settings
+from pixelplexus.tasks.base import InferenceOptions, Task
 
 Batch = dict[str, np.ndarray]
 
@@ -51,11 +52,13 @@ MODEL_ACTOR_MEMORY = 1 << 30
 
 @dataclass(frozen=True)
 class StageSettings:
-    """What the stages need besides the rows: the S3 settings and where outputs go."""
+    """What the stages need besides the rows: the S3 settings, where outputs go, and the task with its
+    options, which say what passes through untouched (None: nothing does)."""
 
     s3: S3Settings
     output: Location
-    skip_color: bool = False
+    task: Task | None = None
+    options: InferenceOptions | None = None
 
 
 def new_rows(items: list[tuple[InputItem, str]]) -> list[dict[str, Any]]:
@@ -137,9 +140,7 @@ def _batch(rows: list[dict[str, Any]], *, payload: bool) -> Batch:
 
 
 def read_and_decode(batch: Batch, settings: StageSettings) -> Batch:
-    """Read each input's bytes and decode them; with ``skip_color``, colour images are marked to pass through."""
-    from pixelplexus.tasks.colorize import has_color
-
+    """Read each input's bytes and decode them; the inputs the task passes through are marked so."""
     rows = _rows(batch)
     for row in rows:
         start = time.perf_counter()
@@ -161,8 +162,9 @@ def read_and_decode(batch: Batch, settings: StageSettings) -> Batch:
                 _fail(row, "cannot decode image", detail=detail)
             else:
                 row.update(width=record.width, height=record.height)
-                if settings.skip_color and has_color(record):
-                    row.update(status="skipped", reason="already in colour", payload=data)
+                passed = settings.task and settings.task.passthrough(record, settings.options)
+                if passed:
+                    row.update(status="skipped", reason=passed, payload=data)
                 else:
                     row["payload"] = _pack(record)
         row["seconds"] = time.perf_counter() - start
@@ -172,10 +174,10 @@ def read_and_decode(batch: Batch, settings: StageSettings) -> Batch:
 # ------------------------------------------------------------------------------------------------ model
 
 
-class ModelWorker:
+class Predictor:
     """An actor of the model pool: loads the generator once, then runs ``Task.predict`` on pending rows.
 
-    model: an ObjectRef of the driver's :class:`~pixelplexus.models.ResolvedModel` (or the model itself).
+    model: an ObjectRef of the driver's :class:`~pixelplexus.references.ResolvedModel` (or the model itself).
     options: the task's inference options; batch_size: images per network call.
     device: "cpu" or "cuda"; threads: torch threads on the CPU (None: the node's cores / ``concurrency``).
     """
@@ -193,14 +195,14 @@ class ModelWorker:
         import ray
         import torch
 
-        from pixelplexus.tasks import get_task
+        from pixelplexus.tasks import inference_task
 
         if isinstance(model, ray.ObjectRef):
             model = ray.get(model)
         if device == "cpu":
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
             torch.set_num_threads(threads or max(1, cores // concurrency))
-        self.task = get_task(model.task)
+        self.task = inference_task(model.info)
         self.options = self.task.parse_options(options)
         self.generator = model.load(device)
         self.batch_size = batch_size
@@ -211,10 +213,10 @@ class ModelWorker:
         if pending:
             records = [pickle.loads(row["payload"]) for row in pending]
             start = time.perf_counter()
-            try:
-                results = self._predict(records)
-            except Exception:  # one image too large for memory, ...: find it, keep the others
-                results = [self._predict_one(record) for record in records]
+            # one image too large for memory, ...: only it fails, the others are kept
+            results = self.task.predict_or_errors(
+                self.generator, records, self.options, batch_size=self.batch_size
+            )
             share = (time.perf_counter() - start) / len(pending)
             for row, result in zip(pending, results):
                 row["seconds"] += share
@@ -224,15 +226,6 @@ class ModelWorker:
                     row.update(output_width=result.width, output_height=result.height)
                     row["payload"] = _pack(result)
         return _batch(rows, payload=True)
-
-    def _predict(self, records: list) -> list:
-        return self.task.predict(self.generator, records, self.options, batch_size=self.batch_size)
-
-    def _predict_one(self, record) -> Any:
-        try:
-            return self._predict([record])[0]
-        except Exception as exc:
-            return exc
 
 
 # ------------------------------------------------------------------------------------------ encode + write

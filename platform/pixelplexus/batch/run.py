@@ -44,7 +44,7 @@ from pixelplexus.batch.manifest import (
 from pixelplexus.batch.pipeline import (
     MODEL_ACTOR_MEMORY,
     SIZES,
-    ModelWorker,
+    Predictor,
     StageSettings,
     encode_and_write,
     new_rows,
@@ -60,7 +60,8 @@ from pixelplexus.io.locations import (
     S3Settings,
     scan_inputs,
 )
-from pixelplexus.models import ResolvedModel
+from pixelplexus.references import ResolvedModel
+from pixelplexus.tasks import inference_task
 
 FORMATS = ("png", "jpg", "webp")  # --format choices besides "keep" (names io.formats knows)
 MAX_BLOCKS = 10_000  # Ray Data blocks of input rows: enough to stream and spread, few enough to track
@@ -72,7 +73,8 @@ Progress = Callable[[int, int, Counter], None]
 class BatchRequest:
     """A batch run: what to do (task, model, options) to which inputs, where, and with what resources.
 
-    options: the task's inference options (e.g. ``{"tile": 512}``); batch_size: images per model call;
+    options: the task's inference options (e.g. ``{"tile": 512}``, ``{"skip_color": True}``); batch_size:
+    images per model call;
     concurrency: model actors (None: one per ``gpus_per_worker`` GPUs of the cluster, or one on CPUs);
     threads_per_worker: torch threads of a CPU actor (None: the node's cores / concurrency);
     format: "keep" or one of :data:`FORMATS`; column: the column of a CSV/Parquet list of inputs.
@@ -92,7 +94,6 @@ class BatchRequest:
     threads_per_worker: int | None = None
     format: str = "keep"
     overwrite: bool = False
-    skip_color: bool = False
     column: str | None = None
     follow_symlinks: bool = False
     force: bool = False
@@ -231,7 +232,7 @@ def _run(
         "options": request.options,
         "format": request.format,
         "overwrite": request.overwrite,
-        "skip_color": request.skip_color,
+        "skip_color": bool(request.options.get("skip_color", False)),  # kept beside options for readers
         "follow_symlinks": request.follow_symlinks,
         "force": request.force,
         "failure": failure,
@@ -284,7 +285,8 @@ def _dataset(request: BatchRequest, the_plan: Plan):
     concurrency = request.concurrency or (
         max(1, int(ray.cluster_resources().get("GPU", 0) // gpus)) if gpus else 1
     )
-    settings = StageSettings(request.s3, the_plan.output, skip_color=request.skip_color)
+    task = inference_task(request.model.info)
+    settings = StageSettings(request.s3, the_plan.output, task, task.parse_options(request.options))
     rows = new_rows(the_plan.todo)
     per_block = max(request.batch_size, math.ceil(len(rows) / MAX_BLOCKS))
     ds = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / per_block))
@@ -292,7 +294,7 @@ def _dataset(request: BatchRequest, the_plan: Plan):
         read_and_decode, fn_kwargs={"settings": settings}, num_cpus=1, udf_modifying_row_count=False
     )
     ds = ds.map_batches(
-        ModelWorker,
+        Predictor,
         fn_constructor_args=(ray.put(request.model), request.options),
         fn_constructor_kwargs={
             "batch_size": request.batch_size,

@@ -1,8 +1,9 @@
 """The HTTP API: FastAPI routes in front of the three model deployments.
 
-Thin by design. A route checks its parameters with the task (:meth:`Task.parse_options`), reads the upload
-within the byte limit, decodes it with the pixel limit (:func:`decode_image` checks the header before it
-decodes any pixels), awaits the task's model deployment and encodes the result. Decoding and encoding run
+Thin by design. A route's query parameters are its task's options (:func:`query_options` derives them
+from the options model in :mod:`pixelplexus.options`: names, types, help), checked with that model; the
+route then reads the upload within the byte limit, decodes it with the pixel limit (:func:`decode_image`
+checks the header before it decodes any pixels), awaits the task's model deployment and encodes the result. Decoding and encoding run
 in worker threads, off the event loop.
 
 Every error is JSON ``{"error": code, "detail": what to do, "request_id": id}`` with the request id that
@@ -36,14 +37,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import inspect
 import logging
 import math
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Optional, TypeVar
 
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -61,7 +63,14 @@ from pixelplexus.io.images import (
     decode_image,
     encode_image,
 )
-from pixelplexus.tasks import TASKS, InferenceOptions, OptionsError, Task, get_task
+from pixelplexus.options import (
+    OPTIONS,
+    GenerateOptions,
+    InferenceOptions,
+    OptionsError,
+    option_type,
+    parse_options,
+)
 from pixelplexus.visual import image_grid
 
 API_KEY_ENV = "PIXELPLEXUS_API_KEY"
@@ -72,6 +81,10 @@ T = TypeVar("T")
 logger = logging.getLogger("ray.serve")
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around the file
 _UNSUPPORTED_REASONS = ("not a recognised image format", "unsupported pixel format")
+HTTP_DEFAULTS: dict[str, dict[str, Any]] = {"enhance": {"tile": None}}
+"""Where the API's default differs from the options model's: enhance runs the whole image unless asked."""
+BATCH_ONLY: dict[str, tuple[str, ...]] = {"colorize": ("skip_color",)}
+"""Options that only mean something in a batch run (a pass-through is a manifest row): no query parameter."""
 _IMAGE_BODY = {  # the upload, for /docs: a multipart field "file" or the raw bytes
     "requestBody": {
         "required": True,
@@ -113,18 +126,15 @@ class ApiError(Exception):
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
-class GenerateRequest(BaseModel):
-    """The JSON body of ``POST /v1/generate``; every field is optional."""
+class GenerateRequest(GenerateOptions):
+    """The JSON body of ``POST /v1/generate``: generate's options and the seeds; every field is optional."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=False)
 
     n: int = Field(1, ge=1, le=MAX_IMAGES, description="number of images")
     seed: Seed | None = Field(None, description="seed of the first image; the others use seed+1, seed+2, …")
     seeds: list[Seed] | None = Field(
         None, min_length=1, max_length=MAX_IMAGES, description="one seed per image (instead of seed and n)"
-    )
-    truncation: float | None = Field(
-        None, description="truncation trick: resample latents beyond ±truncation"
     )
     grid: bool = Field(False, description="several images as one grid PNG instead of JSON")
 
@@ -143,14 +153,54 @@ class GenerateRequest(BaseModel):
         first = self.seed if self.seed is not None else secrets.randbelow(MAX_SEED - MAX_IMAGES)
         return [first + i for i in range(self.n)]
 
+    def options(self) -> GenerateOptions:
+        """generate's options, without the seeds."""
+        return GenerateOptions(**self.model_dump(include=set(GenerateOptions.model_fields)))
+
+
+def query_options(task: str) -> Callable[..., InferenceOptions]:
+    """A FastAPI dependency whose query parameters are ``task``'s options (the options model's fields:
+    name, plain type, description; the model checks ranges and choices) and which returns the checked
+    options; 422 ``invalid_parameters`` otherwise.
+
+    A parameter left out takes the model's default, or the API's own (:data:`HTTP_DEFAULTS`).
+    """
+    fields = {
+        name: field
+        for name, field in OPTIONS[task].model_fields.items()
+        if name not in BATCH_ONLY.get(task, ())
+    }
+
+    def dependency(**given: Any) -> InferenceOptions:
+        values = {**HTTP_DEFAULTS.get(task, {}), **{k: v for k, v in given.items() if v is not None}}
+        try:
+            return parse_options(task, values)
+        except OptionsError as exc:
+            raise ApiError(422, "invalid_parameters", str(exc)) from None
+
+    dependency.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[
+                    Optional[option_type(field.annotation)[0]],  # noqa: UP045
+                    Query(description=field.description),
+                ],
+            )
+            for name, field in fields.items()
+        ]
+    )
+    return dependency
+
 
 def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None = None) -> FastAPI:
     """The FastAPI app over ``models``: task name → its deployment's handle.
 
-    A handle is called as ``await handle.remote(item, options, scale)`` and ``await
-    handle.describe.remote()`` (:class:`~pixelplexus.serving.model.ModelDeployment`).
+    A handle is called as ``await handle.remote(item, options)`` and ``await
+    handle.describe.remote()`` (:class:`~pixelplexus.serving.deployments.ModelDeployment`).
     """
-    tasks: dict[str, Task] = {name: get_task(name) for name in TASKS}
     app = FastAPI(
         title="PixelPlexus",
         version=__version__,
@@ -196,12 +246,6 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
             return await call_next(request)
 
     # ------------------------------------------------------------------------------------------ steps
-    def parse_options(task: str, params: Mapping[str, Any]) -> InferenceOptions:
-        try:
-            return tasks[task].parse_options({k: v for k, v in params.items() if v is not None})
-        except OptionsError as exc:
-            raise ApiError(422, "invalid_parameters", str(exc)) from None
-
     async def read_image(request: Request) -> ImageRecord:
         data = await read_upload(
             request,
@@ -214,11 +258,9 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
         except ImageDecodeError as exc:
             raise decode_error(exc) from None
 
-    async def predict(
-        task: str, item: Any, options: InferenceOptions, scale: int | None = None
-    ) -> ImageRecord:
+    async def predict(task: str, item: Any, options: InferenceOptions) -> ImageRecord:
         try:
-            return await call_model(lambda: models[task].remote(item, options, scale), task)
+            return await call_model(lambda: models[task].remote(item, options), task)
         except OptionsError as exc:  # raised in the replica; Ray wraps it, ``cause`` is the original
             raise ApiError(422, "invalid_parameters", str(getattr(exc, "cause", exc))) from None
 
@@ -231,31 +273,22 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
     @app.post("/v1/enhance", openapi_extra=_IMAGE_BODY, response_class=Response)
     async def enhance(
         request: Request,
-        scale: Annotated[
-            int | None, Query(ge=2, le=4, description="upscale factor; must be the loaded model's")
-        ] = None,
+        options: Annotated[InferenceOptions, Depends(query_options("enhance"))],
         format: Annotated[str | None, Query(description="png, jpeg, webp, tiff or bmp")] = None,
-        tile: Annotated[int | None, Query(description="tile edge in input pixels, for large images")] = None,
-        tile_overlap: Annotated[
-            int | None, Query(description="overlap of tiles (tile ≥ 2 × overlap)")
-        ] = None,
     ) -> Response:
         """Super-resolve an image (multipart field ``file`` or the raw body); returns the image."""
         fmt = output_format(format)
-        options = parse_options("enhance", {"tile": tile, "tile_overlap": tile_overlap})
         record = await read_image(request)
-        return await image_response(await predict("enhance", record, options, scale), fmt)
+        return await image_response(await predict("enhance", record, options), fmt)
 
     @app.post("/v1/colorize", openapi_extra=_IMAGE_BODY, response_class=Response)
     async def colorize(
         request: Request,
-        render_size: Annotated[int | None, Query(description="longer side the network sees")] = None,
-        strength: Annotated[float | None, Query(description="0 (gray) to 1 (full colour)")] = None,
+        options: Annotated[InferenceOptions, Depends(query_options("colorize"))],
         format: Annotated[str | None, Query(description="png, jpeg, webp, tiff or bmp")] = None,
     ) -> Response:
         """Colorize a (gray) image, keeping its own lightness; returns the image."""
         fmt = output_format(format)
-        options = parse_options("colorize", {"render_size": render_size, "strength": strength})
         record = await read_image(request)
         return await image_response(await predict("colorize", record, options), fmt)
 
@@ -263,7 +296,7 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
     async def generate(spec: Annotated[GenerateRequest | None, Body()] = None) -> Response:
         """New images from seeds: one image → PNG; several → JSON with base64 PNGs, or one grid PNG."""
         spec = spec or GenerateRequest()
-        options = parse_options("generate", {"truncation": spec.truncation})
+        options = spec.options()
         seeds = spec.seed_list()
         records = await asyncio.gather(*(predict("generate", seed, options) for seed in seeds))
         headers = {"X-Seeds": ",".join(map(str, seeds))}

@@ -21,7 +21,7 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from pixelplexus.serving.api import API_KEY_ENV, Limits, build_api
-from pixelplexus.serving.model import ModelDeployment
+from pixelplexus.serving.deployments import ModelDeployment
 from pixelplexus.tasks import TASKS
 
 APP_NAME = "pixelplexus"

@@ -29,11 +29,11 @@ def _model_override(text: str) -> tuple[str, str]:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from pixelplexus.models import ModelReferenceError
-    from pixelplexus.serving.deploy import check_models, deploy, load_config, with_http, with_models
+    from pixelplexus.references import ModelReferenceError
+    from pixelplexus.serving.deploy import check_models, deploy, load_serve_config, with_http, with_models
 
     try:
-        config = load_config(args.config)
+        config = load_serve_config(args.config)
     except (OSError, ValueError) as exc:
         print(f"pixelplexus serve: cannot use --config {args.config}: {exc}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from pixelplexus.models import ResolvedModel, resolve_model
+from pixelplexus.references import ResolvedModel, resolve_model
 from pixelplexus.serving.proxy import CALLBACK, CALLBACK_ENV, DEFAULT_HEADER_TIMEOUT_S, HEADER_TIMEOUT_ENV
 from pixelplexus.tasks import TASKS
 
@@ -39,7 +39,7 @@ DEFAULT_CONFIG: dict[str, Any] = {  # the embedded defaults: everything else com
 Config = dict[str, Any]
 
 
-def load_config(path: str | Path | None = None) -> Config:
+def load_serve_config(path: str | Path | None = None) -> Config:
     """A Serve config from a YAML file, or the embedded defaults when ``path`` is None."""
     if path is None:
         return copy.deepcopy(DEFAULT_CONFIG)

@@ -6,10 +6,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from pixelplexus.config import TASK_NAMES, TaskConfig, parse_config
-from pixelplexus.tasks.base import InferenceOptions, OptionsError, Task, rgb_float, unwrap
-from pixelplexus.tasks.colorize import ColorizeOptions, ColorizeTask
-from pixelplexus.tasks.enhance import EnhanceOptions, EnhanceTask
-from pixelplexus.tasks.generate import GenerateOptions, GenerateTask, latent, slerp
+from pixelplexus.options import (
+    ColorizeOptions,
+    EnhanceOptions,
+    GenerateOptions,
+    InferenceOptions,
+    OptionsError,
+)
+from pixelplexus.tasks.base import Task, rgb_float, unwrap
+from pixelplexus.tasks.colorize import ColorizeTask
+from pixelplexus.tasks.enhance import EnhanceTask
+from pixelplexus.tasks.generate import GenerateTask, latent, slerp
+from pixelplexus.weights import WeightsInfo
 
 TASKS: dict[str, type[Task]] = {"generate": GenerateTask, "enhance": EnhanceTask, "colorize": ColorizeTask}
 assert tuple(TASKS) == TASK_NAMES
@@ -26,6 +34,14 @@ def get_task(config: str | TaskConfig | Mapping[str, Any]) -> Task:
     return TASKS[config.task](config)
 
 
+def inference_task(info: WeightsInfo) -> Task:
+    """The task that runs the generator a weights file describes (its metadata): no training config, no
+    losses; what the batch jobs, the Serve replicas and the tests of inference use."""
+    if info.task not in TASKS:
+        raise ValueError(f"unknown task {info.task!r}; choose one of {', '.join(TASKS)}")
+    return TASKS[info.task].for_inference(info)
+
+
 __all__ = [
     "TASKS",
     "ColorizeOptions",
@@ -38,6 +54,7 @@ __all__ = [
     "OptionsError",
     "Task",
     "get_task",
+    "inference_task",
     "latent",
     "rgb_float",
     "slerp",

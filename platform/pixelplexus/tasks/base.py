@@ -3,11 +3,14 @@
 A task (``generate``, ``enhance``, ``colorize``) knows
 
 * its networks — :meth:`Task.build_generator`, :meth:`Task.build_discriminator` from a :class:`TaskConfig`;
+  an inference task (:meth:`Task.for_inference`) knows only the generator a weights file describes;
 * its data — :meth:`Task.training_sample` turns one decoded RGB image into one training example;
 * one training step's losses — :meth:`Task.generator_output` (the "fake"), :meth:`Task.discriminator_loss`
   and :meth:`Task.generator_loss`;
-* inference — :meth:`Task.prepare` (item → model input), :meth:`Task.run` (the network, tiled where it
-  helps) and :meth:`Task.finish` (model output → image), composed by :meth:`Task.predict`.
+* inference — :meth:`Task.passthrough` (inputs to hand back untouched), :meth:`Task.prepare` (item → model
+  input), :meth:`Task.run` (the network, tiled where it helps) and :meth:`Task.finish` (model output →
+  image), composed by :meth:`Task.predict`; its options are the task's ``Options`` model, declared once in
+  :mod:`pixelplexus.options` (the CLI flags and the HTTP query parameters are derived from it).
 
 Everything here is plain PyTorch and NumPy with no hidden per-call state, so one task instance can serve
 concurrent requests and the Ray layers stay thin.
@@ -23,14 +26,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor, nn
 
 from pixelplexus.archs import build_network
-from pixelplexus.config import ConfigError, TaskConfig, parse_config
+from pixelplexus.config import ConfigError, NetworkSpec, TaskConfig, parse_config
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.losses import AdversarialLoss, PixelLoss, load_vgg19, r1_penalty
 from pixelplexus.losses.perceptual import PerceptualLoss, TextureLoss
+from pixelplexus.options import InferenceOptions, parse_options
 from pixelplexus.transforms import to_float
 from pixelplexus.weights import WeightsInfo
 
@@ -44,16 +47,6 @@ class Evaluation:
     metrics: dict[str, float]
     rows: list[list[np.ndarray]] = field(default_factory=list)  # e.g. [input, output, real] per image
     columns: tuple[str, ...] = ()  # what each picture of a row shows
-
-
-class InferenceOptions(BaseModel):
-    """Per-call inference options; each task narrows this with its own fields."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OptionsError(ValueError):
-    """Inference options that cannot be used (bad ``scale``, negative ``truncation``, …)."""
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -70,10 +63,20 @@ def rgb_float(record: ImageRecord) -> np.ndarray:
 
 
 class Task(ABC):
-    """Base class of the three tasks. Subclasses set ``name`` and ``Options`` and fill in the hooks."""
+    """Base class of the three tasks. Subclasses set ``name`` and ``Options`` and fill in the hooks.
+
+    ``Task(config)`` is a task to train (its networks and losses from a :class:`TaskConfig`);
+    :meth:`Task.for_inference` is one to run a weights file, built from its metadata alone.
+    """
 
     name: ClassVar[str]
     Options: ClassVar[type[InferenceOptions]] = InferenceOptions
+    config: TaskConfig | None = None  # the training config; None on an inference task
+    generator_spec: NetworkSpec  # the generator: the config's, or the one a weights file describes
+    pixel_loss: PixelLoss | None = None
+    adversarial: AdversarialLoss | None = None
+    perceptual: PerceptualLoss | None = None
+    texture: TextureLoss | None = None
 
     def __init__(self, config: TaskConfig | Mapping[str, Any] | None = None):
         if config is None:
@@ -83,6 +86,7 @@ class Task(ABC):
         if config.task != self.name:
             raise ConfigError(f"a {config.task!r} config was given to the {self.name!r} task")
         self.config = config
+        self.generator_spec = config.generator
         losses = config.losses
         self.pixel_loss = PixelLoss(losses.pixel)
         self.adversarial = AdversarialLoss(losses.adversarial) if losses.uses_adversarial else None
@@ -91,14 +95,24 @@ class Task(ABC):
                 f"{self.name}: losses.adversarial is {losses.adversarial!r} but no discriminator is configured; "
                 "add a discriminator section or set losses.adversarial: none"
             )
-        self.perceptual: PerceptualLoss | None = None
-        self.texture: TextureLoss | None = None
         if losses.needs_vgg:
             vgg = load_vgg19(losses.vgg_weights, losses.vgg_layers)
             if losses.perceptual_weight > 0:
                 self.perceptual = PerceptualLoss(vgg, losses.perceptual_layers)
             if losses.texture_weight > 0:
                 self.texture = TextureLoss(vgg, losses.texture_layers, patch_size=losses.texture_patch)
+
+    @classmethod
+    def for_inference(cls, info: WeightsInfo) -> Task:
+        """The task that runs the generator ``info`` (a weights file's metadata) describes.
+
+        It has no training config and builds no losses (no VGG): only the inference methods work on it.
+        """
+        if info.task != cls.name:
+            raise ConfigError(f"a {info.task!r} generator was given to the {cls.name!r} task")
+        task = cls.__new__(cls)
+        task.generator_spec = NetworkSpec(arch=info.arch, args=dict(info.args))
+        return task
 
     # ----------------------------------------------------------------------------------- configuration
     @classmethod
@@ -115,7 +129,7 @@ class Task(ABC):
 
     # ----------------------------------------------------------------------------------------- networks
     def build_generator(self) -> nn.Module:
-        spec = self.config.generator
+        spec = self.generator_spec
         return build_network(spec.arch, **spec.args)
 
     def build_discriminator(self) -> nn.Module | None:
@@ -127,7 +141,7 @@ class Task(ABC):
 
     def weights_info(self, generator: nn.Module, *, run_id: str | None = None, **extra: Any) -> WeightsInfo:
         """What a weights file of this task's generator says about itself."""
-        spec = self.config.generator
+        spec = self.generator_spec
         return WeightsInfo(
             task=self.name,
             arch=spec.arch,
@@ -165,7 +179,7 @@ class Task(ABC):
         real, fake_in = self.real_and_fake(batch, fake.detach())
         if losses.r1_weight > 0:
             real = real.detach().requires_grad_(True)
-        real_logits, extra, logs = self._discriminate_real(discriminator, real)
+        real_logits, extra, logs = self.discriminate_real(discriminator, real)
         fake_logits = discriminator(fake_in)
         loss = self.adversarial.discriminator(real_logits, fake_logits)
         logs.update(d_adv=loss.item(), d_real=real_logits.mean().item(), d_fake=fake_logits.mean().item())
@@ -177,8 +191,9 @@ class Task(ABC):
         logs["d_loss"] = loss.item()
         return loss, logs
 
-    def _discriminate_real(self, discriminator: nn.Module, real: Tensor) -> tuple[Tensor, Tensor, Logs]:
-        """Logits for reals, plus any extra discriminator loss computed on them (0 here)."""
+    def discriminate_real(self, discriminator: nn.Module, real: Tensor) -> tuple[Tensor, Tensor, Logs]:
+        """Logits for reals, plus any extra discriminator loss computed on them (0 here; a task may add
+        a term, as generate's self-supervised reconstruction)."""
         return discriminator(real), real.new_zeros(()), {}
 
     def generator_loss(
@@ -206,18 +221,19 @@ class Task(ABC):
         return fake.new_zeros(()), {}
 
     # ---------------------------------------------------------------------------------------- inference
-    def parse_options(self, options: InferenceOptions | Mapping[str, Any] | None = None, **kwargs: Any):
-        """Validate inference options (a model, a mapping or keywords) → ``self.Options``."""
-        if isinstance(options, self.Options) and not kwargs:
-            return options
-        data = dict(options.model_dump() if isinstance(options, BaseModel) else options or {}, **kwargs)
-        try:
-            return self.Options(**data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
-            )
-            raise OptionsError(f"{self.name}: {problems}") from None
+    @classmethod
+    def parse_options(cls, options: InferenceOptions | Mapping[str, Any] | None = None, **kwargs: Any):
+        """Validate inference options (a model, a mapping or keywords) → ``cls.Options``
+        (:func:`pixelplexus.options.parse_options`)."""
+        return parse_options(cls.name, options, **kwargs)
+
+    def check_options(self, options: Any) -> None:
+        """Raise :class:`OptionsError` when ``options`` ask for what this task's generator cannot do."""
+        return None
+
+    def passthrough(self, item: Any, options: Any) -> str | None:
+        """Why ``item`` should be handed back untouched instead of run (e.g. "already in colour"), or None."""
+        return None
 
     @abstractmethod
     def prepare(self, item: Any, options: Any, generator: nn.Module) -> Tensor:
@@ -249,6 +265,7 @@ class Task(ABC):
         The generator is used as it is (call ``.eval()`` first, as :func:`load_generator` does).
         """
         options = self.parse_options(options)
+        self.check_options(options)
         device = next(generator.parameters()).device
         prepared = [self.prepare(item, options, generator) for item in items]
         groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
@@ -263,3 +280,27 @@ class Task(ABC):
                 for i, out in zip(chunk, y):
                     results[i] = self.finish(out, items[i], options)
         return results  # type: ignore[return-value]
+
+    def predict_or_errors(
+        self,
+        generator: nn.Module,
+        items: Sequence[Any],
+        options: InferenceOptions | Mapping[str, Any] | None = None,
+        *,
+        batch_size: int = 8,
+    ) -> list[ImageRecord | Exception]:
+        """:meth:`predict`, but a failure is the failing item's result instead of everyone's.
+
+        The items run as one batch; when that fails (an image too large for memory, a bad item), each runs
+        alone so that only the bad ones get their exception in their place.
+        """
+        try:
+            return list(self.predict(generator, items, options, batch_size=batch_size))
+        except Exception:  # find the culprit: each item alone
+            return [self._predict_one(generator, item, options) for item in items]
+
+    def _predict_one(self, generator: nn.Module, item: Any, options: Any) -> ImageRecord | Exception:
+        try:
+            return self.predict(generator, [item], options, batch_size=1)[0]
+        except Exception as exc:  # delivered to its caller; the replica or actor keeps working
+            return exc

@@ -15,14 +15,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
 from pixelplexus.color import AB_SCALE, lab_to_model, lab_to_rgb, rgb_to_lab
 from pixelplexus.config import LossConfig, NetworkSpec, OptimConfig, TaskConfig
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import colorfulness, psnr
-from pixelplexus.tasks.base import Evaluation, InferenceOptions, Logs, Task, rgb_float
+from pixelplexus.options import ColorizeOptions
+from pixelplexus.tasks.base import Evaluation, Logs, Task, rgb_float
 from pixelplexus.transforms import (
     center_crop,
     ensure_min_size,
@@ -32,14 +32,6 @@ from pixelplexus.transforms import (
     resize,
     to_chw,
 )
-
-
-class ColorizeOptions(InferenceOptions):
-    """``render_size``: longer side (px) the network sees; ``strength``: scale of the predicted colour."""
-
-    render_size: int = Field(256, ge=32, le=2048)
-    strength: float = Field(1.0, ge=0.0, le=1.0)
-
 
 COLOR_THRESHOLD = 15.0
 """Colourfulness (Hasler & Süsstrunk) from which an image counts as already in colour: "nearly gray" ends
@@ -127,6 +119,9 @@ class ColorizeTask(Task):
         return self.config.losses.pixel_weight * pixel, {"g_pixel": pixel.item()}
 
     # ---------------------------------------------------------------------------------------- inference
+    def passthrough(self, item: ImageRecord, options: ColorizeOptions) -> str | None:
+        return "already in colour" if options.skip_color and has_color(item) else None
+
     def prepare(self, item: ImageRecord, options: ColorizeOptions, generator: nn.Module) -> Tensor:
         rgb = rgb_float(item)
         height, width = rgb.shape[:2]
@@ -135,9 +130,6 @@ class ColorizeTask(Task):
             rgb = resize(rgb, (max(1, round(width * factor)), max(1, round(height * factor))))
         lightness, _ = lab_to_model(_lab(rgb))
         return lightness
-
-    def run(self, generator: nn.Module, x: Tensor, options: ColorizeOptions) -> Tensor:
-        return generator(x)
 
     def finish(self, y: Tensor, item: ImageRecord, options: ColorizeOptions) -> ImageRecord:
         lab = _lab(rgb_float(item))

@@ -12,13 +12,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from pixelplexus.config import ConfigError, LossConfig, NetworkSpec, OptimConfig, TaskConfig
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import psnr, ssim
-from pixelplexus.tasks.base import Evaluation, InferenceOptions, Logs, Task, rgb_float, unwrap
+from pixelplexus.options import EnhanceOptions, OptionsError
+from pixelplexus.tasks.base import Evaluation, Logs, Task, rgb_float
 from pixelplexus.tiling import tiled_forward
 from pixelplexus.transforms import (
     center_crop,
@@ -30,22 +30,6 @@ from pixelplexus.transforms import (
     resize,
     to_chw,
 )
-
-
-class EnhanceOptions(InferenceOptions):
-    """``tile``: tile edge in LR pixels (None = whole image); ``tile_overlap``: overlap between tiles."""
-
-    tile: int | None = Field(None, ge=16, le=4096)
-    tile_overlap: int = Field(32, ge=0, le=512)
-
-    @model_validator(mode="after")
-    def _tile_holds_overlap(self) -> EnhanceOptions:
-        if self.tile is not None and self.tile < 2 * self.tile_overlap:
-            raise ValueError(
-                f"tile ({self.tile}) must be at least twice tile_overlap ({self.tile_overlap}); "
-                "raise tile or lower tile_overlap"
-            )
-        return self
 
 
 class EnhanceTask(Task):
@@ -73,7 +57,8 @@ class EnhanceTask(Task):
 
     @property
     def scale(self) -> int:
-        return int(self.config.generator.args.get("upscale", 4))
+        """The generator's upscale factor (of the training config, or of the weights file's metadata)."""
+        return int(self.generator_spec.args.get("upscale", 4))
 
     # --------------------------------------------------------------------------------------------- data
     def training_sample(self, rgb: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -113,13 +98,18 @@ class EnhanceTask(Task):
         return loss, logs
 
     # ---------------------------------------------------------------------------------------- inference
+    def check_options(self, options: EnhanceOptions) -> None:
+        if options.scale is not None and options.scale != self.scale:
+            raise OptionsError(
+                f"enhance: scale={options.scale} is not available: the model upscales ×{self.scale}"
+            )
+
     def prepare(self, item: ImageRecord, options: EnhanceOptions, generator: nn.Module) -> Tensor:
         return torch.from_numpy(to_chw(rgb_float(item)))
 
     def run(self, generator: nn.Module, x: Tensor, options: EnhanceOptions) -> Tensor:
         if options.tile:
-            scale = unwrap(generator).upscale
-            y = tiled_forward(generator, x, tile=options.tile, overlap=options.tile_overlap, scale=scale)
+            y = tiled_forward(generator, x, tile=options.tile, overlap=options.tile_overlap, scale=self.scale)
         else:
             y = generator(x)
         return y.clamp_(0.0, 1.0)
@@ -139,7 +129,7 @@ class EnhanceTask(Task):
         for rgb in images:
             hr = center_crop(rgb, self.config.train.eval_size, multiple=scale)
             lr = resize(hr, (hr.shape[1] // scale, hr.shape[0] // scale))
-            sr = self.predict(generator, [ImageRecord(lr)])[0].pixels
+            sr = self.predict(generator, [ImageRecord(lr)], {"tile": 0})[0].pixels  # whole image
             scores["psnr_y"].append(psnr(sr, hr, crop_border=scale, y_channel=True))
             scores["ssim_y"].append(ssim(sr, hr, crop_border=scale, y_channel=True))
             scores["psnr_rgb"].append(psnr(sr, hr, crop_border=scale))

@@ -13,21 +13,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
 from pixelplexus.augment import diff_augment
 from pixelplexus.config import ConfigError, GenerateSection, LossConfig, NetworkSpec, OptimConfig, TaskConfig
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import sliced_wasserstein_distance
-from pixelplexus.tasks.base import Evaluation, InferenceOptions, Logs, Task, unwrap
+from pixelplexus.options import GenerateOptions
+from pixelplexus.tasks.base import Evaluation, Logs, Task, unwrap
 from pixelplexus.transforms import center_crop, random_crop, random_flip, resize_short_side, to_chw
-
-
-class GenerateOptions(InferenceOptions):
-    """``truncation``: resample latent components with |z| above it (None = plain normal latents)."""
-
-    truncation: float | None = Field(None, gt=0.0, le=10.0)
 
 
 def latent(seed: int, z_dim: int, truncation: float | None = None) -> Tensor:
@@ -94,10 +88,10 @@ class GenerateTask(Task):
         policy = self.config.generate.augment
         return diff_augment(batch["image"], policy), diff_augment(fake, policy)
 
-    def _discriminate_real(self, discriminator: nn.Module, real: Tensor) -> tuple[Tensor, Tensor, Logs]:
+    def discriminate_real(self, discriminator: nn.Module, real: Tensor) -> tuple[Tensor, Tensor, Logs]:
         weight = self.config.generate.reconstruction_weight
         if not getattr(unwrap(discriminator), "has_decoder", False) or weight == 0:
-            return super()._discriminate_real(discriminator, real)
+            return super().discriminate_real(discriminator, real)
         logits, pairs = discriminator(real, return_aux=True)
         recon = sum(self.pixel_loss(rec, target) for rec, target in pairs)
         return logits, weight * recon, {"d_recon": recon.item()}

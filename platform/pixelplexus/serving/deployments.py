@@ -4,13 +4,13 @@ One class serves every task; the application binds it three times, named after i
 ``user_config`` (:class:`ModelSettings`) holds the model reference and the batching knobs. Serve calls
 :meth:`ModelDeployment.reconfigure` with it when a replica starts and whenever it changes (``serve
 deploy`` with a new reference, a RayService update): the new weights load beside the old ones and are
-swapped in with one assignment. A batch holds on to the model it started with, so a version change
-drops no request.
+swapped in with one assignment, together with the inference task built from their metadata. A batch holds
+on to the model it started with, so a version change drops no request.
 
-Requests are batched with ``@serve.batch``. A batch may mix image sizes and options: :func:`run_batch`
-groups it by options and :meth:`Task.predict` by shape. The network runs in a worker thread, so the
-replica's event loop keeps accepting the requests that form the next batch, and keeps answering health
-checks, while a batch runs.
+Requests (:class:`InferenceRequest`) are batched with ``@serve.batch``. A batch may mix image sizes and
+options: :func:`predict_requests` groups it by options and :meth:`Task.predict` by shape. The network runs
+in a worker thread, so the replica's event loop keeps accepting the requests that form the next batch, and
+keeps answering health checks, while a batch runs.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from ray import serve
 from torch import nn
 
 from pixelplexus.io.images import ImageRecord
-from pixelplexus.models import ResolvedModel, resolve_model
-from pixelplexus.tasks import InferenceOptions, OptionsError, Task, get_task
+from pixelplexus.references import ResolvedModel, resolve_model
+from pixelplexus.tasks import InferenceOptions, Task, inference_task
 
 
 class ModelSettings(BaseModel):
@@ -38,7 +38,7 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(
-        None, description="model reference (see pixelplexus.models); None: the task's bundled default"
+        None, description="model reference (see pixelplexus.references); None: the task's bundled default"
     )
     max_batch_size: int = Field(8, ge=1, le=64, description="1 turns batching off")
     batch_wait_timeout_s: float = Field(0.005, ge=0.0, le=1.0)
@@ -49,10 +49,11 @@ DEFAULT_SETTINGS = ModelSettings()
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A resolved model reference and its generator, ready on ``device``."""
+    """A resolved model reference, its generator ready on ``device`` and the task that runs it."""
 
     resolved: ResolvedModel
     generator: nn.Module
+    task: Task  # built from the weights' metadata (inference_task)
     device: str
 
     @property
@@ -66,56 +67,34 @@ class LoadedModel:
 def load_model(task: str, reference: str | None, device: str) -> LoadedModel:
     """Resolve ``reference`` for ``task`` and load its generator (raises ModelReferenceError)."""
     resolved = resolve_model(reference, task)
-    return LoadedModel(resolved, resolved.load(device), device)
+    return LoadedModel(resolved, resolved.load(device), inference_task(resolved.info), device)
 
 
 @dataclass(frozen=True)
-class Job:
-    """One request to a model deployment."""
+class InferenceRequest:
+    """One request to a model deployment: an item and the task's options (``scale`` included)."""
 
     item: Any  # an ImageRecord, or a seed for generate
     options: InferenceOptions
-    scale: int | None = None  # the upscale factor the caller needs the model to have, if any
 
 
-def run_batch(task: Task, model: LoadedModel, jobs: Sequence[Job]) -> list[ImageRecord | Exception]:
-    """Run a batch of jobs on ``model``: one :meth:`Task.predict` per distinct options.
+def predict_requests(
+    model: LoadedModel, requests: Sequence[InferenceRequest]
+) -> list[ImageRecord | Exception]:
+    """Run a batch of requests on ``model``: one :meth:`Task.predict_or_errors` per distinct options.
 
-    A job that cannot run gets its exception in its place, so one bad request never fails the others.
+    A request that cannot run gets its exception in its place, so one bad request never fails the others.
     """
-    results: list[ImageRecord | Exception | None] = [None] * len(jobs)
+    results: list[ImageRecord | Exception | None] = [None] * len(requests)
     groups: dict[InferenceOptions, list[int]] = defaultdict(list)
-    for index, job in enumerate(jobs):
-        if job.scale is not None and job.scale != model.scale:
-            results[index] = OptionsError(
-                f"{task.name}: scale={job.scale} is not available: the model in service "
-                f"({model.resolved.reference}) upscales ×{model.scale}"
-            )
-        else:
-            groups[job.options].append(index)
+    for index, request in enumerate(requests):
+        groups[request.options].append(index)
     for options, indices in groups.items():
-        try:
-            outputs: list[Any] = _predict(task, model, [jobs[i].item for i in indices], options)
-        except Exception:  # find the culprit: each job alone, so only the bad ones fail
-            outputs = [_predict_or_error(task, model, jobs[i].item, options) for i in indices]
+        items = [requests[i].item for i in indices]
+        outputs = model.task.predict_or_errors(model.generator, items, options, batch_size=len(items))
         for index, output in zip(indices, outputs):
             results[index] = output
     return results  # type: ignore[return-value]
-
-
-def _predict(
-    task: Task, model: LoadedModel, items: list[Any], options: InferenceOptions
-) -> list[ImageRecord]:
-    return task.predict(model.generator, items, options, batch_size=len(items))
-
-
-def _predict_or_error(
-    task: Task, model: LoadedModel, item: Any, options: InferenceOptions
-) -> ImageRecord | Exception:
-    try:
-        return _predict(task, model, [item], options)[0]
-    except Exception as exc:  # delivered to its caller; the replica keeps serving
-        return exc
 
 
 @serve.deployment(
@@ -126,10 +105,10 @@ def _predict_or_error(
     user_config=DEFAULT_SETTINGS.model_dump(),
 )
 class ModelDeployment:
-    """One task's model. Call it with ``(item, options, scale)``; ``describe()`` says what it serves."""
+    """One task's model. Call it with ``(item, options)``; ``describe()`` says what it serves."""
 
     def __init__(self, task: str):
-        self.task = get_task(task)
+        self.task = task
         # The GPU is used when the deployment asked Ray for one (ray_actor_options.num_gpus).
         self.device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
         self.model: LoadedModel | None = None
@@ -138,13 +117,13 @@ class ModelDeployment:
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         settings = ModelSettings.model_validate(user_config)
         # Load first, then swap: requests keep flowing to the old model until the new one is ready.
-        self.model = await asyncio.to_thread(load_model, self.task.name, settings.model, self.device)
+        self.model = await asyncio.to_thread(load_model, self.task, settings.model, self.device)
         self.infer.set_max_batch_size(settings.max_batch_size)
         self.infer.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
         self.settings = settings
 
-    async def __call__(self, item: Any, options: InferenceOptions, scale: int | None = None) -> ImageRecord:
-        result = await self.infer(Job(item, options, scale))
+    async def __call__(self, item: Any, options: InferenceOptions) -> ImageRecord:
+        result = await self.infer(InferenceRequest(item, options))
         if isinstance(result, Exception):
             raise result
         return result
@@ -153,10 +132,10 @@ class ModelDeployment:
         max_batch_size=DEFAULT_SETTINGS.max_batch_size,
         batch_wait_timeout_s=DEFAULT_SETTINGS.batch_wait_timeout_s,
     )
-    async def infer(self, jobs: list[Job]) -> list[ImageRecord | Exception]:
+    async def infer(self, requests: list[InferenceRequest]) -> list[ImageRecord | Exception]:
         model = self.model  # this batch's model, whatever a reconfigure does meanwhile
         assert model is not None, "reconfigure runs before the first request"
-        return await asyncio.to_thread(run_batch, self.task, model, jobs)
+        return await asyncio.to_thread(predict_requests, model, requests)
 
     def describe(self) -> dict[str, object]:
         assert self.model is not None
