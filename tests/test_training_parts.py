@@ -12,10 +12,10 @@ import torch
 from corpus import test_pattern as pattern
 from pixelplexus.cli import main as cli_main
 from pixelplexus.config import ConfigError, DegradationConfig, ScheduleConfig, load_config
-from pixelplexus.engine import Amp, build_networks, train_step
 from pixelplexus.tasks import get_task
 from pixelplexus.training.command import add_arguments, build_config
 from pixelplexus.training.state import EMA, RunState, checkpoint_config, lr_factor
+from pixelplexus.training.step import Amp, build_networks, train_step
 from pixelplexus.training.tracking import flatten
 from pixelplexus.transforms import degrade
 from pixelplexus.weights import load_generator
