@@ -128,9 +128,9 @@ def main() -> None:
     import torch
     from ray import serve
 
-    from pixelplexus.demo import sample_photos
     from pixelplexus.imageio import ImageRecord, encode_image
     from pixelplexus.models import resolve_model
+    from pixelplexus.photos import sample_photos
     from pixelplexus.serving.deploy import (
         deploy,
         deployment,
