@@ -24,7 +24,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 k8s: $(STAMP)  # the RayService's serveConfigV2 (k8s/) from serve/config.yaml
-	$(BIN)/pixelplexus k8s render
+	$(BIN)/pixelplexus k8s render --root $(CURDIR)
 
 clean:
 	rm -rf demo-output .pytest_cache .ruff_cache

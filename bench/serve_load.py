@@ -128,8 +128,8 @@ def main() -> None:
     import torch
     from ray import serve
 
-    from pixelplexus.demo import sample_photos
     from pixelplexus.io.images import ImageRecord, encode_image
+    from pixelplexus.photos import sample_photos
     from pixelplexus.references import resolve_model
     from pixelplexus.serving.deploy import (
         deploy,

@@ -5,7 +5,7 @@ Both paths train the base enhance config (``jobs/configs/enhance-base.yaml``: co
 torch threads:
 
 1. plain: one process decodes every image with PIL up front, then loops ``Task.training_sample`` →
-   ``collate`` → ``engine.train_step`` (no Ray, no DDP, no EMA, no logging) — the baseline;
+   ``collate`` → ``training.step.train_step`` (no Ray, no DDP, no EMA, no logging) — the baseline;
 2. Ray Train: ``run_training`` with one worker on a fresh local Ray cluster (Ray Data streaming and
    decoding, DDP wrapper, EMA, MLflow logging, checkpoints) — what ``pixelplexus train`` runs.
 
@@ -44,7 +44,7 @@ config = load_config(sys.argv[9]).override(**{
     "train.precision": precision})
 files = sorted(Path(folder, "images").glob("*.png"))
 if mode == "plain":
-    from pixelplexus.engine import Amp, build_networks, train_step
+    from pixelplexus.training.step import Amp, build_networks, train_step
     from pixelplexus.tasks import get_task
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     task = get_task(config).to(device)

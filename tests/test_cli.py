@@ -190,3 +190,33 @@ def test_demo_refuses_a_bad_model_before_any_work(tmp_path):
         [PIXELPLEXUS, "demo", "--model", "paint=x.safetensors"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "TASK=REF" in result.stderr
+
+
+def test_the_demo_page_template_ships_with_the_package_and_every_placeholder_is_filled(tmp_path):
+    from types import SimpleNamespace
+
+    import tomllib
+
+    from pixelplexus import demo
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    shipped = setuptools["package-data"]["pixelplexus"]  # the template travels with the installed package
+    assert any(Path(demo.PAGE_TEMPLATE).match(pattern) for pattern in shipped)
+    model = SimpleNamespace(reference="enhance-gan", info=SimpleNamespace(arch="compact"), version="v1")
+    training = demo.TrainingSummary("0123abcd", "models:/pixelplexus-enhance/1", {"val_psnr_y": 21.5}, None)
+    scores = {
+        name: {"bicubic": 20.0, "enhance": 21.0, "gray": 15.0, "colorize": 16.5} for name in DEMO_PHOTOS
+    }
+    page = demo._write_page(
+        tmp_path,
+        {"enhance": model},
+        4,
+        scores,
+        tmp_path / "generated" / "grid.png",
+        training,
+        "sqlite:///m.db",
+    ).read_text()
+    assert "$" not in page and page.startswith("<!doctype html>")
+    for text in ("<code>enhance-gan</code> (compact, v1)", "<td>16.50</td>", "seeds 0–23", "0123abcd"):
+        assert text in page
+    assert "mlflow ui --backend-store-uri sqlite:///m.db" in page and 'src="generated/grid.png"' in page

@@ -275,6 +275,22 @@ def test_render_refuses_a_folder_without_the_serve_config(tmp_path, capsys):
     assert "serve/config.yaml not found" in capsys.readouterr().err
 
 
+def test_render_without_root_works_on_this_checkout_from_any_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no serve/ or k8s/ here: the checkout is found from the package's location
+    assert main(["k8s", "render", "--check"]) == 0
+    assert "k8s/ is up to date with serve/config.yaml" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_render_without_root_from_an_installed_wheel_asks_for_the_checkout(tmp_path, monkeypatch, capsys):
+    import pixelplexus.kube
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pixelplexus.kube, "package_checkout", lambda: None)
+    assert main(["k8s", "render", "--check"]) == 2
+    assert "give the checkout with --root" in capsys.readouterr().err
+
+
 # --- the RayJobs ----------------------------------------------------------------------------------------------
 
 

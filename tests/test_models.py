@@ -116,7 +116,7 @@ def test_export_writes_the_checked_weights(weights, tmp_path):
 
 
 def test_training_starts_from_init_generator(weights, tiny_config):
-    from pixelplexus.engine import build_networks
+    from pixelplexus.training.step import build_networks
 
     config = parse_config(tiny_config("enhance")).override(
         **{"train.init_generator": str(weights["enhance"])}
@@ -128,7 +128,7 @@ def test_training_starts_from_init_generator(weights, tiny_config):
 
 
 def test_init_generator_must_fit_the_configured_generator(weights, tiny_config):
-    from pixelplexus.engine import build_networks
+    from pixelplexus.training.step import build_networks
 
     wider = parse_config(tiny_config("enhance")).override(
         **{"generator.args.num_feat": 24, "train.init_generator": str(weights["enhance"])}

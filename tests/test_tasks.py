@@ -7,10 +7,10 @@ import torch
 from corpus import test_pattern as pattern
 from pixelplexus.archs.fastgan_arch import NoiseInjection
 from pixelplexus.color import rgb_to_lab
-from pixelplexus.engine import build_networks, train_step
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import psnr
 from pixelplexus.tasks import TASKS, OptionsError, get_task, inference_task
+from pixelplexus.training.step import build_networks, train_step
 from pixelplexus.transforms import resize
 
 

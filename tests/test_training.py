@@ -334,3 +334,36 @@ def test_too_few_images_fail_before_training_with_exit_2(tmp_path, mlflow_store,
     client = MlflowClient(mlflow_store)
     [run] = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     assert run.info.status == "FAILED"
+
+
+def test_the_console_shows_our_progress_lines_and_not_rays_bookkeeping(
+    tmp_path, images, mlflow_store, ray_cluster, capfd
+):
+    """``pixelplexus train``'s console: our progress lines and results; Ray Train's placement-group cleaner
+    warning every second (it needs the State API, which a local instance without a dashboard lacks), its
+    worker-group announcements and Ray Data's plans stay in Ray's log files."""
+    from pixelplexus.cli import main as cli_main
+
+    argv = ["train", "enhance", "--data", str(images), "--config", str(shipped_config_path("enhance-tiny"))]
+    argv += ["--max-steps", "8", "--set", "train.log_every=4", "--tracking-uri", mlflow_store]
+    assert cli_main([*argv, "--experiment", "tests", "--storage", str(tmp_path / "ray")]) == 0
+    console = ""
+    deadline = time.monotonic() + 30  # worker output reaches the driver a moment after it is printed
+    while "[enhance] done: 8 steps" not in console and time.monotonic() < deadline:
+        time.sleep(0.5)
+        captured = capfd.readouterr()
+        console += captured.out + captured.err
+    time.sleep(3)  # and the cleaner goes on warning after the run: some seconds more of it
+    captured = capfd.readouterr()
+    console += captured.out + captured.err
+
+    for line in ("[enhance] starting: 1 worker(s)", "[enhance] step 4/8 |", "[enhance] step 8/8 |"):
+        assert line in console
+    assert "[enhance] done: 8 steps" in console and "model: models:/pixelplexus-enhance/" in console
+    bookkeeping = ("Started training worker group", "Moving model to device", "Reporting training result")
+    for line in (*bookkeeping, "Failed to query Ray Train Controller", "Execution plan of Dataset"):
+        assert line not in console
+    session = Path(ray_cluster._private.worker._global_node.get_session_dir_path())
+    logged = "".join(path.read_text(errors="replace") for path in (session / "logs").glob("worker-*"))
+    for line in bookkeeping:
+        assert line in logged, "Ray's log files keep what the console leaves out"

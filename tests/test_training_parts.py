@@ -19,10 +19,10 @@ from pixelplexus.config import (
     shipped_config,
     shipped_config_path,
 )
-from pixelplexus.engine import Amp, build_networks, train_step
 from pixelplexus.tasks import get_task
 from pixelplexus.training.command import add_arguments, build_config
 from pixelplexus.training.state import EMA, RunState, checkpoint_config, lr_factor
+from pixelplexus.training.step import Amp, build_networks, train_step
 from pixelplexus.training.tracking import flatten
 from pixelplexus.transforms import degrade
 from pixelplexus.weights import load_generator
@@ -188,3 +188,20 @@ def test_resume_by_run_id_finds_the_latest_checkpoint(tmp_path, mlflow_store):
         str(tmp_path / "step-0000004"),
         None,
     )
+
+
+def test_ray_bookkeeping_lines_are_kept_off_the_console_and_ours_are_not():
+    from pixelplexus.training.console import keep_lines
+
+    cleaner = {"actor_name": "PlacementGroupCleaner", "pid": 7, "is_err": True}
+    warning = "Failed to query Ray Train Controller actor state. State API may be temporarily unavailable."
+    assert keep_lines({**cleaner, "lines": [warning, warning]}) is None
+    assert keep_lines({**cleaner, "lines": [warning, "Traceback: it broke"]})["lines"] == [
+        "Traceback: it broke"
+    ]
+    worker = {"actor_name": "RayTrainWorker", "pid": 8, "is_err": False}
+    ours = "[enhance] step 4/8 | g_loss 0.2 | 3.0 img/s (data wait 9%) | ETA 0:00:01"
+    batch = {**worker, "lines": ["Moving model to device: cpu", ours, "Reporting training result 1: ..."]}
+    assert keep_lines(batch)["lines"] == [ours]
+    task = {"task_name": "ReadBinary", "pid": 9, "is_err": True, "lines": ["Moving model to device: cpu"]}
+    assert keep_lines(task) == task  # only Ray's own actors' lines are filtered

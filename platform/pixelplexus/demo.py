@@ -23,11 +23,13 @@ import html
 import io
 import os
 import shutil
+import string
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +38,17 @@ from PIL import Image
 from pixelplexus.config import TASK_NAMES, TaskConfig, shipped_config
 from pixelplexus.io.images import ImageRecord, read_image_file, write_image_file
 from pixelplexus.metrics import psnr
+from pixelplexus.photos import PHOTOS, sample_photos
 from pixelplexus.references import ModelReferenceError, ResolvedModel, resolve_model
 from pixelplexus.tasks import get_task
 from pixelplexus.transforms import resize
 from pixelplexus.visual import as_rgb8, image_grid
 
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 EXPERIMENT = "pixelplexus-demo"
 JPEG_QUALITY = 40  # an archive copy: visibly compressed
 SCORES = ("bicubic", "enhance", "gray", "colorize")  # PSNRs per photo: baseline and output of each task
 SEEDS = 24  # generated images from plain latents: three rows of eight
+PAGE_TEMPLATE = "templates/demo.html"  # package data: the page, with ``string.Template`` placeholders
 
 Log = Callable[[str], None]
 
@@ -67,20 +70,6 @@ class DemoResult:
     scores: dict[str, dict[str, float]]  # photo → PSNRs (bicubic, enhance, gray, colorize)
     stages: dict[str, float]  # stage → seconds
     seconds: float
-
-
-def sample_photos(size: int = 256) -> dict[str, np.ndarray]:
-    """scikit-image's bundled photos (shipped in its wheel, no download), centre-cropped to ``size``²."""
-    import skimage.data
-
-    photos = {}
-    for name in PHOTOS:
-        image = getattr(skimage.data, name)()[..., :3]
-        height, width = image.shape[:2]
-        short = min(height, width)
-        top, left = (height - short) // 2, (width - short) // 2
-        photos[name] = resize(image[top : top + short, left : left + short], (size, size))
-    return photos
 
 
 def archive_copy(image: np.ndarray, *, factor: int = 4, quality: int = JPEG_QUALITY) -> tuple[bytes, bytes]:
@@ -333,12 +322,6 @@ def _rgb_record(pixels: np.ndarray) -> ImageRecord:
     return ImageRecord(pixels, None, "PNG", None, "RGB")
 
 
-_STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-figure{display:inline-block;margin:0 .5em 1em 0;vertical-align:top}img.photo{width:256px;height:256px}
-figcaption{font-size:.85em}img.pixels{image-rendering:pixelated}td,th{padding:.2em .8em;text-align:right}
-img.sheet{max-width:100%}.gain{color:#080}.loss{color:#a00}code{background:#f4f4f4;padding:0 .3em}"""
-
-
 def _write_page(
     out_dir: Path,
     models: Mapping[str, ResolvedModel],
@@ -348,7 +331,8 @@ def _write_page(
     training: TrainingSummary,
     tracking_uri: str,
 ) -> Path:
-    """``index.html``: per photo, before / after / original for both tasks with PSNR; the grid; the run."""
+    """``index.html`` from :data:`PAGE_TEMPLATE`: per photo, before / after / original for both tasks with
+    PSNR; the grid; the run."""
 
     def figure(src: str, caption: str, kind: str = "photo") -> str:
         cls = f' class="{kind}"'
@@ -392,25 +376,22 @@ def _write_page(
         else ""
     )
     page = out_dir / "index.html"
+    template = string.Template(resources.files("pixelplexus").joinpath(PAGE_TEMPLATE).read_text("utf-8"))
     page.write_text(
-        "<!doctype html><meta charset=utf-8><title>PixelPlexus demo</title>"
-        f"<style>{_STYLE}</style><h1>PixelPlexus demo</h1>"
-        f"<p>Models:</p><ul>{used}</ul>"
-        "<p>Archive copies of scikit-image's sample photos went through the batch pipelines "
-        "(<code>enhanced/_pixelplexus/</code> and <code>colorized/_pixelplexus/</code> hold their manifests). "
-        f"PSNR against the original: Y channel with a {scale}-pixel border crop for enhance, RGB for colorize "
-        "(colour is ambiguous: a plausible colour that is not the original's costs PSNR, so colorize gains "
-        "little PSNR even where it looks right).</p>"
-        "<table><tr><th>photo</th><th>bicubic</th><th>enhanced</th><th>gain</th><th>gray</th>"
-        f"<th>colorized</th><th>gain</th></tr>{summary_rows}</table>"
-        f"{photos}<h2>generate</h2><p>Three rows of seeds 0–{SEEDS - 1}; seeds 0–7 with truncation 0.7; "
-        "a spherical walk from seed 0 to seed 1.</p>"
-        f'<img src="{html.escape(grid.relative_to(out_dir).as_posix())}" class="pixels" alt="generated" '
-        'style="width:100%;max-width:1000px">'
-        f"<h2>training</h2><p>A short enhance run on Ray Train, logged to MLflow: run "
-        f"<code>{training.run_id}</code>, registered as <code>{html.escape(training.model_uri)}</code>; "
-        f"final metrics: {metrics}.</p>{samples}"
-        f"<p>Browse it: <code>mlflow ui --backend-store-uri {html.escape(tracking_uri)}</code></p>\n"
+        template.substitute(
+            models=used,
+            scale=scale,
+            summary_rows=summary_rows,
+            photos=photos,
+            last_seed=SEEDS - 1,
+            grid=html.escape(grid.relative_to(out_dir).as_posix()),
+            run_id=html.escape(training.run_id),
+            model_uri=html.escape(training.model_uri),
+            metrics=metrics,
+            samples=samples,
+            tracking_uri=html.escape(tracking_uri),
+        ),
+        encoding="utf-8",
     )
     return page
 

@@ -6,6 +6,10 @@ field by field), and the prod-gpu overlay embeds a variant with every model depl
 writes both blocks from the Serve config, so the committed manifests show what is deployed, and ``--check``
 (run by the tests) fails when they have drifted from it. Only the ``serveConfigV2: |`` block of each file is
 rewritten; the rest of the file, comments included, is left as written.
+
+This is repository tooling: it works on a checkout, named by ``--root``. Without it, the checkout this
+package is imported from (an editable install, ``make install``'s), whatever the current directory; an
+installed wheel has no checkout and asks for ``--root``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import yaml
 
-SERVE_CONFIG = Path("serve/config.yaml")
+SERVE_CONFIG = Path("serve/config.yaml")  # paths relative to the checkout's root
 SERVE_PORT = 8000  # the port KubeRay's serve Service targets (the head container's port named "serve")
 MANIFESTS = {  # file → whether its Serve config puts the model deployments on GPUs
     Path("k8s/base/rayservice.yaml"): False,
@@ -68,8 +72,21 @@ def render(root: Path) -> dict[Path, tuple[str, str]]:
     return result
 
 
+def package_checkout() -> Path | None:
+    """The checkout this package is imported from (``platform/pixelplexus/`` in it), if it is one."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / SERVE_CONFIG).is_file() and (root / "k8s").is_dir() else None
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
-    root = Path(args.root)
+    root = Path(args.root) if args.root is not None else package_checkout()
+    if root is None:
+        print(
+            "pixelplexus k8s render: this pixelplexus is not imported from a checkout; "
+            "give the checkout with --root",
+            file=sys.stderr,
+        )
+        return 2
     if not (root / SERVE_CONFIG).is_file():
         print(
             f"pixelplexus k8s render: {root / SERVE_CONFIG} not found (give the checkout with --root)",
@@ -118,7 +135,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help=f"write the RayService's serveConfigV2 from {SERVE_CONFIG}",
         description=f"Write the serveConfigV2 blocks of {', '.join(map(str, MANIFESTS))} from {SERVE_CONFIG}.",
     )
-    render_parser.add_argument("--root", default=".", help="the repository checkout (default: .)")
+    render_parser.add_argument(
+        "--root", help="the repository checkout (default: the one this pixelplexus is imported from)"
+    )
     render_parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 with a diff when k8s/ is out of date"
     )

@@ -85,7 +85,7 @@ def build_config(args: argparse.Namespace) -> TaskConfig:
 
 
 def _resumed_config(args: argparse.Namespace) -> TaskConfig:
-    from pixelplexus.training.loop import fetch_checkpoint
+    from pixelplexus.training.checkpoints import fetch_checkpoint
     from pixelplexus.training.state import checkpoint_config
     from pixelplexus.training.tracking import default_tracking_uri
     from pixelplexus.training.trainer import resolve_resume

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from pixelplexus.config import ScheduleConfig, TaskConfig
-from pixelplexus.engine import Amp, Networks
 from pixelplexus.tasks.base import Task, unwrap
+from pixelplexus.training.step import Amp, Networks
 from pixelplexus.weights import save_generator
 
 STATE_FILE = "state.pt"

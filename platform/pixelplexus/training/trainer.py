@@ -19,6 +19,7 @@ from pixelplexus import localray
 from pixelplexus.config import TaskConfig
 from pixelplexus.io.files import scheme_of
 from pixelplexus.training import tracking
+from pixelplexus.training.console import quiet_ray_console
 from pixelplexus.training.state import EMA_FILE, GENERATOR_FILE
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -117,6 +118,7 @@ def run_training(job: TrainJob) -> TrainResult:
 
     if not ray.is_initialized():
         localray.start(**local_resources(job))  # a local instance ends with this process, even a killed one
+    quiet_ray_console()  # our progress lines, not Ray's bookkeeping (which stays in its log files)
     skipped = SkippedImages.remote()
     try:
         result = build_trainer(job, run_id, uri, resume_from, skipped).fit()

@@ -4,7 +4,7 @@ The step is the same for all tasks: the generator makes its output, the discrimi
 steps on (real, detached fake), then the generator takes a step on its content losses plus the
 adversarial term from the updated discriminator (as in pix2pix and SRGAN). During ``generator_only_steps``
 only the generator trains, on its content losses (SRResNet → SRGAN). Mixed precision is an :class:`Amp`; the
-distributed loop (``pixelplexus.training``) adds DDP wrappers, EMA and schedules around this function
+distributed loop (``pixelplexus.training.loop``) adds DDP wrappers, EMA and schedules around this function
 without changing it.
 """
 
