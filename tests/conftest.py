@@ -1,9 +1,8 @@
-"""Shared test set-up: tiny task configurations that train in seconds on a CPU, and a real S3 endpoint."""
+"""Shared test fixtures: tiny task configurations that train in seconds on a CPU, a real S3 endpoint, MLflow,
+Ray clusters, and the test images of :mod:`support.corpus`. Plain helpers live in the :mod:`support` package."""
 
 from __future__ import annotations
 
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # tests/corpus.py is importable as `corpus`
+from support import processes
 
 TINY = {
     "enhance": {
@@ -61,31 +60,16 @@ def _deterministic_torch():
     yield
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3 server on loopback, as a separate process; yields its endpoint URL."""
-    port = _free_port()
+    port = processes.free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError("moto_server did not start") from None
-            time.sleep(0.1)
+    processes.wait_for_port(server, port)
     yield f"http://127.0.0.1:{port}"
     server.terminate()
     server.wait(timeout=10)
@@ -148,40 +132,13 @@ def ray_cluster():
 @pytest.fixture(scope="session")
 def free_port():
     """``free_port()`` → a TCP port on 127.0.0.1 that nothing listens on right now."""
-    return _free_port
-
-
-def _stop_tree(process: subprocess.Popen, grace: float = 20) -> None:
-    """SIGTERM ``process`` (which stops what it started), then SIGKILL whatever of its tree is left.
-
-    The tree is taken before the signal: Ray's workers start sessions of their own, so the process group
-    alone would miss them, and after the head exits they would be reparented and hard to find.
-    """
-    import psutil
-
-    try:
-        tree = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        tree = []
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    for child in tree:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(tree, timeout=10)
+    return processes.free_port
 
 
 @pytest.fixture(scope="session")
 def stop_process_tree():
     """``stop_process_tree(popen)``: stop a server this test started, and everything it started."""
-    return _stop_tree
+    return processes.stop_tree
 
 
 @pytest.fixture
@@ -239,5 +196,5 @@ def ray_head(free_port):
 
     yield start
     for head, ray_tmp in started:
-        _stop_tree(head)
+        processes.stop_tree(head)
         shutil.rmtree(ray_tmp, ignore_errors=True)

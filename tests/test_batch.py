@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-import corpus
 from pixelplexus.batch import run as batch_run
 from pixelplexus.batch.locations import Location, LocationError, S3Settings, list_inputs, scan_inputs
 from pixelplexus.batch.manifest import read_manifest
@@ -30,6 +29,7 @@ from pixelplexus.imageio import ImageRecord, decode_image, encode_image, format_
 from pixelplexus.models import resolve_model
 from pixelplexus.tasks import get_task
 from pixelplexus.weights import save_generator
+from support import corpus
 
 PIXELPLEXUS = str(Path(sys.executable).with_name("pixelplexus"))
 REPO = Path(__file__).resolve().parent.parent
@@ -262,7 +262,7 @@ def test_a_killed_model_actor_is_restarted_and_nothing_is_lost(ray_cluster, tmp_
 
 @pytest.mark.slow
 def test_a_large_image_through_tiles_equals_the_untiled_result(ray_cluster, tmp_path, weights):
-    big = ImageRecord(pixels=corpus.test_pattern(100, 90, seed=3))  # several tiles of 40 px each way
+    big = ImageRecord(pixels=corpus.pattern(100, 90, seed=3))  # several tiles of 40 px each way
     write_folder(tmp_path / "in", {"big.png": encode_image(big, "png")})
     radius = resolve_model(str(weights["enhance"]), "enhance").load().receptive_radius
     tiles = {"tile": 8 * radius, "tile_overlap": 4 * radius}  # the overlap covers the receptive field

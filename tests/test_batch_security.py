@@ -17,7 +17,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-import corpus
 import test_batch
 from pixelplexus.batch.locations import (
     Location,
@@ -34,6 +33,7 @@ from pixelplexus.batch.pipeline import StageSettings, new_rows, read_and_decode,
 from pixelplexus.batch.run import plan
 from pixelplexus.cli import main
 from pixelplexus.imageio import ImageDecodeError, decode_image
+from support import corpus
 from test_batch import request, write_folder
 
 weights = test_batch.weights  # the tiny models' fixture

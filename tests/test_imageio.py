@@ -15,7 +15,6 @@ import pytest
 import tifffile
 from PIL import Image, ImageFile, ImageOps, TiffImagePlugin
 
-import corpus
 from pixelplexus.imageio import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -31,13 +30,14 @@ from pixelplexus.imageio import (
     to_float,
     write_image,
 )
+from support import corpus
 
 GOOD = corpus.good_images()
 BAD = corpus.bad_images()
 
 
 def pattern(bit_depth: int = 8, height: int = 24, width: int = 32) -> np.ndarray:
-    return corpus.test_pattern(height, width, seed=1, bit_depth=bit_depth)
+    return corpus.pattern(height, width, seed=1, bit_depth=bit_depth)
 
 
 def make_record(channels: int = 3, bit_depth: int = 8, with_alpha: bool = False, **fields) -> ImageRecord:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_support import REPO, build
+from support.k8s import REPO, build
 
 BIN = Path(sys.executable).parent
 

@@ -20,8 +20,6 @@ import requests
 from PIL import Image
 
 from conftest import TINY
-from corpus import bad_images, good_images
-from corpus import test_pattern as pattern
 from pixelplexus.imageio import ImageRecord, decode_image, encode_image
 from pixelplexus.models import resolve_model
 from pixelplexus.serving.api import API_KEY_ENV
@@ -36,6 +34,7 @@ from pixelplexus.serving.deploy import (
 )
 from pixelplexus.tasks import get_task
 from pixelplexus.weights import save_generator
+from support.corpus import bad_images, good_images, pattern
 
 pytestmark = pytest.mark.slow
 

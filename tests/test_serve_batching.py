@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from corpus import test_pattern as pattern
 from pixelplexus.imageio import ImageRecord
 from pixelplexus.models import resolve_model
 from pixelplexus.serving.model import Job, load_model, run_batch
 from pixelplexus.tasks import OptionsError, get_task
 from pixelplexus.weights import save_generator
+from support.corpus import pattern
 
 
 def test_a_batch_mixes_sizes_and_options_and_isolates_failures(tiny_config, tmp_path):

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from corpus import test_pattern as pattern
 from pixelplexus.imageio import ImageRecord, encode_image
 from pixelplexus.serving.deploy import application, deploy, deployment, load_config, with_http, with_models
 from pixelplexus.serving.proxy import HEADER_TIMEOUT_ENV, JsonErrors
+from support.corpus import pattern
 from test_serve import _tiny_weights
 
 HEADER_TIMEOUT_S = 2.0

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from corpus import test_pattern as pattern
 from pixelplexus.archs.fastgan_arch import NoiseInjection
 from pixelplexus.color import rgb_to_lab
 from pixelplexus.engine import build_networks, train_step
 from pixelplexus.imageio import ImageRecord, resize
 from pixelplexus.metrics import psnr
 from pixelplexus.tasks import TASKS, OptionsError, get_task
+from support.corpus import pattern
 
 
 def record(pixels, alpha=None, fmt="PNG"):

@@ -23,14 +23,13 @@ import torch
 from mlflow import MlflowClient
 from PIL import Image
 
-from corpus import bad_images
-from corpus import test_pattern as pattern
 from pixelplexus.config import TaskConfig, load_config
 from pixelplexus.imageio import ImageRecord
 from pixelplexus.tasks import get_task
 from pixelplexus.training.state import STATE_FILE
 from pixelplexus.training.trainer import TrainJob, TrainResult, run_training
 from pixelplexus.weights import load_generator
+from support.corpus import bad_images, pattern
 
 pytestmark = pytest.mark.slow
 

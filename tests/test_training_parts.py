@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from corpus import test_pattern as pattern
 from pixelplexus.cli import main as cli_main
 from pixelplexus.config import ConfigError, DegradationConfig, ScheduleConfig, load_config
 from pixelplexus.engine import Amp, build_networks, train_step
@@ -19,6 +18,7 @@ from pixelplexus.training.state import EMA, RunState, checkpoint_config, lr_fact
 from pixelplexus.training.tracking import flatten
 from pixelplexus.transforms import degrade
 from pixelplexus.weights import load_generator
+from support.corpus import pattern
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 

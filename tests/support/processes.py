@@ -1,0 +1,56 @@
+"""Processes a test starts: a free port to give a server, waiting until it listens, stopping it with its tree."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(process: subprocess.Popen, port: int, timeout: float = 30) -> None:
+    """Return once something accepts connections on 127.0.0.1:``port``; fail if ``process`` exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"{process.args[0]} did not listen on port {port}") from None
+            time.sleep(0.1)
+
+
+def stop_tree(process: subprocess.Popen, grace: float = 20) -> None:
+    """SIGTERM ``process`` (which stops what it started), then SIGKILL whatever of its tree is left.
+
+    The tree is taken before the signal: Ray's workers start sessions of their own, so the process group
+    alone would miss them, and after the head exits they would be reparented and hard to find.
+    """
+    import psutil
+
+    try:
+        tree = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    for child in tree:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(tree, timeout=10)
