@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -130,6 +129,27 @@ def ray_cluster():
 
 
 @pytest.fixture(scope="session")
+def serve_app(ray_cluster, tmp_path_factory):
+    """The Serve application with tiny models on the session's cluster (:class:`support.serving.ServeApp`):
+    ``serve_app.up()`` → its :class:`~support.serving.Service`. Deployed once for all the tests that use it,
+    and stopped after the last of them in a row (see :func:`pytest_runtest_teardown`)."""
+    from support.serving import ServeApp
+
+    app = ServeApp(tmp_path_factory.mktemp("serve-weights"), TINY, processes.free_port)
+    yield app
+    app.down()
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """Stop the shared Serve application once the next test does not use it, so it does not hold CPUs and
+    memory through the rest of the session (a later test that uses it deploys it again)."""
+    if "serve_app" in item.fixturenames and (nextitem is None or "serve_app" not in nextitem.fixturenames):
+        app = item.funcargs.get("serve_app")
+        if app is not None:
+            app.down()
+
+
+@pytest.fixture(scope="session")
 def free_port():
     """``free_port()`` → a TCP port on 127.0.0.1 that nothing listens on right now."""
     return processes.free_port
@@ -151,7 +171,6 @@ def ray_head(free_port):
     """
     import shutil
     import tempfile
-    import urllib.request
 
     started: list[tuple[subprocess.Popen, str]] = []
 
@@ -182,17 +201,9 @@ def ray_head(free_port):
         )
         started.append((head, ray_tmp))
         url = f"http://127.0.0.1:{dashboard}"
-        deadline = time.monotonic() + 120
-        while True:  # public in every auth mode: KubeRay's probes and submitter use it without a token
-            try:
-                with urllib.request.urlopen(f"{url}/api/gcs_healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return url
-            except OSError:
-                pass
-            if head.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the Ray head did not start (exit code {head.poll()})")
-            time.sleep(0.3)
+        # public in every auth mode: KubeRay's probes and submitter use it without a token
+        processes.wait_for_http(f"{url}/api/gcs_healthz", head, "the Ray head")
+        return url
 
     yield start
     for head, ray_tmp in started:

@@ -1,4 +1,4 @@
-"""Processes a test starts: a free port to give a server, waiting until it listens, stopping it with its tree."""
+"""Processes a test starts: a free port to give a server, waiting until it answers, stopping it with its tree."""
 
 from __future__ import annotations
 
@@ -27,6 +27,24 @@ def wait_for_port(process: subprocess.Popen, port: int, timeout: float = 30) -> 
                 process.kill()
                 raise RuntimeError(f"{process.args[0]} did not listen on port {port}") from None
             time.sleep(0.1)
+
+
+def wait_for_http(url: str, process: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    """Return once ``url`` answers 200; fail, naming ``what``, if ``process`` exits first or after ``timeout``."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start (exit code {process.poll()})")
+        time.sleep(0.3)
 
 
 def stop_tree(process: subprocess.Popen, grace: float = 20) -> None:
