@@ -129,13 +129,22 @@ def ray_cluster():
 
 
 @pytest.fixture(scope="session")
-def serve_app(ray_cluster, tmp_path_factory):
-    """The Serve application with tiny models on the session's cluster (:class:`support.serving.ServeApp`):
+def weights(tmp_path_factory) -> dict[str, str]:
+    """Weights files of the tiny configs (:func:`support.weights.tiny_weights`): "enhance" (×2), "enhance-x4",
+    "colorize", "generate" → path."""
+    from support.weights import tiny_weights
+
+    return tiny_weights(tmp_path_factory.mktemp("weights"), TINY)
+
+
+@pytest.fixture(scope="session")
+def serve_app(ray_cluster, weights):
+    """The Serve application with the tiny models on the session's cluster (:class:`support.serving.ServeApp`):
     ``serve_app.up()`` → its :class:`~support.serving.Service`. Deployed once for all the tests that use it,
     and stopped after the last of them in a row (see :func:`pytest_runtest_teardown`)."""
     from support.serving import ServeApp
 
-    app = ServeApp(tmp_path_factory.mktemp("serve-weights"), TINY, processes.free_port)
+    app = ServeApp(weights, processes.free_port)
     yield app
     app.down()
 

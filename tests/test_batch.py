@@ -22,45 +22,16 @@ from pixelplexus.batch import run as batch_run
 from pixelplexus.batch.locations import Location, LocationError, S3Settings, list_inputs, scan_inputs
 from pixelplexus.batch.manifest import read_manifest
 from pixelplexus.batch.pipeline import ModelWorker
-from pixelplexus.batch.run import BatchRequest, output_key, plan, run_batch
+from pixelplexus.batch.run import output_key, plan, run_batch
 from pixelplexus.cli import main
 from pixelplexus.color import rgb_to_lab
 from pixelplexus.imageio import ImageRecord, decode_image, encode_image, format_for_path, read_image
 from pixelplexus.models import resolve_model
-from pixelplexus.tasks import get_task
-from pixelplexus.weights import save_generator
 from support import corpus
+from support.batch import request, write_folder
 
 PIXELPLEXUS = str(Path(sys.executable).with_name("pixelplexus"))
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """Tiny ×2 enhance and colorize weights files: task → path."""
-    from conftest import TINY
-
-    folder = tmp_path_factory.mktemp("weights")
-    paths = {}
-    for name in ("enhance", "colorize"):
-        torch.manual_seed(0)
-        task = get_task(TINY[name])
-        generator = task.build_generator()
-        paths[name] = save_generator(folder / f"{name}.safetensors", generator, task.weights_info(generator))
-    return paths
-
-
-def request(weights, task, input, output, **kwargs) -> BatchRequest:
-    options = {"enhance": {"tile": None}, "colorize": {"render_size": 32}}[task] | kwargs.pop("options", {})
-    return BatchRequest(
-        task=task,
-        input=str(input),
-        output=str(output),
-        model=resolve_model(str(weights[task]), task),
-        options=options,
-        batch_size=4,
-        **kwargs,
-    )
 
 
 def check_invariant(result, inputs: int) -> None:
@@ -74,12 +45,6 @@ def check_invariant(result, inputs: int) -> None:
     }
     assert len(set(table.column("input_key").to_pylist())) == inputs
     assert all(row["reason"] and row["detail"] for row in table.to_pylist() if row["status"] == "error")
-
-
-def write_folder(root: Path, files: dict[str, bytes]) -> None:
-    for key, data in files.items():
-        (root / key).parent.mkdir(parents=True, exist_ok=True)
-        (root / key).write_bytes(data)
 
 
 # ------------------------------------------------------------------------------------------ without Ray

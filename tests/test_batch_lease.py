@@ -15,13 +15,10 @@ import time
 import boto3
 import pytest
 
-import test_batch
 from pixelplexus.batch.lease import LEASE_KEY, Lease, LeaseHeld, LeaseLost
 from pixelplexus.batch.locations import Location, S3Settings
 from pixelplexus.batch.manifest import read_manifest
 from pixelplexus.cli import main
-
-weights = test_batch.weights  # the tiny models' fixture
 
 
 @pytest.fixture(params=["local", "s3"])

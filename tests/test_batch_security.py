@@ -17,7 +17,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-import test_batch
 from pixelplexus.batch.locations import (
     Location,
     LocationError,
@@ -34,9 +33,7 @@ from pixelplexus.batch.run import plan
 from pixelplexus.cli import main
 from pixelplexus.imageio import ImageDecodeError, decode_image
 from support import corpus
-from test_batch import request, write_folder
-
-weights = test_batch.weights  # the tiny models' fixture
+from support.batch import request, write_folder
 
 PNG = corpus.good_images(size=(12, 10))["png_rgb"].data
 SECRET = b"root:x:0:0:root:/root:/bin/bash\nPIXELPLEXUS-SECRET-7f3a9c41e0\n"

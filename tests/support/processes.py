@@ -1,11 +1,15 @@
-"""Processes a test starts: a free port to give a server, waiting until it answers, stopping it with its tree."""
+"""Processes a test starts: a free port to give a server, waiting until it answers, stopping it with its tree,
+and finding what a Ray instance left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
 import time
+
+import psutil
 
 
 def free_port() -> int:
@@ -53,8 +57,6 @@ def stop_tree(process: subprocess.Popen, grace: float = 20) -> None:
     The tree is taken before the signal: Ray's workers start sessions of their own, so the process group
     alone would miss them, and after the head exits they would be reparented and hard to find.
     """
-    import psutil
-
     try:
         tree = psutil.Process(process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -72,3 +74,21 @@ def stop_tree(process: subprocess.Popen, grace: float = 20) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(tree, timeout=10)
+
+
+def leftovers(ray_root: str, tree: list[psutil.Process]) -> list[str]:
+    """The processes of a Ray instance still running: those of ``tree`` (snapshotted while it ran) and any
+    whose command line names its temp folder ``ray_root``."""
+    alive = {p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if (
+                ray_root in " ".join(process.info["cmdline"] or ())
+                and process.status() != psutil.STATUS_ZOMBIE
+            ):
+                alive.add(process)
+    described = []
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            described.append(f"{process.pid} {' '.join(process.cmdline())[:80]}")
+    return sorted(described)

@@ -5,7 +5,6 @@ over HTTP (test_serve, test_serve_faults); a test that changes it deploys the or
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,24 +41,6 @@ class Service:
         return {model["task"]: model for model in response.json()["models"]}
 
 
-def tiny_weights(folder: Path, tiny: Mapping[str, dict[str, Any]]) -> dict[str, str]:
-    """Weights files of the tiny task configs ``tiny``, and a ×4 enhance: name → path."""
-    from pixelplexus.tasks import get_task
-    from pixelplexus.weights import save_generator
-
-    configs = {name: copy.deepcopy(tiny[name]) for name in ("enhance", "colorize", "generate")}
-    configs["enhance-x4"] = copy.deepcopy(tiny["enhance"])
-    configs["enhance-x4"]["generator"]["args"]["upscale"] = 4
-    weights = {}
-    for name, config in configs.items():
-        task = get_task(config)
-        generator = task.build_generator()
-        weights[name] = str(
-            save_generator(folder / f"{name}.safetensors", generator, task.weights_info(generator))
-        )
-    return weights
-
-
 def small_config(port: int, weights: Mapping[str, str]) -> dict[str, Any]:
     """serve/config.yaml on 127.0.0.1:``port`` with ``weights``: low limits, short deadlines, small replicas."""
     config = with_models(
@@ -86,15 +67,12 @@ class ServeApp:
     """The shared deployment: :meth:`up` deploys it on first use (or again after :meth:`down`), :meth:`down`
     stops Serve. The Ray cluster it runs on is the caller's."""
 
-    def __init__(self, folder: Path, tiny: Mapping[str, dict[str, Any]], free_port: Callable[[], int]):
-        self._folder, self._tiny, self._free_port = folder, tiny, free_port
-        self._weights: dict[str, str] | None = None
+    def __init__(self, weights: Mapping[str, str], free_port: Callable[[], int]):
+        self._weights, self._free_port = dict(weights), free_port
         self._service: Service | None = None
 
     def up(self) -> Service:
         if self._service is None:
-            if self._weights is None:
-                self._weights = tiny_weights(self._folder, self._tiny)
             config = small_config(self._free_port(), self._weights)
             try:
                 deploy(config)
