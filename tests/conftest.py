@@ -68,7 +68,7 @@ def s3_server():
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    processes.wait_for_port(server, port)
+    processes.wait_for_port(port, server, "moto_server", timeout=30)
     yield f"http://127.0.0.1:{port}"
     server.terminate()
     server.wait(timeout=10)

@@ -19,8 +19,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(process: subprocess.Popen, port: int, timeout: float = 30) -> None:
-    """Return once something accepts connections on 127.0.0.1:``port``; fail if ``process`` exits first."""
+def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 90) -> None:
+    """Return once something accepts connections on 127.0.0.1:``port``; fail, naming ``what`` (and killing
+    ``process``), if ``process`` exits first or after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -29,7 +30,7 @@ def wait_for_port(process: subprocess.Popen, port: int, timeout: float = 30) -> 
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"{process.args[0]} did not listen on port {port}") from None
+                raise RuntimeError(f"{what} did not start") from None
             time.sleep(0.1)
 
 
