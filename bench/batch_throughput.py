@@ -120,14 +120,14 @@ def make_inputs(folder: str, n: int, size: int) -> None:
     from pixelplexus.weights import save_generator
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-    from corpus import test_pattern
+    from support.corpus import pattern
 
     task = get_task("enhance")  # default: compact, 64 features, 16 convs, ×4
     generator = task.build_generator()
     save_generator(os.path.join(folder, "enhance.safetensors"), generator, task.weights_info(generator))
     os.makedirs(os.path.join(folder, "in"))
     for i in range(n):
-        Image.fromarray(np.asarray(test_pattern(size, size, seed=i))).save(
+        Image.fromarray(np.asarray(pattern(size, size, seed=i))).save(
             os.path.join(folder, "in", f"{i:05d}.png")
         )
 

@@ -1,12 +1,10 @@
-"""Shared test set-up: tiny task configurations that train in seconds on a CPU, and a real S3 endpoint."""
+"""Shared test fixtures: tiny task configurations that train in seconds on a CPU, a real S3 endpoint, MLflow,
+Ray clusters, and the test images of :mod:`support.corpus`. Plain helpers live in the :mod:`support` package."""
 
 from __future__ import annotations
 
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -15,8 +13,7 @@ import torch
 import yaml
 
 from pixelplexus.config import TASK_NAMES, shipped_config_path
-
-sys.path.insert(0, str(Path(__file__).parent))  # tests/corpus.py is importable as `corpus`
+from support import processes
 
 # The tiny configs that ship with the package (platform/pixelplexus/configs/*-tiny.yaml), as mappings.
 TINY = {task: yaml.safe_load(shipped_config_path(f"{task}-tiny").read_text()) for task in TASK_NAMES}
@@ -36,31 +33,16 @@ def _deterministic_torch():
     yield
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3 server on loopback, as a separate process; yields its endpoint URL."""
-    port = _free_port()
+    port = processes.free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError("moto_server did not start") from None
-            time.sleep(0.1)
+    processes.wait_for_port(port, server, "moto_server", timeout=30)
     yield f"http://127.0.0.1:{port}"
     server.terminate()
     server.wait(timeout=10)
@@ -121,42 +103,45 @@ def ray_cluster():
 
 
 @pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> dict[str, str]:
+    """Weights files of the tiny configs (:func:`support.weights.tiny_weights`): "enhance" (×2), "enhance-x4",
+    "colorize", "generate" → path."""
+    from support.weights import tiny_weights
+
+    return tiny_weights(tmp_path_factory.mktemp("weights"), TINY)
+
+
+@pytest.fixture(scope="session")
+def serve_app(ray_cluster, weights):
+    """The Serve application with the tiny models on the session's cluster (:class:`support.serving.ServeApp`):
+    ``serve_app.up()`` → its :class:`~support.serving.Service`. Deployed once for all the tests that use it,
+    and stopped after the last of them in a row (see :func:`pytest_runtest_teardown`)."""
+    from support.serving import ServeApp
+
+    app = ServeApp(weights, processes.free_port)
+    yield app
+    app.down()
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """Stop the shared Serve application once the next test does not use it, so it does not hold CPUs and
+    memory through the rest of the session (a later test that uses it deploys it again)."""
+    if "serve_app" in item.fixturenames and (nextitem is None or "serve_app" not in nextitem.fixturenames):
+        app = item.funcargs.get("serve_app")
+        if app is not None:
+            app.down()
+
+
+@pytest.fixture(scope="session")
 def free_port():
     """``free_port()`` → a TCP port on 127.0.0.1 that nothing listens on right now."""
-    return _free_port
-
-
-def _stop_tree(process: subprocess.Popen, grace: float = 20) -> None:
-    """SIGTERM ``process`` (which stops what it started), then SIGKILL whatever of its tree is left.
-
-    The tree is taken before the signal: Ray's workers start sessions of their own, so the process group
-    alone would miss them, and after the head exits they would be reparented and hard to find.
-    """
-    import psutil
-
-    try:
-        tree = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        tree = []
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    for child in tree:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(tree, timeout=10)
+    return processes.free_port
 
 
 @pytest.fixture(scope="session")
 def stop_process_tree():
     """``stop_process_tree(popen)``: stop a server this test started, and everything it started."""
-    return _stop_tree
+    return processes.stop_tree
 
 
 @pytest.fixture
@@ -169,7 +154,6 @@ def ray_head(free_port):
     """
     import shutil
     import tempfile
-    import urllib.request
 
     started: list[tuple[subprocess.Popen, str]] = []
 
@@ -200,19 +184,11 @@ def ray_head(free_port):
         )
         started.append((head, ray_tmp))
         url = f"http://127.0.0.1:{dashboard}"
-        deadline = time.monotonic() + 120
-        while True:  # public in every auth mode: KubeRay's probes and submitter use it without a token
-            try:
-                with urllib.request.urlopen(f"{url}/api/gcs_healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return url
-            except OSError:
-                pass
-            if head.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the Ray head did not start (exit code {head.poll()})")
-            time.sleep(0.3)
+        # public in every auth mode: KubeRay's probes and submitter use it without a token
+        processes.wait_for_http(f"{url}/api/gcs_healthz", head, "the Ray head")
+        return url
 
     yield start
     for head, ray_tmp in started:
-        _stop_tree(head)
+        processes.stop_tree(head)
         shutil.rmtree(ray_tmp, ignore_errors=True)

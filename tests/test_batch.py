@@ -18,11 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-import corpus
 from pixelplexus.batch import run as batch_run
 from pixelplexus.batch.manifest import read_manifest
 from pixelplexus.batch.pipeline import Predictor
-from pixelplexus.batch.run import BatchRequest, output_key, plan, run_batch
+from pixelplexus.batch.run import output_key, plan, run_batch
 from pixelplexus.cli import main
 from pixelplexus.color import rgb_to_lab
 from pixelplexus.io.formats import format_for_path
@@ -30,39 +29,11 @@ from pixelplexus.io.images import ImageRecord, decode_image, encode_image, read_
 from pixelplexus.io.locations import Location, LocationError, list_inputs, scan_inputs
 from pixelplexus.io.s3 import S3Settings
 from pixelplexus.references import resolve_model
-from pixelplexus.tasks import get_task
-from pixelplexus.weights import save_generator
+from support import corpus
+from support.batch import request, write_folder
 
 PIXELPLEXUS = str(Path(sys.executable).with_name("pixelplexus"))
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """Tiny ×2 enhance and colorize weights files: task → path."""
-    from conftest import TINY
-
-    folder = tmp_path_factory.mktemp("weights")
-    paths = {}
-    for name in ("enhance", "colorize"):
-        torch.manual_seed(0)
-        task = get_task(TINY[name])
-        generator = task.build_generator()
-        paths[name] = save_generator(folder / f"{name}.safetensors", generator, task.weights_info(generator))
-    return paths
-
-
-def request(weights, task, input, output, **kwargs) -> BatchRequest:
-    options = {"enhance": {"tile": None}, "colorize": {"render_size": 32}}[task] | kwargs.pop("options", {})
-    return BatchRequest(
-        task=task,
-        input=str(input),
-        output=str(output),
-        model=resolve_model(str(weights[task]), task),
-        options=options,
-        batch_size=4,
-        **kwargs,
-    )
 
 
 def check_invariant(result, inputs: int) -> None:
@@ -76,12 +47,6 @@ def check_invariant(result, inputs: int) -> None:
     }
     assert len(set(table.column("input_key").to_pylist())) == inputs
     assert all(row["reason"] and row["detail"] for row in table.to_pylist() if row["status"] == "error")
-
-
-def write_folder(root: Path, files: dict[str, bytes]) -> None:
-    for key, data in files.items():
-        (root / key).parent.mkdir(parents=True, exist_ok=True)
-        (root / key).write_bytes(data)
 
 
 # ------------------------------------------------------------------------------------------ without Ray
@@ -264,7 +229,7 @@ def test_a_killed_model_actor_is_restarted_and_nothing_is_lost(ray_cluster, tmp_
 
 @pytest.mark.slow
 def test_a_large_image_through_tiles_equals_the_untiled_result(ray_cluster, tmp_path, weights):
-    big = ImageRecord(pixels=corpus.test_pattern(100, 90, seed=3))  # several tiles of 40 px each way
+    big = ImageRecord(pixels=corpus.pattern(100, 90, seed=3))  # several tiles of 40 px each way
     write_folder(tmp_path / "in", {"big.png": encode_image(big, "png")})
     radius = resolve_model(str(weights["enhance"]), "enhance").load().receptive_radius
     tiles = {"tile": 8 * radius, "tile_overlap": 4 * radius}  # the overlap covers the receptive field

@@ -15,14 +15,11 @@ import time
 import boto3
 import pytest
 
-import test_batch
 from pixelplexus.batch.lease import LEASE_KEY, Lease, LeaseHeld, LeaseLost
 from pixelplexus.batch.manifest import read_manifest
 from pixelplexus.cli import main
 from pixelplexus.io.locations import Location
 from pixelplexus.io.s3 import S3Settings
-
-weights = test_batch.weights  # the tiny models' fixture
 
 
 @pytest.fixture(params=["local", "s3"])

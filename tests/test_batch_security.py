@@ -17,8 +17,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-import corpus
-import test_batch
 from pixelplexus.batch.manifest import read_manifest
 from pixelplexus.batch.pipeline import StageSettings, new_rows, read_and_decode, safe_detail
 from pixelplexus.batch.run import plan
@@ -34,9 +32,8 @@ from pixelplexus.io.locations import (
     write_output,
 )
 from pixelplexus.io.s3 import S3Settings
-from test_batch import request, write_folder
-
-weights = test_batch.weights  # the tiny models' fixture
+from support import corpus
+from support.batch import request, write_folder
 
 PNG = corpus.good_images(size=(12, 10))["png_rgb"].data
 SECRET = b"root:x:0:0:root:/root:/bin/bash\nPIXELPLEXUS-SECRET-7f3a9c41e0\n"

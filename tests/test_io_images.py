@@ -15,7 +15,6 @@ import pytest
 import tifffile
 from PIL import Image, ImageFile, ImageOps, TiffImagePlugin
 
-import corpus
 from pixelplexus.io.formats import IMAGE_EXTENSIONS, format_for_path
 from pixelplexus.io.images import (
     DEFAULT_MAX_PIXELS,
@@ -28,13 +27,14 @@ from pixelplexus.io.images import (
     write_image_file,
 )
 from pixelplexus.transforms import from_float, resize, to_float
+from support import corpus
 
 GOOD = corpus.good_images()
 BAD = corpus.bad_images()
 
 
 def pattern(bit_depth: int = 8, height: int = 24, width: int = 32) -> np.ndarray:
-    return corpus.test_pattern(height, width, seed=1, bit_depth=bit_depth)
+    return corpus.pattern(height, width, seed=1, bit_depth=bit_depth)
 
 
 def make_record(channels: int = 3, bit_depth: int = 8, with_alpha: bool = False, **fields) -> ImageRecord:

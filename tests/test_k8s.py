@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from k8s_support import (
+from pixelplexus.cli import main
+from pixelplexus.kube import MANIFESTS, SERVE_PORT, render, serve_config
+from support.k8s import (
     CRDS,
     REPO,
     admits,
@@ -33,8 +35,6 @@ from k8s_support import (
     split_image,
     unknown_serve_keys,
 )
-from pixelplexus.cli import main
-from pixelplexus.kube import MANIFESTS, SERVE_PORT, render, serve_config
 
 K8S = REPO / "k8s"
 BUILDS = [

@@ -24,30 +24,10 @@ import psutil
 import pytest
 from PIL import Image
 
-from conftest import TINY
 from pixelplexus import localray
-from pixelplexus.tasks import get_task
-from pixelplexus.weights import save_generator
+from support.processes import leftovers
 
 PIXELPLEXUS = str(Path(sys.executable).with_name("pixelplexus"))
-
-
-def leftovers(ray_root: str, tree: list[psutil.Process]) -> list[str]:
-    """The processes of a Ray instance still running: those of ``tree`` (snapshotted while it ran) and any
-    whose command line names its temp folder ``ray_root``."""
-    alive = {p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
-    for process in psutil.process_iter(["cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            if (
-                ray_root in " ".join(process.info["cmdline"] or ())
-                and process.status() != psutil.STATUS_ZOMBIE
-            ):
-                alive.add(process)
-    described = []
-    for process in alive:
-        with contextlib.suppress(psutil.Error):
-            described.append(f"{process.pid} {' '.join(process.cmdline())[:80]}")
-    return sorted(described)
 
 
 @pytest.fixture
@@ -71,10 +51,7 @@ def kill_all(tree: list[psutil.Process]) -> None:
 
 
 @pytest.mark.slow
-def test_a_killed_batch_driver_leaves_no_ray_process(tmp_path, ray_root):
-    spec = get_task(TINY["enhance"])
-    generator = spec.build_generator()
-    weights = save_generator(tmp_path / "enhance.safetensors", generator, spec.weights_info(generator))
+def test_a_killed_batch_driver_leaves_no_ray_process(tmp_path, ray_root, weights):
     (tmp_path / "in").mkdir()
     rng = np.random.default_rng(0)
     for i in range(24):
@@ -84,7 +61,7 @@ def test_a_killed_batch_driver_leaves_no_ray_process(tmp_path, ray_root):
         str(tmp_path / "in"),
         str(tmp_path / "out"),
         "--model",
-        str(weights),
+        weights["enhance"],
         "--batch-size",
         "2",
     ]

@@ -22,23 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from k8s_support import REPO, build
+from support import processes
+from support.k8s import REPO, build
 
 BIN = Path(sys.executable).parent
-
-
-def _wait_for_http(url: str, process: subprocess.Popen, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (OSError, urllib.error.URLError):
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start (exit code {process.poll()})")
-        time.sleep(0.3)
 
 
 def _request(url: str, *, method: str = "GET", body: dict | None = None, headers=None, auth=None):
@@ -188,7 +175,9 @@ def mlflow_with_basic_auth(tmp_path, free_port, stop_process_tree):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_http(f"{url}/health", server, "mlflow server --app-name basic-auth")  # the probes' path
+        processes.wait_for_http(
+            f"{url}/health", server, "mlflow server --app-name basic-auth"
+        )  # the probes' path
         yield url, admin
     finally:
         stop_process_tree(server)

@@ -1,5 +1,5 @@
 """The Serve application over real HTTP on loopback: serve/config.yaml deployed on the session's Ray
-cluster with tiny models, driven the way a client drives it."""
+cluster with tiny models (:mod:`support.serving`), driven the way a client drives it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import io
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,86 +17,24 @@ import pytest
 import requests
 from PIL import Image
 
-from conftest import TINY
-from corpus import bad_images, good_images
-from corpus import test_pattern as pattern
 from pixelplexus.io.images import ImageRecord, decode_image, encode_image
 from pixelplexus.references import resolve_model
 from pixelplexus.serving.api import API_KEY_ENV
 from pixelplexus.serving.deploy import (
-    application,
     deploy,
     deployment,
-    load_serve_config,
-    with_http,
-    with_models,
     with_user_config,
 )
-from pixelplexus.tasks import get_task, inference_task
-from pixelplexus.weights import save_generator
+from pixelplexus.tasks import inference_task
+from support.corpus import bad_images, good_images, pattern
+from support.serving import MAX_PIXELS, MAX_UPLOAD_BYTES, Service
 
 pytestmark = pytest.mark.slow
 
-CONFIG = Path(__file__).resolve().parents[1] / "serve" / "config.yaml"
-MAX_UPLOAD_BYTES = 256 * 1024
-MAX_PIXELS = 400 * 400
 
-
-@dataclass
-class Service:
-    url: str
-    config: dict[str, Any]  # as deployed
-    weights: dict[str, str]  # "enhance", "enhance-x4", "colorize", "generate" → weights file
-
-    def post(self, path: str, **kwargs) -> requests.Response:
-        return requests.post(self.url + path, timeout=60, **kwargs)
-
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return requests.get(self.url + path, timeout=60, **kwargs)
-
-    def models(self) -> dict[str, dict[str, Any]]:
-        response = self.get("/v1/models")
-        assert response.status_code == 200, response.text
-        return {model["task"]: model for model in response.json()["models"]}
-
-
-def _tiny_weights(folder: Path) -> dict[str, str]:
-    configs = {name: copy.deepcopy(TINY[name]) for name in ("enhance", "colorize", "generate")}
-    configs["enhance-x4"] = copy.deepcopy(TINY["enhance"])
-    configs["enhance-x4"]["generator"]["args"]["upscale"] = 4
-    weights = {}
-    for name, config in configs.items():
-        task = get_task(config)
-        generator = task.build_generator()
-        weights[name] = str(
-            save_generator(folder / f"{name}.safetensors", generator, task.weights_info(generator))
-        )
-    return weights
-
-
-def _small(config: dict[str, Any]) -> dict[str, Any]:
-    """serve/config.yaml scaled to a 2-core test machine: one replica each, low limits."""
-    app = application(config)
-    app["args"] = {"max_upload_bytes": MAX_UPLOAD_BYTES, "max_pixels": MAX_PIXELS}
-    for entry in app["deployments"]:
-        entry["autoscaling_config"].update(min_replicas=1, max_replicas=1)
-        entry["ray_actor_options"]["num_cpus"] = 0.25
-    return config
-
-
-@pytest.fixture(scope="module")
-def service(ray_cluster, free_port, tmp_path_factory):
-    from ray import serve
-
-    weights = _tiny_weights(tmp_path_factory.mktemp("serve-weights"))
-    port = free_port()
-    models = {task: weights[task] for task in ("enhance", "colorize", "generate")}
-    config = _small(with_models(with_http(load_serve_config(CONFIG), host="127.0.0.1", port=port), models))
-    try:
-        deploy(config)
-        yield Service(f"http://127.0.0.1:{port}", config, weights)
-    finally:
-        serve.shutdown()
+@pytest.fixture
+def service(serve_app) -> Service:
+    return serve_app.up()
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from corpus import test_pattern as pattern
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.references import resolve_model
 from pixelplexus.serving.deployments import InferenceRequest, load_model, predict_requests
 from pixelplexus.tasks import OptionsError, get_task
 from pixelplexus.weights import save_generator
+from support.corpus import pattern
 
 
 def test_a_batch_mixes_sizes_and_options_and_isolates_failures(tiny_config, tmp_path):

@@ -17,10 +17,7 @@ import psutil
 import pytest
 import requests
 
-from conftest import TINY
-from pixelplexus.tasks import get_task
-from pixelplexus.weights import save_generator
-from test_local_ray import leftovers
+from support.processes import leftovers
 
 PIXELPLEXUS = str(Path(sys.executable).with_name("pixelplexus"))
 CONFIG = str(Path(__file__).resolve().parents[1] / "serve" / "config.yaml")
@@ -53,13 +50,11 @@ def test_serve_refuses_bad_arguments(tmp_path, flags, message):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_serve_runs_until_interrupted_and_leaves_nothing_behind(tmp_path, free_port, stop):
+def test_serve_runs_until_interrupted_and_leaves_nothing_behind(free_port, weights, stop):
     """Started as a script's background job (``setsid pixelplexus serve … &``: SIGINT ignored, a session of
     its own), the service still stops on SIGINT and on SIGTERM within 15 s, and no process of its Ray
     instance (raylet, GCS, agents, workers, replicas) outlives it."""
-    spec = get_task(TINY["enhance"])
-    generator = spec.build_generator()
-    path = save_generator(tmp_path / "enhance.safetensors", generator, spec.weights_info(generator))
+    path = weights["enhance"]
     overrides = ["--model", f"enhance={path}"]  # colorize and generate: the bundled defaults
     port = free_port()
     ray_root = tempfile.mkdtemp(prefix="pp-serve-")  # short: Ray's socket paths live under it

@@ -10,64 +10,34 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import pytest
 import requests
 
-from corpus import test_pattern as pattern
 from pixelplexus.io.images import ImageRecord, encode_image
 from pixelplexus.serving.deploy import (
     application,
     deploy,
     deployment,
     load_serve_config,
-    with_http,
-    with_models,
 )
-from pixelplexus.serving.proxy import HEADER_TIMEOUT_ENV, JsonErrors
-from test_serve import _tiny_weights
+from pixelplexus.serving.proxy import JsonErrors
+from support.corpus import pattern
+from support.serving import CONFIG, HEADER_TIMEOUT_S, READ_TIMEOUT_S, UPLOAD_TIMEOUT_S
 
-HEADER_TIMEOUT_S = 2.0
-READ_TIMEOUT_S = 2.0
-UPLOAD_TIMEOUT_S = 4.0
 SLACK_S = 3.0  # a loaded 2-core machine
-CONFIG = Path(__file__).resolve().parents[1] / "serve" / "config.yaml"
 IMAGE = encode_image(ImageRecord(pixels=pattern(24, 24, seed=1)), "PNG")
 
 
-def _config(port: int, weights: dict[str, str]) -> dict:
-    config = with_models(
-        with_http(load_serve_config(CONFIG), host="127.0.0.1", port=port),
-        {task: weights[task] for task in ("enhance", "colorize", "generate")},
-    )
-    config["controller_options"]["runtime_env"]["env_vars"][HEADER_TIMEOUT_ENV] = str(HEADER_TIMEOUT_S)
-    application(config)["args"].update(read_timeout_s=READ_TIMEOUT_S, upload_timeout_s=UPLOAD_TIMEOUT_S)
-    for entry in application(config)["deployments"]:
-        replicas = 2 if entry["name"] == "ingress" else 1  # serve/config.yaml's minimum for the ingress
-        entry["autoscaling_config"].update(min_replicas=replicas, max_replicas=replicas)
-        entry["ray_actor_options"]["num_cpus"] = 0.25
-    # requests wait 0.1 s in the enhance replica for a batch: a kill always finds some inside
-    deployment(config, "enhance")["user_config"]["batch_wait_timeout_s"] = 0.1
-    return config
+@pytest.fixture
+def deployed(serve_app):
+    """The deployed config (:func:`support.serving.small_config`: two ingress replicas, short deadlines)."""
+    return serve_app.up().config
 
 
-@pytest.fixture(scope="module")
-def deployed(ray_cluster, free_port, tmp_path_factory):
-    """The deployed config."""
-    from ray import serve
-
-    config = _config(free_port(), _tiny_weights(tmp_path_factory.mktemp("serve-weights")))
-    try:
-        deploy(config)
-        yield config
-    finally:
-        serve.shutdown()
-
-
-@pytest.fixture(scope="module")
-def url(deployed):
-    return f"http://127.0.0.1:{deployed['http_options']['port']}"
+@pytest.fixture
+def url(serve_app):
+    return serve_app.up().url
 
 
 def _replicas(deployment_name: str) -> list[str]:

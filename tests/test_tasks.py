@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from corpus import test_pattern as pattern
 from pixelplexus.archs.fastgan_arch import NoiseInjection
 from pixelplexus.color import rgb_to_lab
 from pixelplexus.io.images import ImageRecord
@@ -12,6 +11,7 @@ from pixelplexus.metrics import psnr
 from pixelplexus.tasks import TASKS, OptionsError, get_task, inference_task
 from pixelplexus.training.step import build_networks, train_step
 from pixelplexus.transforms import resize
+from support.corpus import pattern
 
 
 def record(pixels, alpha=None, fmt="PNG"):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,14 +22,14 @@ import torch
 from mlflow import MlflowClient
 from PIL import Image
 
-from corpus import bad_images
-from corpus import test_pattern as pattern
 from pixelplexus.config import TaskConfig, shipped_config, shipped_config_path
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.tasks import get_task
 from pixelplexus.training.state import STATE_FILE
 from pixelplexus.training.trainer import TrainJob, TrainResult, run_training
 from pixelplexus.weights import load_generator
+from support import processes
+from support.corpus import bad_images, pattern
 
 pytestmark = pytest.mark.slow
 
@@ -224,19 +223,6 @@ def test_a_killed_worker_restarts_from_the_latest_checkpoint(
     assert resumed_at[0].value == 0 and max(m.value for m in resumed_at) >= 10, resumed_at
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"{what} did not start") from None
-            time.sleep(0.2)
-
-
 def test_training_against_a_remote_mlflow_server_with_artifacts_on_s3(
     s3_bucket, tmp_path, images, ray_cluster, monkeypatch, free_port
 ):
@@ -262,7 +248,7 @@ def test_training_against_a_remote_mlflow_server_with_artifacts_on_s3(
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for_port(port, server, "mlflow server")
+        processes.wait_for_port(port, server, "mlflow server")
         uri = f"http://127.0.0.1:{port}"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)  # for models:/ lookups in this process

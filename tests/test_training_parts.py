@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from corpus import test_pattern as pattern
 from pixelplexus.cli import main as cli_main
 from pixelplexus.config import (
     ConfigError,
@@ -26,6 +25,7 @@ from pixelplexus.training.step import Amp, build_networks, train_step
 from pixelplexus.training.tracking import flatten
 from pixelplexus.transforms import degrade
 from pixelplexus.weights import load_generator
+from support.corpus import pattern
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 TINY_CONFIGS = [shipped_config_path(f"{task}-tiny") for task in ("enhance", "colorize", "generate")]

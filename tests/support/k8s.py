@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("PIXELPLEXUS_SHARED", REPO.parent / "shared"))
 CRDS = SHARED / "kuberay-crds"
 RAY_KINDS = {"RayCluster": "rayclusters", "RayJob": "rayjobs", "RayService": "rayservices"}

@@ -2,7 +2,7 @@
 
 Any test suite can use it (batch over S3, serving, training)::
 
-    import corpus
+    from support import corpus
 
     for name, image in corpus.good_images().items():
         bucket.put_object(Key=f"in/{name}{image.extension}", Body=image.data)
@@ -34,9 +34,9 @@ __all__ = [
     "bad_images",
     "bomb_png",
     "good_images",
+    "pattern",
     "png16_bytes",
     "srgb_profile",
-    "test_pattern",
     "tiff16_bytes",
 ]
 
@@ -94,7 +94,7 @@ class BadImage:
 # The pattern
 
 
-def test_pattern(height: int, width: int, seed: int = 0, *, bit_depth: int = 8) -> np.ndarray:
+def pattern(height: int, width: int, seed: int = 0, *, bit_depth: int = 8) -> np.ndarray:
     """An H×W×3 photo-like test image: smooth gradients, a few hard-edged shapes, fine stripes and grain.
 
     Deterministic from ``seed``; not symmetric under any flip or rotation (so orientation mistakes show).
@@ -125,9 +125,6 @@ def test_pattern(height: int, width: int, seed: int = 0, *, bit_depth: int = 8) 
     image += rng.normal(0, 0.01, image.shape)  # film grain
     top_value = 255 if bit_depth == 8 else 65535
     return np.rint(np.clip(image, 0, 1) * top_value).astype(np.uint8 if bit_depth == 8 else np.uint16)
-
-
-test_pattern.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, despite its name
 
 
 def srgb_profile() -> bytes:
@@ -299,8 +296,8 @@ def _stored_for_orientation(displayed: np.ndarray, orientation: int) -> np.ndarr
 def good_images(seed: int = 0, size: tuple[int, int] = (48, 40)) -> dict[str, GoodImage]:
     """name → :class:`GoodImage`: every format and mode the decoder must handle. ``size`` is (width, height)."""
     width, height = size
-    rgb = test_pattern(height, width, seed)
-    rgb16 = test_pattern(height, width, seed, bit_depth=16)
+    rgb = pattern(height, width, seed)
+    rgb16 = pattern(height, width, seed, bit_depth=16)
     gray = _gray(rgb)
     gray16 = (rgb16[..., :1].astype(np.uint32) * 3 // 4 + rgb16[..., 1:2] // 4).astype(np.uint16)
     ramp = np.linspace(0, 255, width, dtype=np.float64)
@@ -493,10 +490,10 @@ def _key_alpha(pixels: np.ndarray, key: np.ndarray | int) -> np.ndarray:
 
 def bad_images(seed: int = 0) -> dict[str, BadImage]:
     """name → :class:`BadImage`: files that must be refused, each with the extension it pretends to have."""
-    rgb = test_pattern(64, 64, seed)
+    rgb = pattern(64, 64, seed)
     jpeg = _save(Image.fromarray(rgb), "JPEG", quality=90)
     png = _save(Image.fromarray(rgb), "PNG")
-    png16 = png16_bytes(test_pattern(64, 64, seed, bit_depth=16))
+    png16 = png16_bytes(pattern(64, 64, seed, bit_depth=16))
     idat = png.index(b"IDAT") + 4
     broken_zlib = png[:idat] + b"\xff\xff" + png[idat + 2 :]  # invalid zlib header in the pixel data
     float_tiff = _save(Image.fromarray(rgb[..., 0].astype(np.float32) / 255), "TIFF")
