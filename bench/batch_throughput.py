@@ -37,9 +37,9 @@ mode, folder, n, batch, threads, device = sys.argv[1], Path(sys.argv[2]), int(sy
 sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 torch.set_num_threads(threads)
 from pixelplexus.references import resolve_model
-from pixelplexus.tasks import get_task
+from pixelplexus.tasks import inference_task
 model = resolve_model(str(folder / "enhance.safetensors"), "enhance")
-task = get_task("enhance")
+task = inference_task(model.info)
 options = task.parse_options(tile=None)
 files = sorted((folder / "in").glob("*.png"))[:n]
 

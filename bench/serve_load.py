@@ -139,7 +139,7 @@ def main() -> None:
         with_models,
         with_user_config,
     )
-    from pixelplexus.tasks import get_task
+    from pixelplexus.tasks import inference_task
 
     cores = os.cpu_count() or 1
     device = "cuda" if args.gpu else "cpu"
@@ -150,8 +150,8 @@ def main() -> None:
         weights = fresh_weights(Path(folder), {"enhance": args.enhance_config} if args.enhance_config else {})
         if args.model:
             weights["enhance"] = args.model
-        task = get_task("enhance")
-        generator = resolve_model(weights["enhance"], "enhance").load(device)
+        model = resolve_model(weights["enhance"], "enhance")
+        task, generator = inference_task(model.info), model.load(device)
         direct(task, generator, data, 3, device)  # warm-up
 
         port = free_port()

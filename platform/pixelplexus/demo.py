@@ -38,9 +38,10 @@ from PIL import Image
 from pixelplexus.config import TASK_NAMES, TaskConfig, shipped_config
 from pixelplexus.io.images import ImageRecord, read_image_file, write_image_file
 from pixelplexus.metrics import psnr
+from pixelplexus.options import parse_options
 from pixelplexus.photos import PHOTOS, sample_photos
 from pixelplexus.references import ModelReferenceError, ResolvedModel, resolve_model
-from pixelplexus.tasks import get_task
+from pixelplexus.tasks import inference_task
 from pixelplexus.transforms import resize
 from pixelplexus.visual import as_rgb8, image_grid
 
@@ -245,7 +246,7 @@ def _batch(task: str, source: Path, target: Path, model: ResolvedModel, log: Log
         input=str(source),
         output=str(target),
         model=model,
-        options=get_task(task).parse_options({}).model_dump(),
+        options=parse_options(task).model_dump(),
         format="png",  # lossless outputs: the PSNR is the model's, not the encoder's
         overwrite=True,  # a rerun applies the models given now
     )
@@ -257,7 +258,7 @@ def _batch(task: str, source: Path, target: Path, model: ResolvedModel, log: Log
 
 def _generate(model: ResolvedModel, path: Path) -> Path:
     """Rows of new images: plain seeds, the first seeds again with truncation 0.7, and a slerp walk."""
-    task = get_task("generate")
+    task = inference_task(model.info)
     generator = model.load()
     plain = task.predict(generator, list(range(SEEDS)))
     truncated = task.predict(generator, list(range(8)), {"truncation": 0.7})
