@@ -63,6 +63,14 @@ def test_flags_override_the_config_file():
     assert config.train.max_steps == 7 and config.train.log_every == 3
     assert config.losses.adversarial_weight == 0.5 and config.optim.betas == (0.5, 0.9)
     assert build_config(parse("colorize", "--data", "x")).generator.args["num_downs"] == 8  # built-in default
+    by_name = build_config(
+        parse("enhance", "--data", "x", "--config", "enhance-tiny")
+    )  # a shipped config's name
+    assert by_name == build_config(
+        parse("enhance", "--data", "x", "--config", str(shipped_config_path("enhance-tiny")))
+    )
+    with pytest.raises(ConfigError, match="config file not found: enhance-huge"):
+        build_config(parse("enhance", "--data", "x", "--config", "enhance-huge"))
 
 
 @pytest.mark.parametrize(

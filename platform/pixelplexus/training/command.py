@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import yaml
 
-from pixelplexus.config import TASK_NAMES, ConfigError, TaskConfig, load_config
+from pixelplexus.config import (
+    TASK_NAMES,
+    ConfigError,
+    TaskConfig,
+    load_config,
+    shipped_config,
+    shipped_config_names,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -16,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="training images: a local folder or s3://bucket/prefix")
     parser.add_argument(
         "--config",
-        help="task config YAML (see jobs/configs/ and the tiny ones in pixelplexus/configs/; default: the task's built-in config, sized for GPUs)",
+        help="task config: a YAML file (see jobs/configs/) or the name of one shipped with the package "
+        f"({', '.join(shipped_config_names())}); default: the task's built-in config, sized for GPUs",
     )
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: 1)")
     parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (default: 0)")
@@ -65,7 +74,14 @@ def build_config(args: argparse.Namespace) -> TaskConfig:
     """The task config from ``--config`` (or the checkpoint being resumed, or the task default) and flags."""
     from pixelplexus.tasks import TASKS
 
-    if args.config:
+    if args.config and not Path(args.config).exists() and args.config in shipped_config_names():
+        config = shipped_config(args.config)
+    elif args.config:
+        if not Path(args.config).exists():
+            raise ConfigError(
+                f"config file not found: {args.config} (nor is it the name of a shipped config: "
+                f"{', '.join(shipped_config_names())})"
+            )
         config = load_config(args.config)
     elif args.resume:
         config = _resumed_config(args)
