@@ -54,8 +54,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from pixelplexus import __version__
-from pixelplexus.io.formats import FORMAT_ALIASES as _FORMAT_ALIASES
-from pixelplexus.io.formats import MEDIA_TYPES as _MEDIA_TYPES
+from pixelplexus.io.formats import ENCODE_FORMATS, MEDIA_TYPES, writable_format
 from pixelplexus.io.images import (
     ImageDecodeError,
     ImageRecord,
@@ -265,9 +264,9 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
             raise ApiError(422, "invalid_parameters", str(getattr(exc, "cause", exc))) from None
 
     async def image_response(record: ImageRecord, fmt: str | None) -> Response:
-        fmt = fmt or (record.format if record.format in _MEDIA_TYPES else "PNG")
+        fmt = fmt or (record.format if record.format in ENCODE_FORMATS else "PNG")
         body = await run_in_threadpool(encode_image, record, fmt)
-        return Response(body, media_type=_MEDIA_TYPES[fmt])
+        return Response(body, media_type=MEDIA_TYPES[fmt])
 
     # ------------------------------------------------------------------------------------------ routes
     @app.post("/v1/enhance", openapi_extra=_IMAGE_BODY, response_class=Response)
@@ -377,9 +376,8 @@ def output_format(requested: str | None) -> str | None:
     """The encoder's name for a ``format`` parameter (None: the upload's own format)."""
     if requested is None:
         return None
-    name = requested.strip().lstrip(".").upper()
-    name = _FORMAT_ALIASES.get(name, name)
-    if name not in _MEDIA_TYPES:
+    name = writable_format(requested)
+    if name is None:
         raise ApiError(
             422, "invalid_parameters", f"format={requested!r}: use one of png, jpeg, webp, tiff, bmp"
         )
