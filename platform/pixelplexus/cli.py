@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import yaml
 
@@ -55,24 +56,68 @@ def _cmd_archs(args: argparse.Namespace) -> int:
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
     from pixelplexus.references import bundled_models
-    from pixelplexus.weights import read_info
+    from pixelplexus.weights import WeightsError, read_info, weights_file
 
-    for name, path in sorted(bundled_models().items()):
-        info = read_info(path.read_bytes())
+    entries = sorted(bundled_models().items())
+    for given in args.paths:
+        path = Path(given)
+        found = sorted(path.rglob("*.safetensors")) if path.is_dir() else [path]
+        entries += [(str(f), f) for f in found]
+    status = 0
+    for name, path in entries:
+        try:
+            info = read_info(weights_file(path, name).read_bytes())
+        except (WeightsError, FileNotFoundError) as exc:
+            print(f"pixelplexus models list: {exc}", file=sys.stderr)
+            status = 2
+            continue
         scale = f"x{info.scale}" if info.scale else "-"
-        print(f"{name:16s} {info.task:9s} {info.arch:20s} {scale:3s} {path.stat().st_size / 2**20:5.1f} MiB")
-    return 0
+        size = f"{path.stat().st_size / 2**20:5.1f} MiB"
+        origin = info.extra.get("source", {}).get("format", "")
+        print(f"{name:16s} {info.task:9s} {info.arch:20s} {scale:3s} {size} {origin}".rstrip())
+        if info.extra.get("license"):
+            print(f"{'':16s} license: {info.extra['license']}")
+    return status
 
 
 def _cmd_models_export(args: argparse.Namespace) -> int:
-    from pixelplexus.references import ModelReferenceError, export_model
+    from pixelplexus.community.importer import export_basicsr
+    from pixelplexus.references import ModelReferenceError, export_model, resolve_model
 
     try:
-        resolved = export_model(args.reference, args.task, args.dest)
+        if args.format == "basicsr":
+            resolved = resolve_model(args.reference, args.task)
+            export_basicsr(resolved.load(), resolved.info, args.dest)
+        else:
+            resolved = export_model(args.reference, args.task, args.dest)
     except ModelReferenceError as exc:
         print(f"pixelplexus models export: {exc}", file=sys.stderr)
         return 2
     print(f"{args.dest}: {resolved.describe()}")
+    return 0
+
+
+def _cmd_models_import(args: argparse.Namespace) -> int:
+    from pixelplexus.community.importer import import_weights
+    from pixelplexus.weights import WeightsError
+
+    try:
+        info = import_weights(
+            args.source,
+            args.dest,
+            task=args.task,
+            scale=args.scale,
+            name=args.name,
+            license_text=args.license,
+            border_pad=args.border_pad,
+        )
+    except WeightsError as exc:
+        print(f"pixelplexus models import: {exc}; nothing was written", file=sys.stderr)
+        return 2
+    args_text = ", ".join(f"{k}={v}" for k, v in info.args.items())
+    print(
+        f"{args.dest}: {info.extra['name']}, {info.arch}({args_text}), x{info.scale}, from {info.extra['source']['format']}"
+    )
     return 0
 
 
@@ -116,9 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     archs = sub.add_parser("archs", help="list the network architectures")
     archs.set_defaults(func=_cmd_archs)
 
-    models = sub.add_parser("models", help="list the bundled models; export any model's weights to a file")
+    models = sub.add_parser(
+        "models", help="list models; import the community's weights; export any model's weights to a file"
+    )
     models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    models_sub.add_parser("list", help="the bundled models").set_defaults(func=_cmd_models_list)
+    listing = models_sub.add_parser("list", help="the bundled models, and the weights files given")
+    listing.add_argument("paths", nargs="*", metavar="PATH", help="weights files or folders to list as well")
+    listing.set_defaults(func=_cmd_models_list)
     export = models_sub.add_parser(
         "export",
         help="check a model reference and write its weights file to DEST "
@@ -129,7 +178,39 @@ def build_parser() -> argparse.ArgumentParser:
         "reference", help="bundled name, weights file, s3://bucket/key or MLflow models:/ URI"
     )
     export.add_argument("dest", help="the weights file to write")
+    export.add_argument(
+        "--format",
+        choices=("pixelplexus", "basicsr"),
+        default="pixelplexus",
+        help="pixelplexus: a safetensors weights file (default); basicsr: a .pth state dict "
+        "({'params_ema': …}) that BasicSR, Real-ESRGAN and chaiNNer load",
+    )
     export.set_defaults(func=_cmd_models_export)
+    importing = models_sub.add_parser(
+        "import",
+        help="turn a Real-ESRGAN / BasicSR / ESRGAN checkpoint or an ncnn model into a weights file",
+        description="Recognise RRDBNet, SRVGGNetCompact and MSRResNet weights (.pth/.pt loaded with "
+        "weights_only=True, .safetensors, or an ncnn .param + .bin pair) and write a PixelPlexus weights "
+        "file that every --model accepts. Nothing is written when the file is refused.",
+    )
+    importing.add_argument(
+        "source", help="a .pth/.pt/.safetensors checkpoint, or an ncnn .param or .bin file"
+    )
+    importing.add_argument("dest", help="the weights file to write (.safetensors)")
+    importing.add_argument("--task", choices=("enhance",), default="enhance", help="the model's task")
+    importing.add_argument(
+        "--scale", type=int, choices=(1, 2, 3, 4), help="the scale the model must have (default: as detected)"
+    )
+    importing.add_argument("--name", help="the model's name in listings (default: the source file's stem)")
+    importing.add_argument("--license", help="license or attribution text stored with the weights")
+    importing.add_argument(
+        "--border-pad",
+        type=int,
+        default=10,
+        help="input pixels mirrored at each border before the network runs, as Real-ESRGAN's runtimes do "
+        "(default: 10; 0: none)",
+    )
+    importing.set_defaults(func=_cmd_models_import)
 
     # Each layer registers its own commands; their modules import Ray and torch only when a command runs.
     from pixelplexus.batch.command import add_parsers as add_batch

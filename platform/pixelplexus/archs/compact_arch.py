@@ -35,8 +35,11 @@ class CompactSR(nn.Module):
     Every output pixel depends only on the LR pixels within ``receptive_radius`` (= num_conv + 2, one per
     3x3 conv) of the LR pixel it comes from, so tiles overlapped by that many LR pixels stitch seamlessly.
 
-    Input: N x num_in_ch x H x W (images in [0, 1]); output: N x num_out_ch x (H*upscale) x (W*upscale),
-    not clamped.
+    With ``out_scale`` below ``upscale``, the ×upscale result is resized bicubically to ×out_scale, as the ncnn
+    builds of ``realesr-animevideov3-x2``/``-x3`` do with the ×4 network (the resize adds 2 LR pixels of reach).
+
+    Input: N x num_in_ch x H x W (images in [0, 1]); output: N x num_out_ch x (H*s) x (W*s) with
+    s = out_scale (or upscale), not clamped.
 
     Args:
         num_in_ch (int): Channels of the input image. Default: 3.
@@ -46,6 +49,8 @@ class CompactSR(nn.Module):
         num_conv (int): Number of 3x3 convs between the head and the tail conv. Default: 16.
         upscale (int): Upscale factor, one of 1, 2, 3, 4. Default: 4.
         act (str): Activation: "prelu" (per channel), "relu" or "lrelu" (slope 0.1). Default: "prelu".
+        out_scale (int | None): Final scale, at most ``upscale``, reached by a bicubic resize of the
+            ×upscale output; None keeps ×upscale. Default: None.
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class CompactSR(nn.Module):
         num_conv: int = 16,
         upscale: int = 4,
         act: str = "prelu",
+        out_scale: int | None = None,
     ) -> None:
         super().__init__()
         check_int("num_in_ch", num_in_ch)
@@ -69,7 +75,10 @@ class CompactSR(nn.Module):
                 f"CompactSR adds the upsampled input to its output, so num_out_ch ({num_out_ch}) must equal "
                 f"num_in_ch ({num_in_ch})"
             )
+        if out_scale is not None:
+            check_choice("out_scale", out_scale, [s for s in ENHANCE_SCALES if s <= upscale])
         self.upscale = upscale
+        self.out_scale = upscale if out_scale is None else out_scale
         self.num_conv = num_conv
 
         self.body = nn.ModuleList([nn.Conv2d(num_in_ch, num_feat, 3, 1, 1), _activation(act, num_feat)])
@@ -81,13 +90,18 @@ class CompactSR(nn.Module):
 
     @property
     def receptive_radius(self) -> int:
-        """LR pixels on each side an output pixel depends on: one per 3x3 conv (num_conv + 2)."""
-        return self.num_conv + 2
+        """LR pixels on each side an output pixel depends on: one per 3x3 conv (num_conv + 2), plus the
+        bicubic kernel's reach when ``out_scale`` resizes."""
+        return self.num_conv + 2 + (2 if self.out_scale != self.upscale else 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x
         for layer in self.body:
             out = layer(out)
         out = self.upsampler(out)
-        base = F.interpolate(x, scale_factor=self.upscale, mode="nearest")
-        return out + base
+        out = out + F.interpolate(x, scale_factor=self.upscale, mode="nearest")
+        if self.out_scale != self.upscale:
+            out = F.interpolate(
+                out, scale_factor=self.out_scale / self.upscale, mode="bicubic", align_corners=False
+            )
+        return out

@@ -3,7 +3,9 @@
 Training pairs are HR crops and their bicubic-downscaled LR (the standard SR protocol). Losses: pixel
 (L1/MSE/Charbonnier), VGG perceptual (Ledig et al. 2017), EnhanceNet patch-wise texture (Sajjadi et al.
 2017) and adversarial (SRGAN's, or ESRGAN's relativistic average). Inference works in RGB [0, 1]; gray
-images come back gray, 16-bit images 16-bit, and alpha is upscaled alongside.
+images come back gray, 16-bit images 16-bit, and alpha is upscaled alongside. A weights file may ask for
+``border_pad`` input pixels to be mirrored at the borders before the network runs (imported Real-ESRGAN
+models: 10, as their own runtimes do); the output is cropped back.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pixelplexus.config import ConfigError, LossConfig, NetworkSpec, OptimConfig, TaskConfig
@@ -20,6 +23,7 @@ from pixelplexus.metrics import psnr, ssim
 from pixelplexus.options import EnhanceOptions, OptionsError
 from pixelplexus.tasks.base import Evaluation, Logs, Task, rgb_float
 from pixelplexus.tiling import tiled_forward
+from pixelplexus.weights import WeightsInfo
 from pixelplexus.transforms import (
     center_crop,
     degrade,
@@ -35,6 +39,13 @@ from pixelplexus.transforms import (
 class EnhanceTask(Task):
     name = "enhance"
     Options = EnhanceOptions
+    border_pad: int = 0  # input pixels mirrored at each border before the network runs
+
+    @classmethod
+    def for_inference(cls, info: WeightsInfo) -> EnhanceTask:
+        task = super().for_inference(info)
+        task.border_pad = int(info.extra.get("border_pad", 0))
+        return task
 
     def __init__(self, config=None):
         super().__init__(config)
@@ -57,8 +68,10 @@ class EnhanceTask(Task):
 
     @property
     def scale(self) -> int:
-        """The generator's upscale factor (of the training config, or of the weights file's metadata)."""
-        return int(self.generator_spec.args.get("upscale", 4))
+        """The generator's output scale (of the training config, or of the weights file's metadata): its
+        ``upscale``, or ``out_scale`` where a network resizes its ×upscale result (imported ncnn models)."""
+        args = self.generator_spec.args
+        return int(args.get("out_scale") or args.get("upscale", 4))
 
     # --------------------------------------------------------------------------------------------- data
     def training_sample(self, rgb: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -108,10 +121,16 @@ class EnhanceTask(Task):
         return torch.from_numpy(to_chw(rgb_float(item)))
 
     def run(self, generator: nn.Module, x: Tensor, options: EnhanceOptions) -> Tensor:
+        pad = min(self.border_pad, x.shape[-2] - 1, x.shape[-1] - 1)  # reflection needs pad < size
+        if pad > 0:
+            x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
         if options.tile:
             y = tiled_forward(generator, x, tile=options.tile, overlap=options.tile_overlap, scale=self.scale)
         else:
             y = generator(x)
+        if pad > 0:
+            crop = pad * self.scale
+            y = y[..., crop:-crop, crop:-crop]
         return y.clamp_(0.0, 1.0)
 
     def finish(self, y: Tensor, item: ImageRecord, options: EnhanceOptions) -> ImageRecord:
