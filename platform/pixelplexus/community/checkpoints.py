@@ -119,7 +119,7 @@ def _flat_state(loaded: object, name: str) -> dict[str, torch.Tensor]:
             )
         if not isinstance(value, torch.Tensor):
             raise WeightsError(
-                f"{name}: entry {key_label(key)} is a {type(value).__name__}, not a tensor; a state dict holds "
+                f"{name}: entry {key_label(key)} is of type {type(value).__name__}, not a tensor; a state dict holds "
                 "tensors only"
             )
         tensors[key] = value
