@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ENHANCE_SCALES, check_choice, check_int, scaled_kaiming_init
+from .blocks import ENHANCE_SCALES, check_choice, check_int, pad_to_multiple, scaled_kaiming_init
 
 UNSHUFFLE_FACTORS = (1, 2, 4)
 """Pixel-unshuffle factors of RRDBNet's input (BasicSR: 2 for its x2 models, 4 for x1)."""
@@ -126,10 +126,16 @@ class RRDBNet(nn.Module):
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(negative_slope=0.2)
 
+    @property
+    def input_multiple(self) -> int:
+        """Inputs whose sides are multiples of this run unpadded; tiles of an image must start at multiples of
+        it to see the pixel-unshuffle grid the whole image does."""
+        return self.unshuffle
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         if self.unshuffle > 1:
-            x = F.pixel_unshuffle(self._pad_to_multiple(x), self.unshuffle)
+            x = F.pixel_unshuffle(pad_to_multiple(x, self.unshuffle), self.unshuffle)
         feat = self.conv_first(x)
         body_feat = self.conv_body(self.body(feat))
         feat = feat + body_feat
@@ -140,13 +146,3 @@ class RRDBNet(nn.Module):
             feat = self.lrelu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")))
         out = self.conv_last(self.lrelu(self.conv_hr(feat)))
         return out[..., : height * self.upscale, : width * self.upscale]  # drops the padding, if any
-
-    def _pad_to_multiple(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` reflect-padded at the bottom and right to multiples of ``unshuffle``."""
-        height, width = x.shape[-2:]
-        pad_h, pad_w = -height % self.unshuffle, -width % self.unshuffle
-        if not (pad_h or pad_w):
-            return x
-        # reflect needs each pad shorter than its side; tiny sides are replicated instead
-        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
