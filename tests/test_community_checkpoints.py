@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,94 +33,60 @@ from support.third_party import (
     old_basicsr_msrresnet_names,
 )
 
+RGB = dict(num_in_ch=3, num_out_ch=3)
 RRDB = dict(num_feat=8, num_block=2, num_grow_ch=4)
-# name: (the original network, its state in the published layout, detected layout, arch, args)
-LAYOUTS = {
-    "basicsr-rrdbnet-x4": (
-        lambda: BasicSRRRDBNet(scale=4, **RRDB),
+MSR = dict(num_feat=8, num_block=2)
+# name: (the original network, renaming to its published layout or None, detected layout, arch, args)
+LAYOUTS: dict[str, tuple] = {}
+for s, unshuffle in ((4, 1), (2, 2), (1, 4)):  # x2 is RealESRGAN_x2plus's layout
+    args = RGB | RRDB | {"upscale": s} | ({"unshuffle": unshuffle} if unshuffle > 1 else {})
+    LAYOUTS[f"basicsr-rrdbnet-x{s}"] = (
+        partial(BasicSRRRDBNet, scale=s, **RRDB),
         None,
         "BasicSR RRDBNet",
         "rrdbnet",
-        dict(num_in_ch=3, num_out_ch=3, **RRDB, upscale=4),
-    ),
-    "realesrgan-x2plus": (
-        lambda: BasicSRRRDBNet(scale=2, **RRDB),
-        None,
-        "BasicSR RRDBNet",
-        "rrdbnet",
-        dict(num_in_ch=3, num_out_ch=3, **RRDB, upscale=2, unshuffle=2),
-    ),
-    "basicsr-rrdbnet-x1": (
-        lambda: BasicSRRRDBNet(scale=1, **RRDB),
-        None,
-        "BasicSR RRDBNet",
-        "rrdbnet",
-        dict(num_in_ch=3, num_out_ch=3, **RRDB, upscale=1, unshuffle=4),
-    ),
-    "esrgan-trunk-x4": (
-        lambda: BasicSRRRDBNet(scale=4, **RRDB),
-        esrgan_trunk_names,
-        "ESRGAN RRDBNet",
-        "rrdbnet",
-        dict(num_in_ch=3, num_out_ch=3, **RRDB, upscale=4),
-    ),
-    "old-esrgan-x4": (
-        lambda: OldESRGAN(nf=8, nb=2, gc=4, upscale=4),
+        args,
+    )
+LAYOUTS["esrgan-trunk-x4"] = (
+    partial(BasicSRRRDBNet, scale=4, **RRDB),
+    esrgan_trunk_names,
+    "ESRGAN RRDBNet",
+    "rrdbnet",
+    RGB | RRDB | {"upscale": 4},
+)
+for s in (4, 2):
+    LAYOUTS[f"old-esrgan-x{s}"] = (
+        partial(OldESRGAN, nf=8, nb=2, gc=4, upscale=s),
         None,
         "old ESRGAN (model.N)",
         "rrdbnet",
-        dict(num_in_ch=3, num_out_ch=3, **RRDB, upscale=4),
-    ),
-    "old-esrgan-x2": (
-        lambda: OldESRGAN(nf=8, nb=2, gc=4, upscale=2),
-        None,
-        "old ESRGAN (model.N)",
-        "rrdbnet",
-        dict(num_in_ch=3, num_out_ch=3, **RRDB, upscale=2),
-    ),
-    "old-esrgan-x1-gray": (
-        lambda: OldESRGAN(in_nc=1, out_nc=1, nf=8, nb=1, gc=4, upscale=1),
-        None,
-        "old ESRGAN (model.N)",
-        "rrdbnet",
-        dict(num_in_ch=1, num_out_ch=1, num_feat=8, num_block=1, num_grow_ch=4, upscale=1),
-    ),
-    "realesr-general-x4": (
-        lambda: SRVGGNetCompact(num_feat=8, num_conv=4, upscale=4, act_type="prelu"),
+        RGB | RRDB | {"upscale": s},
+    )
+LAYOUTS["old-esrgan-x1-gray"] = (
+    partial(OldESRGAN, in_nc=1, out_nc=1, nf=8, nb=1, gc=4, upscale=1),
+    None,
+    "old ESRGAN (model.N)",
+    "rrdbnet",
+    dict(num_in_ch=1, num_out_ch=1, num_feat=8, num_block=1, num_grow_ch=4, upscale=1),
+)
+for s, act, num_conv in ((4, "prelu", 4), (3, "relu", 2)):  # realesr-general-x4v3's layout; a ReLU one
+    compact = dict(num_feat=8, num_conv=num_conv, upscale=s)
+    LAYOUTS[f"compact-{act}-x{s}"] = (
+        partial(SRVGGNetCompact, **compact, act_type=act),
         None,
         "SRVGGNetCompact",
         "compact",
-        dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=4, upscale=4, act="prelu"),
-    ),
-    "compact-relu-x3": (
-        lambda: SRVGGNetCompact(num_feat=8, num_conv=2, upscale=3, act_type="relu"),
-        None,
-        "SRVGGNetCompact",
-        "compact",
-        dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=3, act="relu"),
-    ),
-    "msrresnet-x4": (
-        lambda: BasicSRMSRResNet(num_feat=8, num_block=2, upscale=4),
-        None,
+        RGB | compact | {"act": act},
+    )
+for s in (4, 3, 2):  # x2 under the older BasicSR names
+    rename = old_basicsr_msrresnet_names if s == 2 else None
+    LAYOUTS[f"msrresnet-x{s}"] = (
+        partial(BasicSRMSRResNet, **MSR, upscale=s),
+        rename,
         "MSRResNet",
         "msrresnet",
-        dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, upscale=4),
-    ),
-    "msrresnet-x3": (
-        lambda: BasicSRMSRResNet(num_feat=8, num_block=2, upscale=3),
-        None,
-        "MSRResNet",
-        "msrresnet",
-        dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, upscale=3),
-    ),
-    "old-basicsr-msrresnet-x2": (
-        lambda: BasicSRMSRResNet(num_feat=8, num_block=2, upscale=2),
-        old_basicsr_msrresnet_names,
-        "MSRResNet",
-        "msrresnet",
-        dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, upscale=2),
-    ),
-}
+        RGB | MSR | {"upscale": s},
+    )
 WRAPPERS = ("params_ema", "params", "bare", "safetensors")
 
 
@@ -189,7 +156,7 @@ def test_one_rrdbnet_upsampling_stage_is_x2_unless_x3_is_said(tmp_path, scale, w
 
 
 def test_a_scale_the_checkpoint_does_not_have_is_refused():
-    _, state = _published("realesr-general-x4")
+    _, state = _published("compact-prelu-x4")
     with pytest.raises(WeightsError, match="×4 SRVGGNetCompact network, not ×2"):
         detect_architecture(state, scale=2)
 
@@ -199,7 +166,7 @@ def test_an_x8_esrgan_is_refused_with_the_reason():
         detect_architecture(OldESRGAN(nf=4, nb=1, gc=4, upscale=8).state_dict())
 
 
-@pytest.mark.parametrize("name", ["realesrgan-x2plus", "realesr-general-x4", "msrresnet-x4", "old-esrgan-x2"])
+@pytest.mark.parametrize("name", ["basicsr-rrdbnet-x2", "compact-prelu-x4", "msrresnet-x4", "old-esrgan-x2"])
 def test_to_basicsr_gives_back_what_detection_reads(name):
     _, state = _published(name)
     detected = detect_architecture(state)
@@ -317,7 +284,7 @@ def test_a_wrongly_shaped_tensor_is_named():
             "model.1.sub.0.RDB1.conv1.1.weight",
             "unknown tensor 'model.1.sub.0.RDB1.conv1.1.weight'",
         ),
-        ("realesr-general-x4", "body.3.bias", r"unknown tensors 'body.3.bias'"),
+        ("compact-prelu-x4", "body.3.bias", r"unknown tensors 'body.3.bias'"),
         ("msrresnet-x4", "upconv3.weight", r"unknown tensors 'upconv3.weight'"),
     ],
 )
@@ -358,8 +325,8 @@ IMPORTED_MODELS = {
     "msrresnet-x4": (lambda: BasicSRMSRResNet(num_feat=8, num_block=2, upscale=4), (90, 75), 64, 32),
     # radius ~38: 17 convs at half resolution, then the upsampling convs; 311 x 305 is padded, and the
     # second tile starts at an odd pixel unless tiles follow the pixel-unshuffle grid
-    "realesrgan-x2plus": (
-        lambda: BasicSRRRDBNet(scale=2, num_feat=8, num_block=1, num_grow_ch=4),
+    "basicsr-rrdbnet-x2": (
+        lambda: BasicSRRRDBNet(scale=2, num_feat=4, num_block=1, num_grow_ch=4),
         (311, 305),
         304,
         152,
@@ -380,14 +347,15 @@ def test_an_imported_network_runs_as_an_enhance_model_whole_and_tiled(tmp_path, 
     generator, info = load_generator(save_generator(tmp_path / "imported.safetensors", net, info))
     task = inference_task(info)
     scale = task.scale
-    assert scale == detected.scale == (4 if "x4" in name else 2)
+    assert scale == detected.scale == int(name[-1])
 
     image = ImageRecord(pattern(height, width, seed=3))
     whole = task.predict(generator, [image], {"tile": 0})[0].pixels.astype(int)
     tiled = task.predict(generator, [image], {"tile": tile, "tile_overlap": overlap})[0].pixels.astype(int)
 
     x = torch.from_numpy(image.pixels.astype(np.float32) / 255).permute(2, 0, 1)[None]
-    x = torch.nn.functional.pad(x, (0, width % 2, 0, height % 2), mode="reflect") if "x2plus" in name else x
+    if detected.args.get("unshuffle"):  # x2: Real-ESRGAN's inferencer pads to even sides by reflection
+        x = torch.nn.functional.pad(x, (0, width % 2, 0, height % 2), mode="reflect")
     with torch.no_grad():
         want = original(x)[0, :, : height * scale, : width * scale].clamp(0, 1).permute(1, 2, 0).numpy()
     assert whole.shape == (height * scale, width * scale, 3)
