@@ -107,7 +107,8 @@ def to_basicsr(arch: str, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """``state`` of a PixelPlexus ``arch`` network under BasicSR's / Real-ESRGAN's parameter names.
 
     RRDBNet, CompactSR (SRVGGNetCompact) and MSRResNet already use those names, so this is the identity for
-    them (a new dict of the same tensors); any other arch has no BasicSR layout and fails.
+    them (a new dict of the same tensors); any other arch has no BasicSR layout and fails. Configurations only
+    PixelPlexus builds (an RRDBNet ×3, say) keep BasicSR's names but no BasicSR class takes them.
     """
     if arch not in BASICSR_ARCHS:
         raise WeightsError(f"{arch} has no BasicSR layout; exportable: {', '.join(BASICSR_ARCHS)}")
