@@ -11,6 +11,7 @@ from pixelplexus.archs import (
     CompactSR,
     FastGANDiscriminator,
     FastGANGenerator,
+    MSRResNet,
     PatchGANDiscriminator,
     Pix2PixUNet,
     RRDBNet,
@@ -35,6 +36,12 @@ for s in (1, 2, 3, 4):
         ("rrdbnet", dict(num_feat=8, num_block=1, num_grow_ch=4, upscale=s), LR, _hr(s)),
         ("compact", dict(num_feat=8, num_conv=2, upscale=s), LR, _hr(s)),
     ]
+for s in (2, 3, 4):
+    CASES.append(("msrresnet", dict(num_feat=8, num_block=2, upscale=s), LR, _hr(s)))
+for s, factor in ((2, 2), (1, 2), (1, 4)):  # BasicSR's x2 (RealESRGAN_x2plus) and x1 layouts; 6 x 5 is padded
+    CASES.append(
+        ("rrdbnet", dict(num_feat=8, num_block=1, num_grow_ch=4, upscale=s, unshuffle=factor), LR, _hr(s))
+    )
 for act in ("relu", "lrelu"):
     CASES.append(("compact", dict(num_feat=8, num_conv=2, upscale=2, act=act), LR, _hr(2)))
 CASES += [
@@ -121,6 +128,20 @@ def test_official_parameter_names_are_kept():
         "conv_hr.weight",
         "conv_last.weight",
     } <= set(rrdb)
+    x2plus = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, upscale=2, unshuffle=2).state_dict()
+    assert x2plus["conv_first.weight"].shape[1] == 12 and {"conv_up1.weight", "conv_up2.weight"} <= set(
+        x2plus
+    )
+    msrresnet = MSRResNet(num_feat=8, num_block=2, upscale=4).state_dict()
+    assert {
+        "conv_first.weight",
+        "body.1.conv1.weight",
+        "body.1.conv2.weight",
+        "upconv1.weight",
+        "upconv2.weight",
+        "conv_hr.weight",
+        "conv_last.weight",
+    } <= set(msrresnet)
     compact = CompactSR(num_feat=8, num_conv=2, upscale=4).state_dict()
     assert {"body.0.weight", "body.1.weight", "body.6.weight"} <= set(compact)
     unet = UNetDiscriminatorSN(num_feat=4).state_dict()
@@ -260,6 +281,7 @@ def test_generators_check_the_latent_shape(arch):
 
 SMALL_ARGS = {
     "srresnet": dict(num_feat=4, num_block=1),
+    "msrresnet": dict(num_feat=4, num_block=1),
     "rrdbnet": dict(num_feat=4, num_block=1, num_grow_ch=4),
     "compact": dict(num_feat=4, num_conv=1),
     "vgg_discriminator": dict(num_feat=4),
@@ -303,6 +325,10 @@ def test_build_network_unknown_argument_names_the_signature():
     [
         ("srresnet", dict(upscale=5), ValueError, "upscale must be one of 1, 2, 3, 4"),
         ("rrdbnet", dict(upscale=8), ValueError, "upscale must be one of"),
+        ("rrdbnet", dict(unshuffle=3), ValueError, "unshuffle must be one of 1, 2, 4"),
+        ("rrdbnet", dict(upscale=4, unshuffle=2), ValueError, r"upscale \* unshuffle must be one of"),
+        ("msrresnet", dict(upscale=1), ValueError, "upscale must be one of 2, 3, 4"),
+        ("msrresnet", dict(num_out_ch=1), ValueError, "must equal num_in_ch"),
         ("compact", dict(act="gelu"), ValueError, "act must be one of 'prelu', 'relu', 'lrelu'"),
         ("compact", dict(num_out_ch=1), ValueError, "must equal num_in_ch"),
         ("compact", dict(num_feat="64"), TypeError, "num_feat must be an int"),
@@ -317,3 +343,29 @@ def test_build_network_unknown_argument_names_the_signature():
 def test_build_network_bad_values_say_what_is_allowed(arch, args, error, message):
     with pytest.raises(error, match=message):
         build_network(arch, **args)
+
+
+@pytest.mark.parametrize(("height", "width"), [(7, 9), (3, 5), (1, 2)])
+def test_rrdbnet_unshuffle_pads_odd_sizes_by_reflection(height, width):
+    """An input that is not a multiple of the unshuffle factor is reflect-padded (as Real-ESRGAN's inferencer
+    does) and the output cropped: the top-left of the result is the padded input's."""
+    torch.manual_seed(0)
+    net = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, upscale=2, unshuffle=2).double().eval()
+    x = torch.rand(1, 3, height, width, dtype=torch.float64)
+    pad_h, pad_w = height % 2, width % 2
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    padded = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    with torch.no_grad():
+        out, want = net(x), net(padded)
+    assert out.shape == (1, 3, 2 * height, 2 * width)
+    assert torch.equal(out, want[..., : 2 * height, : 2 * width])
+
+
+def test_msrresnet_adds_the_bilinear_upsampled_input():
+    """With every conv zero, MSRResNet is bilinear upsampling (BasicSR's ``base``)."""
+    net = MSRResNet(num_feat=4, num_block=1, upscale=3)
+    for p in net.parameters():
+        torch.nn.init.zeros_(p)
+    x = torch.rand(1, 3, 5, 4)
+    want = torch.nn.functional.interpolate(x, scale_factor=3, mode="bilinear", align_corners=False)
+    assert torch.equal(net(x), want)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from pixelplexus.archs import CompactSR
+from pixelplexus.archs.blocks import pad_to_multiple
 from pixelplexus.tiling import tile_starts, tiled_forward
 
 
@@ -73,3 +74,27 @@ def test_bad_tile_arguments():
         tiled_forward(lambda t: t, x, tile=40, overlap=32)
     with pytest.raises(ValueError, match="expected scale 2"):
         tiled_forward(lambda t: t, x, tile=64, overlap=16, scale=2)
+
+
+@pytest.mark.parametrize(("height", "width"), [(61, 87), (64, 90)])
+def test_tiles_follow_the_grid_of_a_network_that_works_on_pixel_blocks(height, width):
+    """A network that mixes the pixels of each 2x2 block (as a pixel-unshuffling one does) gives another
+    result on a grid shifted by one pixel; with ``multiple=2`` every tile starts on the whole image's grid
+    (the odd sizes padded as the network pads them) and the tiles reproduce the whole image."""
+    torch.manual_seed(0)
+    mix = torch.nn.Conv2d(12, 12, 1)
+
+    def blockwise(x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        y = F.pixel_shuffle(mix(F.pixel_unshuffle(pad_to_multiple(x, 2), 2)), 2)
+        return y[..., :h, :w]
+
+    x = torch.rand(1, 3, height, width)
+    with torch.no_grad():
+        whole = blockwise(x)
+        tiled = tiled_forward(blockwise, x, tile=32, overlap=8, multiple=2)
+        unaligned = tiled_forward(blockwise, x, tile=32, overlap=8)  # tiles start at odd pixels
+    assert (tiled - whole).abs().max().item() < 1e-5
+    assert (unaligned - whole).abs().max().item() > 1e-2  # the grid matters: the test can tell
+    with pytest.raises(ValueError, match="must exceed the overlap"):
+        tiled_forward(blockwise, x, tile=5, overlap=2, multiple=4)

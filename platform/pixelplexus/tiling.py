@@ -17,6 +17,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from pixelplexus.archs.blocks import pad_to_multiple
+
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Evenly spaced tile starts along one axis that cover ``length`` with at least ``overlap`` between neighbours."""
@@ -58,6 +60,7 @@ def tiled_forward(
     tile: int,
     overlap: int = 32,
     scale: int = 1,
+    multiple: int = 1,
 ) -> Tensor:
     """Apply ``model`` (N×C×H×W → N×C'×sH×sW) to ``x`` tile by tile.
 
@@ -67,6 +70,9 @@ def tiled_forward(
         tile: tile edge in input pixels; must be at least ``2 * overlap``.
         overlap: minimum overlap of neighbouring tiles in input pixels (default 32).
         scale: output/input size ratio of ``model`` (1 for same-size networks).
+        multiple: tiles start at, and span, multiples of this many pixels (a pixel-unshuffling network's
+            factor, so every tile sees the whole image's unshuffle grid); the image is reflect-padded to a
+            multiple first, as such a network pads it whole, and the output cropped back.
     """
     if overlap < 0 or tile < 1:
         raise ValueError(
@@ -77,10 +83,24 @@ def tiled_forward(
             f"tile ({tile}) must be at least twice the overlap ({overlap}); raise tile or lower overlap"
         )
     _, _, height, width = x.shape
+    if height % multiple or width % multiple:
+        out = tiled_forward(
+            model, pad_to_multiple(x, multiple), tile=tile, overlap=overlap, scale=scale, multiple=multiple
+        )
+        return out[..., : height * scale, : width * scale]
     if height <= tile and width <= tile:
         return model(x)
 
-    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    tile -= tile % multiple
+    if tile // multiple <= -(-overlap // multiple):
+        raise ValueError(
+            f"tile ({tile}) must exceed the overlap ({overlap}) by at least {multiple} pixels for a network "
+            f"that works on multiples of {multiple}; raise tile or lower overlap"
+        )
+    ys, xs = (
+        [multiple * s for s in tile_starts(length // multiple, tile // multiple, -(-overlap // multiple))]
+        for length in (height, width)
+    )
     wy = _axis_weights(ys, tile, height, overlap, scale)
     wx = _axis_weights(xs, tile, width, overlap, scale)
     th, tw = min(tile, height), min(tile, width)

@@ -1,7 +1,7 @@
 """Network architectures, one per file, and a plain dict from config name to class.
 
-Enhance (super-resolution): ``srresnet``, ``rrdbnet``, ``compact`` generators; ``vgg_discriminator``,
-``unet_discriminator``. Colorize (pix2pix): ``pix2pix_unet``, ``patchgan``. Generate (few-shot GAN):
+Enhance (super-resolution): ``srresnet``, ``msrresnet``, ``rrdbnet``, ``compact`` generators;
+``vgg_discriminator``, ``unet_discriminator``. Colorize (pix2pix): ``pix2pix_unet``, ``patchgan``. Generate (few-shot GAN):
 ``fastgan_generator``, ``fastgan_discriminator``, ``dcgan_generator``, ``dcgan_discriminator``.
 """
 
@@ -14,6 +14,7 @@ from torch import nn
 from .compact_arch import CompactSR
 from .dcgan_arch import DCGANDiscriminator, DCGANGenerator
 from .fastgan_arch import FastGANDiscriminator, FastGANGenerator
+from .msrresnet_arch import MSRResNet
 from .patchgan_arch import PatchGANDiscriminator
 from .pix2pix_unet_arch import Pix2PixUNet
 from .rrdbnet_arch import RRDBNet
@@ -23,6 +24,7 @@ from .vgg_discriminator_arch import VGGStyleDiscriminator
 
 ARCHS: dict[str, type[nn.Module]] = {
     "srresnet": SRResNet,
+    "msrresnet": MSRResNet,
     "rrdbnet": RRDBNet,
     "compact": CompactSR,
     "vgg_discriminator": VGGStyleDiscriminator,
@@ -62,6 +64,7 @@ __all__ = [
     "DCGANGenerator",
     "FastGANDiscriminator",
     "FastGANGenerator",
+    "MSRResNet",
     "PatchGANDiscriminator",
     "Pix2PixUNet",
     "RRDBNet",

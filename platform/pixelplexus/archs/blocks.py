@@ -1,10 +1,12 @@
-"""Small helpers shared by several architectures: argument checks, the pix2pix norms, BasicSR's scaled init."""
+"""Small helpers shared by several architectures: argument checks, the pix2pix norms, BasicSR's scaled init,
+reflect padding to a multiple of a size."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ENHANCE_SCALES = (1, 2, 3, 4)
@@ -69,3 +71,17 @@ def scaled_kaiming_init(modules: Iterable[nn.Module], scale: float = 0.1) -> Non
                 m.weight.mul_(scale)
                 if m.bias is not None:
                     m.bias.zero_()
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``x`` (N x C x H x W) reflect-padded at the bottom and right so H and W are multiples of ``multiple``.
+
+    Real-ESRGAN's inferencer pads this way before a pixel-unshuffling network; sides too short to reflect
+    (a pad as long as the side) are replicated instead.
+    """
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if not (pad_h or pad_w):
+        return x
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)

@@ -21,7 +21,7 @@ from pixelplexus.config import ConfigError, LossConfig, NetworkSpec, OptimConfig
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import psnr, ssim
 from pixelplexus.options import EnhanceOptions, OptionsError
-from pixelplexus.tasks.base import Evaluation, Logs, Task, rgb_float
+from pixelplexus.tasks.base import Evaluation, Logs, Task, rgb_float, unwrap
 from pixelplexus.tiling import tiled_forward
 from pixelplexus.weights import WeightsInfo
 from pixelplexus.transforms import (
@@ -125,7 +125,15 @@ class EnhanceTask(Task):
         if pad > 0:
             x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
         if options.tile:
-            y = tiled_forward(generator, x, tile=options.tile, overlap=options.tile_overlap, scale=self.scale)
+            multiple = getattr(unwrap(generator), "input_multiple", 1)  # a pixel-unshuffling RRDBNet's factor
+            y = tiled_forward(
+                generator,
+                x,
+                tile=options.tile,
+                overlap=options.tile_overlap,
+                scale=self.scale,
+                multiple=multiple,
+            )
         else:
             y = generator(x)
         if pad > 0:
