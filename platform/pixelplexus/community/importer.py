@@ -82,7 +82,7 @@ def import_weights(
         )
     if not 0 <= border_pad <= 64:
         raise WeightsError(f"border_pad must be 0..64 pixels, got {border_pad}")
-    detected, files = _read_source(source)
+    detected, files = _read_source(source, scale)
     detected = _at_scale(detected, scale)
     network = build_network(detected.arch, **detected.args)
     try:
@@ -108,7 +108,7 @@ def import_weights(
     return info
 
 
-def _read_source(source: str | Path) -> tuple[Detected, list[SourceFile]]:
+def _read_source(source: str | Path, scale: int | None) -> tuple[Detected, list[SourceFile]]:
     text = str(source)
     suffix = Path(text).suffix.lower()
     if suffix in NCNN_SUFFIXES:
@@ -132,7 +132,13 @@ def _read_source(source: str | Path) -> tuple[Detected, list[SourceFile]]:
     if not path.is_file():
         raise WeightsError(f"checkpoint not found: {text}")
     state = read_state_dict(path)
-    return detect_architecture(state), [SourceFile.of(path)]
+    try:  # the scale settles the one case the tensors leave open: an RRDBNet stage that is ×2 or ×3
+        detected = detect_architecture(state, scale=scale)
+    except WeightsError:
+        if scale is None:
+            raise
+        detected = detect_architecture(state)  # _at_scale judges: a compact network may resize to a lower scale
+    return detected, [SourceFile.of(path)]
 
 
 def _at_scale(detected: Detected, scale: int | None) -> Detected:

@@ -272,7 +272,7 @@ def _recognise(layers: list[Layer], weighted: list[Weighted], source: str) -> tu
         # RRDBNet: head, 15 convs per RRDB, body conv, nearest-upsample convs, conv_hr, conv_last.
         ups = [layer for layer in interps if layer.int_param(0) == INTERP_NEAREST]
         factor = round(np.prod([layer.float_param(1, 1.0) for layer in ups])) if ups else 1
-        unshuffle = int(round((in_ch / out_ch) ** 0.5))
+        unshuffle = round((in_ch / out_ch) ** 0.5)
         num_block, rest = divmod(len(convs) - 4 - len(ups), 15)
         if rest or num_block < 1 or unshuffle * unshuffle * out_ch != in_ch or factor % unshuffle:
             raise WeightsError(f"{source}: {_summary(types)}; dense blocks, but not RRDBNet's layout")
@@ -318,7 +318,7 @@ def _recognise(layers: list[Layer], weighted: list[Weighted], source: str) -> tu
                 raise WeightsError(
                     f"{source}: {_summary(types)}; an output resize SRVGGNetCompact cannot express"
                 )
-            args["out_scale"] = int(round(out_scale))
+            args["out_scale"] = round(out_scale)
         return "compact", args, f"SRVGGNetCompact ({len(convs) - 2} convs)"
     raise WeightsError(
         f"{source}: {_summary(types)}; recognised none of RRDBNet (dense blocks: Concat + Eltwise), "

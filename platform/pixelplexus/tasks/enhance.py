@@ -23,7 +23,6 @@ from pixelplexus.metrics import psnr, ssim
 from pixelplexus.options import EnhanceOptions, OptionsError
 from pixelplexus.tasks.base import Evaluation, Logs, Task, rgb_float, unwrap
 from pixelplexus.tiling import tiled_forward
-from pixelplexus.weights import WeightsInfo
 from pixelplexus.transforms import (
     center_crop,
     degrade,
@@ -34,6 +33,7 @@ from pixelplexus.transforms import (
     resize,
     to_chw,
 )
+from pixelplexus.weights import WeightsInfo
 
 
 class EnhanceTask(Task):
