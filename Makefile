@@ -4,7 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint install clean k8s
+.PHONY: demo test lint install clean k8s system-packages
+
+# System libraries some tests need: the ncnn oracle's Vulkan loader and OpenMP (libGL for its OpenCV).
+# Installed with apt when missing and running as root (as CI does); otherwise those tests skip with the reason.
+SYSTEM_PACKAGES := libvulkan1 libomp5 libgl1 libglib2.0-0
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +24,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ] || ! command -v dpkg >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $$missing (apt)"; \
+		(apt-get install -y -qq $$missing || (apt-get update -qq && apt-get install -y -qq $$missing)) >/dev/null \
+			|| echo "could not install $$missing: the tests that need them skip"; \
+	else echo "not installing $$missing (needs root and apt): the tests that need them skip"; fi
+
+test: lint system-packages
 	$(BIN)/python -m pytest
 
 k8s: $(STAMP)  # the RayService's serveConfigV2 (k8s/) from serve/config.yaml
