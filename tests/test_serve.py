@@ -17,6 +17,7 @@ import pytest
 import requests
 from PIL import Image
 
+from pixelplexus.community.importer import import_weights
 from pixelplexus.io.images import ImageRecord, decode_image, encode_image
 from pixelplexus.references import resolve_model
 from pixelplexus.serving.api import API_KEY_ENV
@@ -28,6 +29,7 @@ from pixelplexus.serving.deploy import (
 from pixelplexus.tasks import inference_task
 from support.corpus import bad_images, good_images, pattern
 from support.serving import MAX_PIXELS, MAX_UPLOAD_BYTES, Service
+from support.weights import ncnn_wheel_models
 
 pytestmark = pytest.mark.slow
 
@@ -284,6 +286,26 @@ def test_model_hot_swap_under_load_drops_nothing(service):
     assert after["reference"] == service.weights["enhance-x4"] and after["scale"] == 4
     assert after["version"] != before["version"]
     assert service.models()["enhance"]["version"] == before["version"]
+
+
+def test_hot_swap_to_an_imported_community_model(service, tmp_path):
+    imported = str(tmp_path / "realesr-animevideov3-x2.safetensors")
+    import_weights(
+        ncnn_wheel_models() / "realesr-animevideov3-x2.param", imported, license_text="BSD-3-Clause"
+    )
+    pixels = pattern(24, 20, seed=4)
+    deploy(with_user_config(service.config, "enhance", model=imported))
+    try:
+        described = service.models()["enhance"]
+        response = service.post("/v1/enhance", data=_png(pixels))
+        assert response.status_code == 200, response.text
+        _assert_close(
+            decode_image(response.content), _expected(imported, "enhance", ImageRecord(pixels=pixels))
+        )
+        assert (described["reference"], described["arch"], described["scale"]) == (imported, "compact", 2)
+    finally:
+        deploy(service.config)
+    assert service.models()["enhance"]["reference"] == service.weights["enhance"]
 
 
 # ------------------------------------------------------------------------------------------------ auth
