@@ -7,6 +7,7 @@ architecture must then compute exactly what the original does.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from functools import partial
@@ -18,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from pixelplexus.archs import SRResNet, build_network
+from pixelplexus.cli import main
 from pixelplexus.community.checkpoints import read_state_dict
 from pixelplexus.community.detect import detect_architecture, to_basicsr
 from pixelplexus.io.images import ImageRecord
@@ -361,3 +363,36 @@ def test_an_imported_network_runs_as_an_enhance_model_whole_and_tiled(tmp_path, 
     assert whole.shape == (height * scale, width * scale, 3)
     assert np.abs(whole - np.round(want * 255)).max() <= 1
     assert np.abs(whole - tiled).max() <= 1
+
+
+def test_the_import_command_refuses_bad_checkpoints_and_writes_nothing(tmp_path, capsys):
+    marker = tmp_path / "code-ran"
+    _, state = _published("msrresnet-x3")
+    good = tmp_path / "good.pth"
+    torch.save({"params_ema": state}, good)
+    wrong_shape = {**state, "conv_first.weight": torch.zeros(3, 3, 3, 3)}
+    bad = {
+        "hostile.pth": lambda p: torch.save({"params_ema": state, "hook": _RunsCode(marker)}, p),
+        "shapes.pth": lambda p: torch.save({"params_ema": wrong_shape}, p),
+        "unknown.pth": lambda p: torch.save({"params_ema": {**state, "extra.weight": torch.zeros(1)}}, p),
+        "truncated.pth": lambda p: p.write_bytes(good.read_bytes()[:-200]),
+        "empty.safetensors": lambda p: p.write_bytes(b""),
+    }
+    dest = tmp_path / "out" / "imported.safetensors"
+    for name, write in bad.items():
+        write(tmp_path / name)
+        assert main(["models", "import", str(tmp_path / name), str(dest)]) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith("pixelplexus models import: ") and "nothing was written" in err, name
+        assert not dest.exists() and not marker.exists(), name
+    assert main(["models", "import", str(good), str(dest), "--name", "msr", "--license", "CC0"]) == 0
+    info = load_generator(dest)[1]
+    assert (info.arch, info.scale, info.extra["name"], info.extra["license"]) == (
+        "msrresnet",
+        3,
+        "msr",
+        "CC0",
+    )
+    assert info.extra["source"]["files"] == [
+        {"name": "good.pth", "sha256": hashlib.sha256(good.read_bytes()).hexdigest()}
+    ]
