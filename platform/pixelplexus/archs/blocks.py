@@ -46,6 +46,15 @@ def check_power_of_two(name: str, value: object, low: int, high: int) -> int:
     return value
 
 
+def check_input_residual(arch: str, num_in_ch: int, num_out_ch: int) -> None:
+    """Raise ValueError unless ``num_out_ch`` equals ``num_in_ch``: ``arch`` adds its upsampled input to its output."""
+    if num_out_ch != num_in_ch:
+        raise ValueError(
+            f"{arch} adds the upsampled input to its output, so num_out_ch ({num_out_ch}) must equal "
+            f"num_in_ch ({num_in_ch})"
+        )
+
+
 NORMS = ("batch", "instance")
 """Norm choices of the pix2pix networks."""
 

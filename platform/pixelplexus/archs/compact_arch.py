@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ENHANCE_SCALES, check_choice, check_int
+from .blocks import ENHANCE_SCALES, check_choice, check_input_residual, check_int
 
 ACTIVATIONS = ("prelu", "relu", "lrelu")
 
@@ -70,11 +70,7 @@ class CompactSR(nn.Module):
         check_int("num_conv", num_conv, minimum=0)
         check_choice("upscale", upscale, ENHANCE_SCALES)
         check_choice("act", act, ACTIVATIONS)
-        if num_out_ch != num_in_ch:
-            raise ValueError(
-                f"CompactSR adds the upsampled input to its output, so num_out_ch ({num_out_ch}) must equal "
-                f"num_in_ch ({num_in_ch})"
-            )
+        check_input_residual("CompactSR", num_in_ch, num_out_ch)
         if out_scale is not None:
             check_choice("out_scale", out_scale, [s for s in ENHANCE_SCALES if s <= upscale])
         self.upscale = upscale

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import check_choice, check_int, scaled_kaiming_init
+from .blocks import check_choice, check_input_residual, check_int, scaled_kaiming_init
 
 MSRRESNET_SCALES = (2, 3, 4)
 """Upscale factors of BasicSR's MSRResNet (it has no x1 layout)."""
@@ -68,11 +68,7 @@ class MSRResNet(nn.Module):
         check_int("num_feat", num_feat)
         check_int("num_block", num_block, minimum=0)
         check_choice("upscale", upscale, MSRRESNET_SCALES)
-        if num_out_ch != num_in_ch:
-            raise ValueError(
-                f"MSRResNet adds the upsampled input to its output, so num_out_ch ({num_out_ch}) must equal "
-                f"num_in_ch ({num_in_ch})"
-            )
+        check_input_residual("MSRResNet", num_in_ch, num_out_ch)
         self.upscale = upscale
 
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)

@@ -137,7 +137,9 @@ def _read_source(source: str | Path, scale: int | None) -> tuple[Detected, list[
     except WeightsError:
         if scale is None:
             raise
-        detected = detect_architecture(state)  # _at_scale judges: a compact network may resize to a lower scale
+        detected = detect_architecture(
+            state
+        )  # _at_scale judges: a compact network may resize to a lower scale
     return detected, [SourceFile.of(path)]
 
 
