@@ -303,6 +303,7 @@ def test_hot_swap_to_an_imported_community_model(service, tmp_path):
             decode_image(response.content), _expected(imported, "enhance", ImageRecord(pixels=pixels))
         )
         assert (described["reference"], described["arch"], described["scale"]) == (imported, "compact", 2)
+        assert (described["name"], described["license"]) == ("realesr-animevideov3-x2", "BSD-3-Clause")
     finally:
         deploy(service.config)
     assert service.models()["enhance"]["reference"] == service.weights["enhance"]

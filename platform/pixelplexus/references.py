@@ -63,6 +63,9 @@ class ResolvedModel:
             "scale": self.info.scale,
             "run_id": self.info.run_id,
             "digest": self.digest,
+            # imported community weights (pixelplexus models import) carry their name and license
+            "name": self.info.extra.get("name"),
+            "license": self.info.extra.get("license") or None,
         }
 
 
