@@ -291,8 +291,11 @@ def enhance_tables(
                 timings[model_name, runner] = Timing(
                     float(np.mean(timed.wall)), float(np.mean(timed.cpu)), [row[1] for row in evaluation.rows]
                 )
+                timing = timings[model_name, runner]
                 print(
-                    f"{lines[-1]} {timings[model_name, runner].wall:.3f} s/image", file=sys.stderr, flush=True
+                    f"{lines[-1]} {timing.wall:.3f} s, CPU {timing.cpu:.3f} s/image",
+                    file=sys.stderr,
+                    flush=True,
                 )
             lines.append(
                 f"| {set_name} | ×{scale} | *published* | "
@@ -416,7 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (default 1: per core, as ncnn runs here)"
     )
-    parser.add_argument("--sets", default="Set5,Set14", help="enhance benchmark sets (comma-separated)")
+    parser.add_argument(
+        "--sets",
+        default="Set5,Set14",
+        help='enhance benchmark sets, comma-separated ("": none, e.g. for the archive panel alone)',
+    )
     args = parser.parse_args(argv)
     if not (args.data / "eval" / "Set5").is_dir():
         print(f"{args.data}: no eval/Set5 here; pass --data PATH/TO/shared/data", file=sys.stderr)
@@ -434,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ncnn_missing and any(e.ncnn_index is not None for e in entries):
         print(f"the ncnn runtime cannot load here ({ncnn_missing}): no ncnn rows\n")
     quality, speed = enhance_tables(
-        entries, args.data, args.out, args.sets.split(","), ncnn=ncnn_missing is None
+        entries, args.data, args.out, [s for s in args.sets.split(",") if s], ncnn=ncnn_missing is None
     )
     for title, lines in (
         ("enhance", quality),
