@@ -255,8 +255,9 @@ def enhance_tables(
         "| set | scale | method | Y-PSNR (dB) | Y-SSIM | RGB-PSNR (dB) | published Y-PSNR |",
         "|---|---|---|---|---|---|---|",
     ]
+    threads = torch.get_num_threads()
     speed = [
-        f"| set | scale | method | run by | images | s/image ({torch.get_num_threads()} torch threads) | "
+        f"| set | scale | method | run by | images | s/image ({threads} torch thread{'s' * (threads > 1)}) | "
         "CPU s/image | PixelPlexus / ncnn (CPU s) | PSNR vs ncnn output (dB) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -297,11 +298,12 @@ def enhance_tables(
                     file=sys.stderr,
                     flush=True,
                 )
-            lines.append(
-                f"| {set_name} | ×{scale} | *published* | "
-                + ", ".join(f"{k} {_db(v)}" for k, v in published.items() if k != "bicubic")
-                + " | | | |"
-            )
+            if published:  # none at ×3
+                lines.append(
+                    f"| {set_name} | ×{scale} | *published* | "
+                    + ", ".join(f"{k} {_db(v)}" for k, v in published.items() if k != "bicubic")
+                    + " | | | |"
+                )
             for (model_name, runner), timing in timings.items():
                 twin = timings.get((model_name, "ncnn"))
                 ratio = agreement = ""
