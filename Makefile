@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint install clean k8s
+.PHONY: demo test lint install browser clean k8s
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# The service page's browser test drives Debian's chromium (headless, through the playwright package; the
+# browser is never downloaded). Installed when missing if we are root with apt; otherwise that test skips.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium is not installed (needs root and apt): the browser test will skip"; }
+
+test: lint browser
 	$(BIN)/python -m pytest
 
 k8s: $(STAMP)  # the RayService's serveConfigV2 (k8s/) from serve/config.yaml

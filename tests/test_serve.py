@@ -141,6 +141,14 @@ def test_generate_one_many_and_grid(service):
     grid = decode_image(seeds.content)
     assert grid.width > 2 * 16 and grid.height > 2 * 16  # 3 × 2 cells of 16 × 16 with padding
 
+    walk = service.post("/v1/generate", json={"seed": 7, "to_seed": 9, "n": 3})
+    assert walk.status_code == 200 and walk.headers["X-Seeds"] == "7,9"
+    points = walk.json()["images"]
+    assert [(p["seed"], p["to_seed"], p["t"]) for p in points] == [(7, 9, 0.0), (7, 9, 0.5), (7, 9, 1.0)]
+    ends = [decode_image(base64.b64decode(points[i]["png"])) for i in (0, 2)]
+    for end, seed in zip(ends, (7, 9)):  # the walk starts and ends at the seeds' own images
+        _assert_close(end, _expected(weights, "generate", seed))
+
     random = service.post("/v1/generate")  # no body: one image from a random seed
     assert random.status_code == 200 and random.headers["X-Seeds"].isdigit()
 
@@ -202,6 +210,8 @@ def test_size_limits(service):
         ("/v1/generate", {"json": {"seed": 1, "seeds": [1, 2]}}),
         ("/v1/generate", {"json": {"n": 2, "seeds": [1, 2, 3]}}),
         ("/v1/generate", {"json": {"seed": -4}}),
+        ("/v1/generate", {"json": {"to_seed": 4, "n": 3}}),  # a walk needs its start
+        ("/v1/generate", {"json": {"seed": 1, "to_seed": 4}}),  # and two images at least
         ("/v1/generate", {"json": {"colour": "red"}}),
         ("/v1/generate", {"data": b"{not json", "headers": {"Content-Type": "application/json"}}),
     ],
@@ -287,7 +297,7 @@ def test_model_hot_swap_under_load_drops_nothing(service):
 
 
 # ------------------------------------------------------------------------------------------------ auth
-def test_api_key_guards_every_route_but_healthz(service):
+def test_api_key_guards_every_model_route(service):
     key = "s3cret-key"
     with_key = copy.deepcopy(service.config)
     deployment(with_key, "ingress")["ray_actor_options"]["runtime_env"] = {"env_vars": {API_KEY_ENV: key}}
@@ -297,14 +307,15 @@ def test_api_key_guards_every_route_but_healthz(service):
         calls = {
             "enhance": lambda headers: service.post("/v1/enhance", data=data, headers=headers),
             "models": lambda headers: service.get("/v1/models", headers=headers),
-            "docs": lambda headers: service.get("/docs", headers=headers),
+            "generate": lambda headers: service.post("/v1/generate", json={"seed": 1}, headers=headers),
         }
         for call in calls.values():
             _assert_error(call({}), 401, "unauthorized")
             _assert_error(call({"Authorization": "Bearer not-the-key"}), 401, "unauthorized")
             _assert_error(call({"Authorization": key}), 401, "unauthorized")  # no scheme
             assert call({"Authorization": f"Bearer {key}"}).status_code == 200
-        assert service.get("/healthz").status_code == 200
+        for public in ("/healthz", "/", "/docs", "/openapi.json", "/assets/page.js"):  # no data: no key
+            assert service.get(public).status_code == 200, public
     finally:
         deploy(service.config)
     assert service.get("/v1/models").status_code == 200  # off again

@@ -30,6 +30,11 @@ status  error                        when
 
 The errors that Serve's proxy makes itself (a dead ingress replica, backpressure, the request deadline,
 slow headers) are turned into the same JSON by :mod:`pixelplexus.serving.proxy`.
+
+The app also serves the try-it page (``GET /``, files in ``serving/static/``, see :data:`PUBLIC_PATHS`) and
+the API's docs (``/docs``, ``/redoc``) with every asset from the app itself: no CDN, so they work offline.
+The page builds its form from ``/openapi.json``, whose query parameters carry the options model's own
+JSON schema (choices, limits, defaults).
 """
 
 from __future__ import annotations
@@ -43,11 +48,14 @@ import math
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -70,6 +78,7 @@ from pixelplexus.options import (
     option_type,
     parse_options,
 )
+from pixelplexus.tasks.generate import LatentWalk
 from pixelplexus.visual import image_grid
 
 API_KEY_ENV = "PIXELPLEXUS_API_KEY"
@@ -80,6 +89,12 @@ T = TypeVar("T")
 logger = logging.getLogger("ray.serve")
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around the file
 _UNSUPPORTED_REASONS = ("not a recognised image format", "unsupported pixel format")
+STATIC_DIR = Path(__file__).with_name("static")  # the page: index.html, page.css, page.js
+PAGE_ASSETS, DOCS_ASSETS = "/assets", "/docs-assets"  # where the page's and the docs' files are served
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+"""What needs no API key (with the files under :data:`PAGE_ASSETS` and :data:`DOCS_ASSETS`): pages and the
+API's description, the same for every deployment; nothing that runs or names a model."""
+OUTPUT_FORMATS = ("png", "jpeg", "webp", "tiff", "bmp")  # the ``format`` parameter's choices
 HTTP_DEFAULTS: dict[str, dict[str, Any]] = {"enhance": {"tile": None}}
 """Where the API's default differs from the options model's: enhance runs the whole image unless asked."""
 BATCH_ONLY: dict[str, tuple[str, ...]] = {"colorize": ("skip_color",)}
@@ -99,6 +114,12 @@ _IMAGE_BODY = {  # the upload, for /docs: a multipart field "file" or the raw by
         },
     }
 }
+
+
+FORMAT_QUERY = Query(
+    description="the answer's format (default: the upload's own, or PNG)",
+    json_schema_extra={"anyOf": [{"type": "string", "enum": list(OUTPUT_FORMATS)}, {"type": "null"}]},
+)
 
 
 class Limits(BaseModel):
@@ -135,6 +156,11 @@ class GenerateRequest(GenerateOptions):
     seeds: list[Seed] | None = Field(
         None, min_length=1, max_length=MAX_IMAGES, description="one seed per image (instead of seed and n)"
     )
+    to_seed: Seed | None = Field(
+        None,
+        description="walk from seed to to_seed: n images (2 at least) along the great circle between "
+        "their latents, both ends included",
+    )
     grid: bool = Field(False, description="several images as one grid PNG instead of JSON")
 
     @model_validator(mode="after")
@@ -143,7 +169,16 @@ class GenerateRequest(GenerateOptions):
             raise ValueError("give seed (with n) or seeds, not both")
         if self.seeds is not None and "n" in self.model_fields_set and self.n != len(self.seeds):
             raise ValueError(f"n={self.n} but {len(self.seeds)} seeds were given; leave n out")
+        if self.to_seed is not None and (self.seed is None or self.n < 2):
+            raise ValueError("to_seed walks from seed: give seed and n of 2 at least with it")
         return self
+
+    def items(self) -> list[int] | list[LatentWalk]:
+        """What the model runs: the seeds, or the points of the walk from ``seed`` to ``to_seed``."""
+        if self.to_seed is None:
+            return self.seed_list()
+        assert self.seed is not None
+        return [LatentWalk(self.seed, self.to_seed, i / (self.n - 1)) for i in range(self.n)]
 
     def seed_list(self) -> list[int]:
         """The seeds asked for, or ``n`` consecutive ones from a random first seed."""
@@ -170,6 +205,12 @@ def query_options(task: str) -> Callable[..., InferenceOptions]:
         if name not in BATCH_ONLY.get(task, ())
     }
 
+    # /openapi.json shows each parameter as the options model describes it (choices, limits) with the
+    # default that applies when it is left out
+    defaults = {name: HTTP_DEFAULTS.get(task, {}).get(name, field.default) for name, field in fields.items()}
+    properties = OPTIONS[task].model_json_schema()["properties"]
+    schemas = {name: {k: v for k, v in properties[name].items() if k != "default"} for name in fields}
+
     def dependency(**given: Any) -> InferenceOptions:
         values = {**HTTP_DEFAULTS.get(task, {}), **{k: v for k, v in given.items() if v is not None}}
         try:
@@ -182,10 +223,10 @@ def query_options(task: str) -> Callable[..., InferenceOptions]:
             inspect.Parameter(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=None,
+                default=defaults[name],
                 annotation=Annotated[
                     Optional[option_type(field.annotation)[0]],  # noqa: UP045
-                    Query(description=field.description),
+                    Query(description=field.description, json_schema_extra=schemas[name]),
                 ],
             )
             for name, field in fields.items()
@@ -200,11 +241,13 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
     A handle is called as ``await handle.remote(item, options)`` and ``await
     handle.describe.remote()`` (:class:`~pixelplexus.serving.deployments.ModelDeployment`).
     """
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with Swagger UI's and ReDoc's files served by the app
         title="PixelPlexus",
         version=__version__,
-        description="Enhance (super-resolution), colorize and generate images.",
+        description="Enhance (super-resolution), colorize and generate images. Try it at `/`.",
+        static_url=DOCS_ASSETS,
     )
+    app.mount(PAGE_ASSETS, StaticFiles(directory=STATIC_DIR), name="page-assets")
 
     # ------------------------------------------------------------------------------------------ errors
     @app.exception_handler(ApiError)
@@ -234,7 +277,7 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
         @app.middleware("http")
         async def _authenticate(request: Request, call_next):
             path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
-            if path != "/healthz" and not authorized(request.headers.get("authorization"), api_key):
+            if not public(path) and not authorized(request.headers.get("authorization"), api_key):
                 return error_response(
                     request,
                     401,
@@ -273,7 +316,7 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
     async def enhance(
         request: Request,
         options: Annotated[InferenceOptions, Depends(query_options("enhance"))],
-        format: Annotated[str | None, Query(description="png, jpeg, webp, tiff or bmp")] = None,
+        format: Annotated[str | None, FORMAT_QUERY] = None,
     ) -> Response:
         """Super-resolve an image (multipart field ``file`` or the raw body); returns the image."""
         fmt = output_format(format)
@@ -284,7 +327,7 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
     async def colorize(
         request: Request,
         options: Annotated[InferenceOptions, Depends(query_options("colorize"))],
-        format: Annotated[str | None, Query(description="png, jpeg, webp, tiff or bmp")] = None,
+        format: Annotated[str | None, FORMAT_QUERY] = None,
     ) -> Response:
         """Colorize a (gray) image, keeping its own lightness; returns the image."""
         fmt = output_format(format)
@@ -293,18 +336,21 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
 
     @app.post("/v1/generate", response_class=Response)
     async def generate(spec: Annotated[GenerateRequest | None, Body()] = None) -> Response:
-        """New images from seeds: one image → PNG; several → JSON with base64 PNGs, or one grid PNG."""
+        """Images from seeds or a walk between two: one → PNG; several → JSON of base64 PNGs, or a grid PNG."""
         spec = spec or GenerateRequest()
         options = spec.options()
-        seeds = spec.seed_list()
-        records = await asyncio.gather(*(predict("generate", seed, options) for seed in seeds))
+        items = spec.items()
+        records = await asyncio.gather(*(predict("generate", item, options) for item in items))
+        seeds = [spec.seed, spec.to_seed] if spec.to_seed is not None else items
         headers = {"X-Seeds": ",".join(map(str, seeds))}
         if len(records) == 1 or spec.grid:
             record = records[0] if len(records) == 1 else grid_record(records)
             body = await run_in_threadpool(encode_image, record, "PNG")
             return Response(body, media_type="image/png", headers=headers)
         pngs = await run_in_threadpool(lambda: [encode_image(r, "PNG") for r in records])
-        images = [{"seed": s, "png": base64.b64encode(png).decode()} for s, png in zip(seeds, pngs)]
+        images = [
+            {**_item_json(item), "png": base64.b64encode(png).decode()} for item, png in zip(items, pngs)
+        ]
         return JSONResponse({"images": images}, headers=headers)
 
     @app.get("/v1/models")
@@ -312,6 +358,11 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
         """What each model deployment serves: task, reference, version, device, …"""
         describe = [call_model(handle.describe.remote, task) for task, handle in models.items()]
         return {"models": list(await asyncio.gather(*describe))}
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        """The try-it page: it calls the routes above, with the key the person enters."""
+        return FileResponse(STATIC_DIR / "index.html")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -366,6 +417,11 @@ def error_response(
     )
 
 
+def public(path: str) -> bool:
+    """Whether ``path`` is served without the API key (:data:`PUBLIC_PATHS`)."""
+    return path in PUBLIC_PATHS or path.startswith((f"{PAGE_ASSETS}/", f"{DOCS_ASSETS}/"))
+
+
 def authorized(header: str | None, api_key: str) -> bool:
     """Whether an ``Authorization`` header carries ``Bearer <api_key>`` (compared in constant time)."""
     scheme, _, token = (header or "").partition(" ")
@@ -379,7 +435,7 @@ def output_format(requested: str | None) -> str | None:
     name = writable_format(requested)
     if name is None:
         raise ApiError(
-            422, "invalid_parameters", f"format={requested!r}: use one of png, jpeg, webp, tiff, bmp"
+            422, "invalid_parameters", f"format={requested!r}: use one of {', '.join(OUTPUT_FORMATS)}"
         )
     return name
 
@@ -453,6 +509,13 @@ def decode_error(exc: ImageDecodeError) -> ApiError:
     if exc.reason.startswith(_UNSUPPORTED_REASONS):
         return ApiError(415, "unsupported_media_type", str(exc))
     return ApiError(422, "invalid_image", str(exc))
+
+
+def _item_json(item: int | LatentWalk) -> dict[str, Any]:
+    """What an image of /v1/generate's JSON says it is: its seed, or its place on a walk."""
+    if isinstance(item, LatentWalk):
+        return {"seed": item.start, "to_seed": item.end, "t": item.t}
+    return {"seed": item}
 
 
 def grid_record(records: list[ImageRecord]) -> ImageRecord:
