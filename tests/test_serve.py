@@ -10,6 +10,7 @@ import io
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import requests
 from PIL import Image
 
 from pixelplexus.io.images import ImageRecord, decode_image, encode_image
+from pixelplexus.photos import sample_photos
 from pixelplexus.references import resolve_model
 from pixelplexus.serving.api import API_KEY_ENV
 from pixelplexus.serving.deploy import (
@@ -26,10 +28,12 @@ from pixelplexus.serving.deploy import (
     with_user_config,
 )
 from pixelplexus.tasks import inference_task
+from support.browser import chromium_page
 from support.corpus import bad_images, good_images, pattern
 from support.serving import MAX_PIXELS, MAX_UPLOAD_BYTES, Service
 
 pytestmark = pytest.mark.slow
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
 @pytest.fixture
@@ -319,3 +323,52 @@ def test_api_key_guards_every_model_route(service):
     finally:
         deploy(service.config)
     assert service.get("/v1/models").status_code == 200  # off again
+
+
+# ------------------------------------------------------------------------------------------------ the page
+def test_the_page_runs_a_model_shows_errors_in_words_and_walks_between_seeds(service, tmp_path):
+    """The try-it page in headless chromium (:mod:`support.browser`; skips without it); its screenshot is
+    the one serve/README.md shows."""
+    with chromium_page(tmp_path / "profile") as page:
+        page.goto(service.url + "/")
+        page.wait_for_selector("#model:has-text('version')")  # /openapi.json and /v1/models were read
+
+        # enhance: upload, choose the scale the form offers, run; the result is ×2 beside the input
+        photo = encode_image(ImageRecord(pixels=sample_photos(64)["chelsea"]), "PNG")
+        page.select_option("#task", "enhance")
+        assert page.locator("#option-scale option").all_inner_texts()[1:] == ["2", "3", "4"]
+        page.select_option("#option-scale", "2")
+        page.set_input_files("#file", files=[{"name": "cat.png", "mimeType": "image/png", "buffer": photo}])
+        page.click("#submit")
+        page.wait_for_selector("#status:has-text('Done')")
+        assert page.eval_on_selector("#output-image", "i => [i.naturalWidth, i.naturalHeight]") == [128, 128]
+        downloaded = bytes(
+            page.evaluate("async () => [...new Uint8Array(await (await fetch(download.href)).arrayBuffer())]")
+        )
+        result = decode_image(downloaded)
+        assert (result.width, result.height) == (128, 128)
+        page.focus("#slider")
+        for _ in range(15):
+            page.keyboard.press("ArrowLeft")
+        assert page.eval_on_selector("#compare", "c => c.style.getPropertyValue('--split')") == "35%"
+        page.screenshot(path=str(SCREENSHOTS / "serve-page.png"), full_page=True)
+
+        # an error: the API's JSON in words, not a raw body
+        page.set_input_files(
+            "#file", files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"hello"}]
+        )
+        page.click("#submit")
+        error = page.wait_for_selector("#error:has-text('Unsupported media type')").inner_text()
+        assert "request" in error and "{" not in error and "hello" not in error
+
+        # generate: a walk from one seed to another, shown as a strip
+        page.select_option("#task", "generate")
+        page.fill("#option-seed", "3")
+        page.fill("#option-to_seed", "9")
+        page.fill("#option-n", "5")
+        page.click("#submit")
+        page.wait_for_selector("#status:has-text('Done')")
+        strip = page.locator("#strip img")
+        assert strip.count() == 5
+        assert strip.nth(0).get_attribute("alt") == "Generated image, seed 3 → 9, t = 0.00"
+        assert page.evaluate("[...document.querySelectorAll('#strip img')].every(i => i.naturalWidth > 0)")
