@@ -2,9 +2,11 @@
 
 Thin by design. A route's query parameters are its task's options (:func:`query_options` derives them
 from the options model in :mod:`pixelplexus.options`: names, types, help), checked with that model; the
-route then reads the upload within the byte limit, decodes it with the pixel limit (:func:`decode_image`
-checks the header before it decodes any pixels), awaits the task's model deployment and encodes the result. Decoding and encoding run
-in worker threads, off the event loop.
+route then reads the upload within the byte limit and hands the file's bytes to the task's model deployment,
+which decodes them within the pixel limit (:func:`~pixelplexus.io.images.decode_image` checks the header
+before it decodes any pixels), runs the model and answers the result encoded
+(:class:`~pixelplexus.serving.deployments.EncodedImage`): bytes cross the handle both ways, small enough
+to travel inline rather than through Ray's object store, and the ingress does no image work.
 
 Every error is JSON ``{"error": code, "detail": what to do, "request_id": id}`` with the request id that
 Ray Serve's proxy also returns in the ``X-Request-ID`` header:
@@ -62,7 +64,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from pixelplexus import __version__
-from pixelplexus.io.formats import ENCODE_FORMATS, MEDIA_TYPES, writable_format
+from pixelplexus.io.formats import MEDIA_TYPES, writable_format
 from pixelplexus.io.images import (
     ImageDecodeError,
     ImageRecord,
@@ -78,6 +80,7 @@ from pixelplexus.options import (
     option_type,
     parse_options,
 )
+from pixelplexus.serving.deployments import EncodedImage
 from pixelplexus.tasks.generate import LatentWalk
 from pixelplexus.visual import image_grid
 
@@ -238,7 +241,8 @@ def query_options(task: str) -> Callable[..., InferenceOptions]:
 def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None = None) -> FastAPI:
     """The FastAPI app over ``models``: task name → its deployment's handle.
 
-    A handle is called as ``await handle.remote(item, options)`` and ``await
+    A handle is called as ``await handle.remote(item, options, max_pixels=…, format=…)`` (``item``: an
+    upload's bytes or a seed; the answer an ``EncodedImage``, or the client's error as a value) and ``await
     handle.describe.remote()`` (:class:`~pixelplexus.serving.deployments.ModelDeployment`).
     """
     app = FastAPIOffline(  # /docs and /redoc with Swagger UI's and ReDoc's files served by the app
@@ -288,28 +292,26 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
             return await call_next(request)
 
     # ------------------------------------------------------------------------------------------ steps
-    async def read_image(request: Request) -> ImageRecord:
-        data = await read_upload(
+    async def read_image(request: Request) -> bytes:
+        return await read_upload(
             request,
             limits.max_upload_bytes,
             read_timeout_s=limits.read_timeout_s,
             upload_timeout_s=limits.upload_timeout_s,
         )
-        try:
-            return await run_in_threadpool(decode_image, data, max_pixels=limits.max_pixels)
-        except ImageDecodeError as exc:
-            raise decode_error(exc) from None
 
-    async def predict(task: str, item: Any, options: InferenceOptions) -> ImageRecord:
-        try:
-            return await call_model(lambda: models[task].remote(item, options), task)
-        except OptionsError as exc:  # raised in the replica; Ray wraps it, ``cause`` is the original
-            raise ApiError(422, "invalid_parameters", str(getattr(exc, "cause", exc))) from None
+    async def predict(task: str, item: Any, options: InferenceOptions, fmt: str | None) -> EncodedImage:
+        """The model replica decodes an upload (within ``max_pixels``), runs it and encodes the result."""
+        call = lambda: models[task].remote(item, options, max_pixels=limits.max_pixels, format=fmt)  # noqa: E731
+        answer = await call_model(call, task)
+        if isinstance(answer, OptionsError):
+            raise ApiError(422, "invalid_parameters", str(answer))
+        if isinstance(answer, ImageDecodeError):
+            raise decode_error(answer)
+        return answer
 
-    async def image_response(record: ImageRecord, fmt: str | None) -> Response:
-        fmt = fmt or (record.format if record.format in ENCODE_FORMATS else "PNG")
-        body = await run_in_threadpool(encode_image, record, fmt)
-        return Response(body, media_type=MEDIA_TYPES[fmt])
+    def image_response(image: EncodedImage) -> Response:
+        return Response(image.data, media_type=MEDIA_TYPES[image.format])
 
     # ------------------------------------------------------------------------------------------ routes
     @app.post("/v1/enhance", openapi_extra=_IMAGE_BODY, response_class=Response)
@@ -320,8 +322,7 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
     ) -> Response:
         """Super-resolve an image (multipart field ``file`` or the raw body); returns the image."""
         fmt = output_format(format)
-        record = await read_image(request)
-        return await image_response(await predict("enhance", record, options), fmt)
+        return image_response(await predict("enhance", await read_image(request), options, fmt))
 
     @app.post("/v1/colorize", openapi_extra=_IMAGE_BODY, response_class=Response)
     async def colorize(
@@ -331,8 +332,7 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
     ) -> Response:
         """Colorize a (gray) image, keeping its own lightness; returns the image."""
         fmt = output_format(format)
-        record = await read_image(request)
-        return await image_response(await predict("colorize", record, options), fmt)
+        return image_response(await predict("colorize", await read_image(request), options, fmt))
 
     @app.post("/v1/generate", response_class=Response)
     async def generate(spec: Annotated[GenerateRequest | None, Body()] = None) -> Response:
@@ -340,18 +340,19 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
         spec = spec or GenerateRequest()
         options = spec.options()
         items = spec.items()
-        records = await asyncio.gather(*(predict("generate", item, options) for item in items))
+        images = await asyncio.gather(*(predict("generate", item, options, "PNG") for item in items))
         seeds = [spec.seed, spec.to_seed] if spec.to_seed is not None else items
         headers = {"X-Seeds": ",".join(map(str, seeds))}
-        if len(records) == 1 or spec.grid:
-            record = records[0] if len(records) == 1 else grid_record(records)
-            body = await run_in_threadpool(encode_image, record, "PNG")
+        if len(images) == 1:
+            return Response(images[0].data, media_type="image/png", headers=headers)
+        if spec.grid:
+            body = await run_in_threadpool(grid_png, images)
             return Response(body, media_type="image/png", headers=headers)
-        pngs = await run_in_threadpool(lambda: [encode_image(r, "PNG") for r in records])
-        images = [
-            {**_item_json(item), "png": base64.b64encode(png).decode()} for item, png in zip(items, pngs)
+        answer = [
+            {**_item_json(item), "png": base64.b64encode(image.data).decode()}
+            for item, image in zip(items, images)
         ]
-        return JSONResponse({"images": images}, headers=headers)
+        return JSONResponse({"images": answer}, headers=headers)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, list[dict[str, Any]]]:
@@ -518,8 +519,9 @@ def _item_json(item: int | LatentWalk) -> dict[str, Any]:
     return {"seed": item}
 
 
-def grid_record(records: list[ImageRecord]) -> ImageRecord:
-    """Images laid out in a near-square grid, as one record."""
-    columns = math.ceil(math.sqrt(len(records)))
-    rows = [[r.pixels for r in records[i : i + columns]] for i in range(0, len(records), columns)]
-    return ImageRecord(pixels=image_grid(rows), format="PNG")
+def grid_png(images: list[EncodedImage]) -> bytes:
+    """Images laid out in a near-square grid, as one PNG."""
+    pixels = [decode_image(image.data).pixels for image in images]
+    columns = math.ceil(math.sqrt(len(pixels)))
+    rows = [pixels[i : i + columns] for i in range(0, len(pixels), columns)]
+    return encode_image(ImageRecord(pixels=image_grid(rows), format="PNG"), "PNG")
