@@ -6,9 +6,11 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint install clean k8s system-packages
 
-# System libraries some tests need: the ncnn oracle's Vulkan loader and OpenMP (libGL for its OpenCV).
-# Installed with apt when missing and running as root (as CI does); otherwise those tests skip with the reason.
-SYSTEM_PACKAGES := libvulkan1 libomp5 libgl1 libglib2.0-0
+# System packages some tests need, installed with apt when missing and running as root (as CI does); otherwise
+# those tests skip with the reason: the ncnn oracle's Vulkan loader and OpenMP (libGL for its OpenCV), and
+# Debian's chromium for the service page's browser test (driven by the playwright package; the browser is never
+# downloaded by a test tool).
+SYSTEM_PACKAGES := libvulkan1 libomp5 libgl1 libglib2.0-0 chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

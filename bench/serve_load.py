@@ -3,9 +3,16 @@
 One run measures, on the same machine and model:
 
 * the direct in-process call (decode → ``Task.predict`` → encode, one request at a time), the baseline;
+* ``GET /healthz`` at concurrency 1: the HTTP hop alone (client → proxy → ingress and back, no model);
 * the service at concurrency 1, 8 and 32 with batching off (``max_batch_size: 1``) and on (8), switched by
   deploying a new ``user_config`` (the hot-swap path); one enhance replica, fixed, so the autoscaler does
   not change the picture mid-run.
+
+Where the time goes: around every row the benchmark reads the CPU time (user + system) of this process (the
+client, or the direct call) and of each process of the Ray instance it started, by role (Serve's proxy, the
+ingress replica, the enhance replica, the rest of Ray), and prints the CPU milliseconds each request cost
+there. Unlike latency, CPU time changes little with what else runs on the machine (except for threads that
+spin while they wait for a core, as torch's do), so it compares code versions measured on a busy machine.
 
 Every row is measured in each of ``--rounds`` interleaved rounds, so a change in background load hits all
 rows alike: p50/p99 pool the rounds' latencies, req/s is the median round. Overhead is the service's p50 at
@@ -62,6 +69,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+ROLES = {  # a Ray worker's process title → its role in a request
+    "ray::ProxyActor": "proxy",
+    "ray::ServeReplica:pixelplexus:ingress": "ingress",
+    "ray::ServeReplica:pixelplexus:enhance": "enhance replica",
+}
+IDLE, IDLE_S = "idle", 2.0
+COLUMNS = ("client", "proxy", "ingress", "enhance replica", "Ray, other")
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of this process ("client") and of the Ray processes it started, by role."""
+    import psutil
+
+    me = psutil.Process()
+    times = me.cpu_times()
+    totals = defaultdict(float, client=times.user + times.system)
+    for process in me.children(recursive=True):
+        try:
+            title, times = " ".join(process.cmdline()), process.cpu_times()
+        except psutil.Error:  # gone meanwhile
+            continue
+        role = next((role for prefix, role in ROLES.items() if title.startswith(prefix)), "Ray, other")
+        totals[role] += times.user + times.system
+    return totals
+
+
+def cpu_cost(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {role: after[role] - before.get(role, 0.0) for role in after}
+
+
 def percentiles(seconds: list[float]) -> tuple[float, float]:
     """p50 and p99 in milliseconds."""
     ms = np.array(seconds) * 1000
@@ -85,15 +122,19 @@ def direct(task, generator, data: bytes, requests_: int, device: str) -> list[fl
     return latencies
 
 
-def load(url: str, data: bytes, concurrency: int, requests_: int) -> tuple[list[float], float]:
-    """``requests_`` POSTs from ``concurrency`` threads; returns the latencies and the wall time."""
+def load(url: str, data: bytes | None, concurrency: int, requests_: int) -> tuple[list[float], float]:
+    """``requests_`` POSTs of ``data`` to /v1/enhance (None: GETs of /healthz) from ``concurrency`` threads;
+    returns the latencies and the wall time."""
     local = threading.local()
 
     def call(_: int) -> float:
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
         start = time.perf_counter()
-        response = session.post(f"{url}/v1/enhance", data=data, timeout=300)
+        if data is None:
+            response = session.get(f"{url}/healthz", timeout=300)
+        else:
+            response = session.post(f"{url}/v1/enhance", data=data, timeout=300)
         response.raise_for_status()
         return time.perf_counter() - start
 
@@ -164,18 +205,47 @@ def main() -> None:
         enhance["max_ongoing_requests"] = max(args.concurrency)
         ray.init(address="local", num_cpus=cores + 4, include_dashboard=False, log_to_driver=False)
         direct_latencies: list[float] = []
+        health_latencies: list[float] = []
+        cpu: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))  # row → role → seconds
+        counted: dict[str, int] = defaultdict(int)  # row → requests
+
+        walls: dict[str, float] = defaultdict(float)  # row → seconds
+
+        def account(row: str, before: dict[str, float], requests_: int, started: float) -> None:
+            for role, seconds in cpu_cost(before, cpu_seconds()).items():
+                if role in before:  # (the direct call counts this process only)
+                    cpu[row][role] += seconds
+            counted[row] += requests_
+            walls[row] += time.perf_counter() - started
+
         latencies: dict[tuple[int, int], list[float]] = defaultdict(list)
         rates: dict[tuple[int, int], list[float]] = defaultdict(list)
         try:
             # Rounds interleave every configuration, so a change in background load hits them all alike.
             for _ in range(args.rounds):
+                before, started = cpu_seconds(), time.perf_counter()
                 direct_latencies += direct(task, generator, data, args.requests, device)
+                account("direct call", {"client": before["client"]}, args.requests, started)
                 for batch in (1, args.batch):
                     deploy(
                         with_user_config(config, "enhance", model=weights["enhance"], max_batch_size=batch)
                     )
+                    if batch == 1:
+                        before, started = cpu_seconds(), time.perf_counter()
+                        time.sleep(IDLE_S)  # what the service burns with no request: subtracted below
+                        account(IDLE, before, 0, started)
+                        before, started = cpu_seconds(), time.perf_counter()
+                        health_latencies += load(url, None, 1, args.requests)[0]
+                        account("GET /healthz", before, args.requests + 1, started)  # with the warm-up
                     for concurrency in args.concurrency:
+                        before, started = cpu_seconds(), time.perf_counter()
                         seconds, wall = load(url, data, concurrency, args.requests)
+                        account(
+                            f"Serve HTTP, max_batch_size {batch}, concurrency {concurrency}",
+                            before,
+                            args.requests + min(concurrency, args.requests),  # with the warm-up
+                            started,
+                        )
                         latencies[batch, concurrency] += seconds
                         rates[batch, concurrency].append(args.requests / wall)
             served = requests.get(f"{url}/v1/models", timeout=30).json()["models"]
@@ -198,11 +268,27 @@ def main() -> None:
     print(
         f"| direct call | – | 1 | {d50:.1f} | {d99:.1f} | {1 / statistics.median(direct_latencies):.2f} | – |"
     )
+    h50, h99 = percentiles(health_latencies)
+    print(f"| Serve HTTP, GET /healthz (no model) | – | 1 | {h50:.1f} | {h99:.1f} | – | – |")
     for (batch, concurrency), seconds in latencies.items():
         p50, p99 = percentiles(seconds)
         overhead = f"{p50 - d50:+.1f}" if concurrency == 1 else "–"
         rate = statistics.median(rates[batch, concurrency])
         print(f"| Serve HTTP | {batch} | {concurrency} | {p50:.1f} | {p99:.1f} | {rate:.2f} | {overhead} |")
+    print()
+    idle = {role: seconds / walls[IDLE] for role, seconds in cpu.pop(IDLE).items()}  # CPU s per s
+    print(
+        "CPU milliseconds per request, by process (all rounds, warm-up requests included), less what each "
+        f"process burns idle ({', '.join(f'{role} {1000 * rate:.0f}' for role, rate in idle.items())} ms "
+        "per second):\n"
+    )
+    print(f"| row | {' | '.join(COLUMNS)} | total |")
+    print(f"|---|{'---|' * (len(COLUMNS) + 1)}")
+    for row, roles in cpu.items():
+        busy = {r: s - (idle.get(r, 0.0) * walls[row] if r != "client" else 0.0) for r, s in roles.items()}
+        per_request = {role: 1000 * busy.get(role, 0.0) / counted[row] for role in COLUMNS}
+        cells = " | ".join(f"{per_request[role]:.1f}" if role in roles else "–" for role in COLUMNS)
+        print(f"| {row} | {cells} | {sum(per_request.values()):.1f} |")
     print()
     for concurrency in args.concurrency:
         ratio = statistics.median(rates[args.batch, concurrency]) / statistics.median(rates[1, concurrency])

@@ -10,6 +10,7 @@ import io
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from PIL import Image
 
 from pixelplexus.community.importer import import_weights
 from pixelplexus.io.images import ImageRecord, decode_image, encode_image
+from pixelplexus.photos import sample_photos
 from pixelplexus.references import resolve_model
 from pixelplexus.serving.api import API_KEY_ENV
 from pixelplexus.serving.deploy import (
@@ -27,11 +29,13 @@ from pixelplexus.serving.deploy import (
     with_user_config,
 )
 from pixelplexus.tasks import inference_task
+from support.browser import chromium_page
 from support.corpus import bad_images, good_images, pattern
 from support.serving import MAX_PIXELS, MAX_UPLOAD_BYTES, Service
 from support.weights import ncnn_wheel_models
 
 pytestmark = pytest.mark.slow
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
 @pytest.fixture
@@ -143,6 +147,14 @@ def test_generate_one_many_and_grid(service):
     grid = decode_image(seeds.content)
     assert grid.width > 2 * 16 and grid.height > 2 * 16  # 3 × 2 cells of 16 × 16 with padding
 
+    walk = service.post("/v1/generate", json={"seed": 7, "to_seed": 9, "n": 3})
+    assert walk.status_code == 200 and walk.headers["X-Seeds"] == "7,9"
+    points = walk.json()["images"]
+    assert [(p["seed"], p["to_seed"], p["t"]) for p in points] == [(7, 9, 0.0), (7, 9, 0.5), (7, 9, 1.0)]
+    ends = [decode_image(base64.b64decode(points[i]["png"])) for i in (0, 2)]
+    for end, seed in zip(ends, (7, 9)):  # the walk starts and ends at the seeds' own images
+        _assert_close(end, _expected(weights, "generate", seed))
+
     random = service.post("/v1/generate")  # no body: one image from a random seed
     assert random.status_code == 200 and random.headers["X-Seeds"].isdigit()
 
@@ -204,6 +216,8 @@ def test_size_limits(service):
         ("/v1/generate", {"json": {"seed": 1, "seeds": [1, 2]}}),
         ("/v1/generate", {"json": {"n": 2, "seeds": [1, 2, 3]}}),
         ("/v1/generate", {"json": {"seed": -4}}),
+        ("/v1/generate", {"json": {"to_seed": 4, "n": 3}}),  # a walk needs its start
+        ("/v1/generate", {"json": {"seed": 1, "to_seed": 4}}),  # and two images at least
         ("/v1/generate", {"json": {"colour": "red"}}),
         ("/v1/generate", {"data": b"{not json", "headers": {"Content-Type": "application/json"}}),
     ],
@@ -310,7 +324,7 @@ def test_hot_swap_to_an_imported_community_model(service, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ auth
-def test_api_key_guards_every_route_but_healthz(service):
+def test_api_key_guards_every_model_route(service):
     key = "s3cret-key"
     with_key = copy.deepcopy(service.config)
     deployment(with_key, "ingress")["ray_actor_options"]["runtime_env"] = {"env_vars": {API_KEY_ENV: key}}
@@ -320,14 +334,64 @@ def test_api_key_guards_every_route_but_healthz(service):
         calls = {
             "enhance": lambda headers: service.post("/v1/enhance", data=data, headers=headers),
             "models": lambda headers: service.get("/v1/models", headers=headers),
-            "docs": lambda headers: service.get("/docs", headers=headers),
+            "generate": lambda headers: service.post("/v1/generate", json={"seed": 1}, headers=headers),
         }
         for call in calls.values():
             _assert_error(call({}), 401, "unauthorized")
             _assert_error(call({"Authorization": "Bearer not-the-key"}), 401, "unauthorized")
             _assert_error(call({"Authorization": key}), 401, "unauthorized")  # no scheme
             assert call({"Authorization": f"Bearer {key}"}).status_code == 200
-        assert service.get("/healthz").status_code == 200
+        for public in ("/healthz", "/", "/docs", "/openapi.json", "/assets/page.js"):  # no data: no key
+            assert service.get(public).status_code == 200, public
     finally:
         deploy(service.config)
     assert service.get("/v1/models").status_code == 200  # off again
+
+
+# ------------------------------------------------------------------------------------------------ the page
+def test_the_page_runs_a_model_shows_errors_in_words_and_walks_between_seeds(service, tmp_path):
+    """The try-it page in headless chromium (:mod:`support.browser`; skips without it); its screenshot is
+    the one serve/README.md shows."""
+    with chromium_page(tmp_path / "profile") as page:
+        page.goto(service.url + "/")
+        page.wait_for_selector("#model:has-text('version')")  # /openapi.json and /v1/models were read
+
+        # enhance: upload, choose the scale the form offers, run; the result is ×2 beside the input
+        photo = encode_image(ImageRecord(pixels=sample_photos(64)["chelsea"]), "PNG")
+        page.select_option("#task", "enhance")
+        assert page.locator("#option-scale option").all_inner_texts()[1:] == ["2", "3", "4"]
+        page.select_option("#option-scale", "2")
+        page.set_input_files("#file", files=[{"name": "cat.png", "mimeType": "image/png", "buffer": photo}])
+        page.click("#submit")
+        page.wait_for_selector("#status:has-text('Done')")
+        assert page.eval_on_selector("#output-image", "i => [i.naturalWidth, i.naturalHeight]") == [128, 128]
+        downloaded = bytes(
+            page.evaluate("async () => [...new Uint8Array(await (await fetch(download.href)).arrayBuffer())]")
+        )
+        result = decode_image(downloaded)
+        assert (result.width, result.height) == (128, 128)
+        page.focus("#slider")
+        for _ in range(15):
+            page.keyboard.press("ArrowLeft")
+        assert page.eval_on_selector("#compare", "c => c.style.getPropertyValue('--split')") == "35%"
+        page.screenshot(path=str(SCREENSHOTS / "serve-page.png"), full_page=True)
+
+        # an error: the API's JSON in words, not a raw body
+        page.set_input_files(
+            "#file", files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"hello"}]
+        )
+        page.click("#submit")
+        error = page.wait_for_selector("#error:has-text('Unsupported media type')").inner_text()
+        assert "request" in error and "{" not in error and "hello" not in error
+
+        # generate: a walk from one seed to another, shown as a strip
+        page.select_option("#task", "generate")
+        page.fill("#option-seed", "3")
+        page.fill("#option-to_seed", "9")
+        page.fill("#option-n", "5")
+        page.click("#submit")
+        page.wait_for_selector("#status:has-text('Done')")
+        strip = page.locator("#strip img")
+        assert strip.count() == 5
+        assert strip.nth(0).get_attribute("alt") == "Generated image, seed 3 → 9, t = 0.00"
+        assert page.evaluate("[...document.querySelectorAll('#strip img')].every(i => i.naturalWidth > 0)")

@@ -5,7 +5,9 @@ over HTTP (test_serve, test_serve_faults); a test that changes it deploys the or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,3 +99,25 @@ class ServeApp:
 
             self._service = None
             serve.shutdown()
+
+
+@contextlib.contextmanager
+def asgi_server(app: Any, port: int) -> Iterator[str]:
+    """``app`` (ASGI) served by uvicorn on 127.0.0.1:``port`` in a thread, without Ray; yields its URL."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

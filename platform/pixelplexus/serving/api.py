@@ -2,9 +2,11 @@
 
 Thin by design. A route's query parameters are its task's options (:func:`query_options` derives them
 from the options model in :mod:`pixelplexus.options`: names, types, help), checked with that model; the
-route then reads the upload within the byte limit, decodes it with the pixel limit (:func:`decode_image`
-checks the header before it decodes any pixels), awaits the task's model deployment and encodes the result. Decoding and encoding run
-in worker threads, off the event loop.
+route then reads the upload within the byte limit and hands the file's bytes to the task's model deployment,
+which decodes them within the pixel limit (:func:`~pixelplexus.io.images.decode_image` checks the header
+before it decodes any pixels), runs the model and answers the result encoded
+(:class:`~pixelplexus.serving.deployments.EncodedImage`): bytes cross the handle both ways, small enough
+to travel inline rather than through Ray's object store, and the ingress does no image work.
 
 Every error is JSON ``{"error": code, "detail": what to do, "request_id": id}`` with the request id that
 Ray Serve's proxy also returns in the ``X-Request-ID`` header:
@@ -30,6 +32,11 @@ status  error                        when
 
 The errors that Serve's proxy makes itself (a dead ingress replica, backpressure, the request deadline,
 slow headers) are turned into the same JSON by :mod:`pixelplexus.serving.proxy`.
+
+The app also serves the try-it page (``GET /``, files in ``serving/static/``, see :data:`PUBLIC_PATHS`) and
+the API's docs (``/docs``, ``/redoc``) with every asset from the app itself: no CDN, so they work offline.
+The page builds its form from ``/openapi.json``, whose query parameters carry the options model's own
+JSON schema (choices, limits, defaults).
 """
 
 from __future__ import annotations
@@ -43,18 +50,21 @@ import math
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from pixelplexus import __version__
-from pixelplexus.io.formats import ENCODE_FORMATS, MEDIA_TYPES, writable_format
+from pixelplexus.io.formats import MEDIA_TYPES, writable_format
 from pixelplexus.io.images import (
     ImageDecodeError,
     ImageRecord,
@@ -70,6 +80,8 @@ from pixelplexus.options import (
     option_type,
     parse_options,
 )
+from pixelplexus.serving.deployments import EncodedImage
+from pixelplexus.tasks.generate import LatentWalk
 from pixelplexus.visual import image_grid
 
 API_KEY_ENV = "PIXELPLEXUS_API_KEY"
@@ -80,6 +92,12 @@ T = TypeVar("T")
 logger = logging.getLogger("ray.serve")
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around the file
 _UNSUPPORTED_REASONS = ("not a recognised image format", "unsupported pixel format")
+STATIC_DIR = Path(__file__).with_name("static")  # the page: index.html, page.css, page.js
+PAGE_ASSETS, DOCS_ASSETS = "/assets", "/docs-assets"  # where the page's and the docs' files are served
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+"""What needs no API key (with the files under :data:`PAGE_ASSETS` and :data:`DOCS_ASSETS`): pages and the
+API's description, the same for every deployment; nothing that runs or names a model."""
+OUTPUT_FORMATS = ("png", "jpeg", "webp", "tiff", "bmp")  # the ``format`` parameter's choices
 HTTP_DEFAULTS: dict[str, dict[str, Any]] = {"enhance": {"tile": None}}
 """Where the API's default differs from the options model's: enhance runs the whole image unless asked."""
 BATCH_ONLY: dict[str, tuple[str, ...]] = {"colorize": ("skip_color",)}
@@ -99,6 +117,12 @@ _IMAGE_BODY = {  # the upload, for /docs: a multipart field "file" or the raw by
         },
     }
 }
+
+
+FORMAT_QUERY = Query(
+    description="the answer's format (default: the upload's own, or PNG)",
+    json_schema_extra={"anyOf": [{"type": "string", "enum": list(OUTPUT_FORMATS)}, {"type": "null"}]},
+)
 
 
 class Limits(BaseModel):
@@ -135,6 +159,11 @@ class GenerateRequest(GenerateOptions):
     seeds: list[Seed] | None = Field(
         None, min_length=1, max_length=MAX_IMAGES, description="one seed per image (instead of seed and n)"
     )
+    to_seed: Seed | None = Field(
+        None,
+        description="walk from seed to to_seed: n images (2 at least) along the great circle between "
+        "their latents, both ends included",
+    )
     grid: bool = Field(False, description="several images as one grid PNG instead of JSON")
 
     @model_validator(mode="after")
@@ -143,7 +172,16 @@ class GenerateRequest(GenerateOptions):
             raise ValueError("give seed (with n) or seeds, not both")
         if self.seeds is not None and "n" in self.model_fields_set and self.n != len(self.seeds):
             raise ValueError(f"n={self.n} but {len(self.seeds)} seeds were given; leave n out")
+        if self.to_seed is not None and (self.seed is None or self.n < 2):
+            raise ValueError("to_seed walks from seed: give seed and n of 2 at least with it")
         return self
+
+    def items(self) -> list[int] | list[LatentWalk]:
+        """What the model runs: the seeds, or the points of the walk from ``seed`` to ``to_seed``."""
+        if self.to_seed is None:
+            return self.seed_list()
+        assert self.seed is not None
+        return [LatentWalk(self.seed, self.to_seed, i / (self.n - 1)) for i in range(self.n)]
 
     def seed_list(self) -> list[int]:
         """The seeds asked for, or ``n`` consecutive ones from a random first seed."""
@@ -170,6 +208,12 @@ def query_options(task: str) -> Callable[..., InferenceOptions]:
         if name not in BATCH_ONLY.get(task, ())
     }
 
+    # /openapi.json shows each parameter as the options model describes it (choices, limits) with the
+    # default that applies when it is left out
+    defaults = {name: HTTP_DEFAULTS.get(task, {}).get(name, field.default) for name, field in fields.items()}
+    properties = OPTIONS[task].model_json_schema()["properties"]
+    schemas = {name: {k: v for k, v in properties[name].items() if k != "default"} for name in fields}
+
     def dependency(**given: Any) -> InferenceOptions:
         values = {**HTTP_DEFAULTS.get(task, {}), **{k: v for k, v in given.items() if v is not None}}
         try:
@@ -182,10 +226,10 @@ def query_options(task: str) -> Callable[..., InferenceOptions]:
             inspect.Parameter(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=None,
+                default=defaults[name],
                 annotation=Annotated[
                     Optional[option_type(field.annotation)[0]],  # noqa: UP045
-                    Query(description=field.description),
+                    Query(description=field.description, json_schema_extra=schemas[name]),
                 ],
             )
             for name, field in fields.items()
@@ -197,14 +241,17 @@ def query_options(task: str) -> Callable[..., InferenceOptions]:
 def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None = None) -> FastAPI:
     """The FastAPI app over ``models``: task name → its deployment's handle.
 
-    A handle is called as ``await handle.remote(item, options)`` and ``await
+    A handle is called as ``await handle.remote(item, options, max_pixels=…, format=…)`` (``item``: an
+    upload's bytes or a seed; the answer an ``EncodedImage``, or the client's error as a value) and ``await
     handle.describe.remote()`` (:class:`~pixelplexus.serving.deployments.ModelDeployment`).
     """
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with Swagger UI's and ReDoc's files served by the app
         title="PixelPlexus",
         version=__version__,
-        description="Enhance (super-resolution), colorize and generate images.",
+        description="Enhance (super-resolution), colorize and generate images. Try it at `/`.",
+        static_url=DOCS_ASSETS,
     )
+    app.mount(PAGE_ASSETS, StaticFiles(directory=STATIC_DIR), name="page-assets")
 
     # ------------------------------------------------------------------------------------------ errors
     @app.exception_handler(ApiError)
@@ -234,7 +281,7 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
         @app.middleware("http")
         async def _authenticate(request: Request, call_next):
             path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
-            if path != "/healthz" and not authorized(request.headers.get("authorization"), api_key):
+            if not public(path) and not authorized(request.headers.get("authorization"), api_key):
                 return error_response(
                     request,
                     401,
@@ -245,73 +292,78 @@ def build_api(models: Mapping[str, Any], limits: Limits, *, api_key: str | None 
             return await call_next(request)
 
     # ------------------------------------------------------------------------------------------ steps
-    async def read_image(request: Request) -> ImageRecord:
-        data = await read_upload(
+    async def read_image(request: Request) -> bytes:
+        return await read_upload(
             request,
             limits.max_upload_bytes,
             read_timeout_s=limits.read_timeout_s,
             upload_timeout_s=limits.upload_timeout_s,
         )
-        try:
-            return await run_in_threadpool(decode_image, data, max_pixels=limits.max_pixels)
-        except ImageDecodeError as exc:
-            raise decode_error(exc) from None
 
-    async def predict(task: str, item: Any, options: InferenceOptions) -> ImageRecord:
-        try:
-            return await call_model(lambda: models[task].remote(item, options), task)
-        except OptionsError as exc:  # raised in the replica; Ray wraps it, ``cause`` is the original
-            raise ApiError(422, "invalid_parameters", str(getattr(exc, "cause", exc))) from None
+    async def predict(task: str, item: Any, options: InferenceOptions, fmt: str | None) -> EncodedImage:
+        """The model replica decodes an upload (within ``max_pixels``), runs it and encodes the result."""
+        call = lambda: models[task].remote(item, options, max_pixels=limits.max_pixels, format=fmt)  # noqa: E731
+        answer = await call_model(call, task)
+        if isinstance(answer, OptionsError):
+            raise ApiError(422, "invalid_parameters", str(answer))
+        if isinstance(answer, ImageDecodeError):
+            raise decode_error(answer)
+        return answer
 
-    async def image_response(record: ImageRecord, fmt: str | None) -> Response:
-        fmt = fmt or (record.format if record.format in ENCODE_FORMATS else "PNG")
-        body = await run_in_threadpool(encode_image, record, fmt)
-        return Response(body, media_type=MEDIA_TYPES[fmt])
+    def image_response(image: EncodedImage) -> Response:
+        return Response(image.data, media_type=MEDIA_TYPES[image.format])
 
     # ------------------------------------------------------------------------------------------ routes
     @app.post("/v1/enhance", openapi_extra=_IMAGE_BODY, response_class=Response)
     async def enhance(
         request: Request,
         options: Annotated[InferenceOptions, Depends(query_options("enhance"))],
-        format: Annotated[str | None, Query(description="png, jpeg, webp, tiff or bmp")] = None,
+        format: Annotated[str | None, FORMAT_QUERY] = None,
     ) -> Response:
         """Super-resolve an image (multipart field ``file`` or the raw body); returns the image."""
         fmt = output_format(format)
-        record = await read_image(request)
-        return await image_response(await predict("enhance", record, options), fmt)
+        return image_response(await predict("enhance", await read_image(request), options, fmt))
 
     @app.post("/v1/colorize", openapi_extra=_IMAGE_BODY, response_class=Response)
     async def colorize(
         request: Request,
         options: Annotated[InferenceOptions, Depends(query_options("colorize"))],
-        format: Annotated[str | None, Query(description="png, jpeg, webp, tiff or bmp")] = None,
+        format: Annotated[str | None, FORMAT_QUERY] = None,
     ) -> Response:
         """Colorize a (gray) image, keeping its own lightness; returns the image."""
         fmt = output_format(format)
-        record = await read_image(request)
-        return await image_response(await predict("colorize", record, options), fmt)
+        return image_response(await predict("colorize", await read_image(request), options, fmt))
 
     @app.post("/v1/generate", response_class=Response)
     async def generate(spec: Annotated[GenerateRequest | None, Body()] = None) -> Response:
-        """New images from seeds: one image → PNG; several → JSON with base64 PNGs, or one grid PNG."""
+        """Images from seeds or a walk between two: one → PNG; several → JSON of base64 PNGs, or a grid PNG."""
         spec = spec or GenerateRequest()
         options = spec.options()
-        seeds = spec.seed_list()
-        records = await asyncio.gather(*(predict("generate", seed, options) for seed in seeds))
+        items = spec.items()
+        images = await asyncio.gather(*(predict("generate", item, options, "PNG") for item in items))
+        seeds = [spec.seed, spec.to_seed] if spec.to_seed is not None else items
         headers = {"X-Seeds": ",".join(map(str, seeds))}
-        if len(records) == 1 or spec.grid:
-            record = records[0] if len(records) == 1 else grid_record(records)
-            body = await run_in_threadpool(encode_image, record, "PNG")
+        if len(images) == 1:
+            return Response(images[0].data, media_type="image/png", headers=headers)
+        if spec.grid:
+            body = await run_in_threadpool(grid_png, images)
             return Response(body, media_type="image/png", headers=headers)
-        pngs = await run_in_threadpool(lambda: [encode_image(r, "PNG") for r in records])
-        images = [{"seed": s, "png": base64.b64encode(png).decode()} for s, png in zip(seeds, pngs)]
-        return JSONResponse({"images": images}, headers=headers)
+        answer = [
+            {**_item_json(item), "png": base64.b64encode(image.data).decode()}
+            for item, image in zip(items, images)
+        ]
+        return JSONResponse({"images": answer}, headers=headers)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, list[dict[str, Any]]]:
         """What each model deployment serves: task, reference, version, device, …"""
         describe = [call_model(handle.describe.remote, task) for task, handle in models.items()]
         return {"models": list(await asyncio.gather(*describe))}
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        """The try-it page: it calls the routes above, with the key the person enters."""
+        return FileResponse(STATIC_DIR / "index.html")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -366,6 +418,11 @@ def error_response(
     )
 
 
+def public(path: str) -> bool:
+    """Whether ``path`` is served without the API key (:data:`PUBLIC_PATHS`)."""
+    return path in PUBLIC_PATHS or path.startswith((f"{PAGE_ASSETS}/", f"{DOCS_ASSETS}/"))
+
+
 def authorized(header: str | None, api_key: str) -> bool:
     """Whether an ``Authorization`` header carries ``Bearer <api_key>`` (compared in constant time)."""
     scheme, _, token = (header or "").partition(" ")
@@ -379,7 +436,7 @@ def output_format(requested: str | None) -> str | None:
     name = writable_format(requested)
     if name is None:
         raise ApiError(
-            422, "invalid_parameters", f"format={requested!r}: use one of png, jpeg, webp, tiff, bmp"
+            422, "invalid_parameters", f"format={requested!r}: use one of {', '.join(OUTPUT_FORMATS)}"
         )
     return name
 
@@ -455,8 +512,16 @@ def decode_error(exc: ImageDecodeError) -> ApiError:
     return ApiError(422, "invalid_image", str(exc))
 
 
-def grid_record(records: list[ImageRecord]) -> ImageRecord:
-    """Images laid out in a near-square grid, as one record."""
-    columns = math.ceil(math.sqrt(len(records)))
-    rows = [[r.pixels for r in records[i : i + columns]] for i in range(0, len(records), columns)]
-    return ImageRecord(pixels=image_grid(rows), format="PNG")
+def _item_json(item: int | LatentWalk) -> dict[str, Any]:
+    """What an image of /v1/generate's JSON says it is: its seed, or its place on a walk."""
+    if isinstance(item, LatentWalk):
+        return {"seed": item.start, "to_seed": item.end, "t": item.t}
+    return {"seed": item}
+
+
+def grid_png(images: list[EncodedImage]) -> bytes:
+    """Images laid out in a near-square grid, as one PNG."""
+    pixels = [decode_image(image.data).pixels for image in images]
+    columns = math.ceil(math.sqrt(len(pixels)))
+    rows = [pixels[i : i + columns] for i in range(0, len(pixels), columns)]
+    return encode_image(ImageRecord(pixels=image_grid(rows), format="PNG"), "PNG")

@@ -61,7 +61,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         deploy(config)
         for task, model in models.items():
             print(f"{task:9s} {model.reference} (version {model.version})")
-        print(f"serving on http://{args.host}:{args.port} (API docs at /docs); Ctrl-C stops", flush=True)
+        print(
+            f"serving on http://{args.host}:{args.port} (a page to try it at /, API docs at /docs); Ctrl-C stops",
+            flush=True,
+        )
         while True:
             time.sleep(3600)
     except RuntimeError as exc:  # the application did not start; Serve's reason

@@ -7,6 +7,11 @@ deploy`` with a new reference, a RayService update): the new weights load beside
 swapped in with one assignment, together with the inference task built from their metadata. A batch holds
 on to the model it started with, so a version change drops no request.
 
+A request crosses the handle as bytes both ways: the upload's file (decoded here, within the pixel limit
+the ingress passes) and the result encoded here (:class:`EncodedImage`). Encoded images are several times
+smaller than decoded ones, so a typical result stays under Ray's inline-object limit instead of taking a
+trip through the object store, and the ingress does no image work at all.
+
 Requests (:class:`InferenceRequest`) are batched with ``@serve.batch``. A batch may mix image sizes and
 options: :func:`predict_requests` groups it by options and :meth:`Task.predict` by shape. The network runs
 in a worker thread, so the replica's event loop keeps accepting the requests that form the next batch, and
@@ -27,7 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from torch import nn
 
-from pixelplexus.io.images import ImageRecord
+from pixelplexus.io.formats import ENCODE_FORMATS
+from pixelplexus.io.images import ImageDecodeError, ImageRecord, decode_image, encode_image
+from pixelplexus.options import OptionsError
 from pixelplexus.references import ResolvedModel, resolve_model
 from pixelplexus.tasks import InferenceOptions, Task, inference_task
 
@@ -68,6 +75,14 @@ def load_model(task: str, reference: str | None, device: str) -> LoadedModel:
     """Resolve ``reference`` for ``task`` and load its generator (raises ModelReferenceError)."""
     resolved = resolve_model(reference, task)
     return LoadedModel(resolved, resolved.load(device), inference_task(resolved.info), device)
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image file as a model deployment answers it: the bytes and their format (a name of ENCODE_FORMATS)."""
+
+    data: bytes
+    format: str
 
 
 @dataclass(frozen=True)
@@ -122,11 +137,33 @@ class ModelDeployment:
         self.infer.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
         self.settings = settings
 
-    async def __call__(self, item: Any, options: InferenceOptions) -> ImageRecord:
+    async def __call__(
+        self,
+        item: Any,
+        options: InferenceOptions,
+        *,
+        max_pixels: int | None = None,
+        format: str | None = None,
+    ) -> EncodedImage | ImageDecodeError | OptionsError:
+        """The result of ``item`` (an image file's bytes, decoded here with ``max_pixels``; a record; a seed),
+        encoded as ``format`` (None: the input's own format when it can be written, else PNG).
+
+        The client's errors are answered, not raised (a raise is logged as a failed request with its
+        traceback): an :class:`~pixelplexus.io.images.ImageDecodeError` for bytes that are no usable image,
+        an :class:`~pixelplexus.options.OptionsError` for options the model cannot honour.
+        """
+        if isinstance(item, bytes):
+            try:
+                item = await asyncio.to_thread(decode_image, item, max_pixels=max_pixels)
+            except ImageDecodeError as exc:
+                return exc
         result = await self.infer(InferenceRequest(item, options))
+        if isinstance(result, OptionsError):
+            return result
         if isinstance(result, Exception):
             raise result
-        return result
+        format = format or (result.format if result.format in ENCODE_FORMATS else "PNG")
+        return EncodedImage(await asyncio.to_thread(encode_image, result, format), format)
 
     @serve.batch(
         max_batch_size=DEFAULT_SETTINGS.max_batch_size,

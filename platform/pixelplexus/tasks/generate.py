@@ -10,6 +10,7 @@ two seeds along the great circle (slerp).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,6 +44,15 @@ def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
     if omega.abs() < 1e-6:
         return (1 - t) * a + t * b
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+@dataclass(frozen=True)
+class LatentWalk:
+    """An item of generate: the point ``t`` (0..1) on the slerp path from ``start``'s latent to ``end``'s."""
+
+    start: int
+    end: int
+    t: float
 
 
 class GenerateTask(Task):
@@ -97,11 +107,17 @@ class GenerateTask(Task):
         return logits, weight * recon, {"d_recon": recon.item()}
 
     # ---------------------------------------------------------------------------------------- inference
-    def prepare(self, item: int | Tensor, options: GenerateOptions, generator: nn.Module) -> Tensor:
-        """A seed (int) or an explicit latent (1-D tensor) → the latent."""
+    def prepare(
+        self, item: int | LatentWalk | Tensor, options: GenerateOptions, generator: nn.Module
+    ) -> Tensor:
+        """A seed (int), a point between two seeds (:class:`LatentWalk`) or an explicit latent → the latent."""
         if isinstance(item, Tensor):
             return item.float()
-        return latent(item, unwrap(generator).z_dim, options.truncation)
+        z_dim = unwrap(generator).z_dim
+        if isinstance(item, LatentWalk):
+            a, b = (latent(s, z_dim, options.truncation) for s in (item.start, item.end))
+            return slerp(a, b, item.t)
+        return latent(item, z_dim, options.truncation)
 
     def finish(self, y: Tensor, item: int | Tensor, options: GenerateOptions) -> ImageRecord:
         pixels = ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
@@ -116,11 +132,8 @@ class GenerateTask(Task):
         options: GenerateOptions | Mapping | None = None,
     ) -> list[ImageRecord]:
         """``steps`` images along the slerp path from ``seed_a`` to ``seed_b`` (both ends included)."""
-        options = self.parse_options(options)
-        z_dim = unwrap(generator).z_dim
-        a, b = (latent(s, z_dim, options.truncation) for s in (seed_a, seed_b))
-        ts: Sequence[float] = np.linspace(0.0, 1.0, steps).tolist()
-        return self.predict(generator, [slerp(a, b, t) for t in ts], options)
+        walk = [LatentWalk(seed_a, seed_b, t) for t in np.linspace(0.0, 1.0, steps).tolist()]
+        return self.predict(generator, walk, self.parse_options(options))
 
     # --------------------------------------------------------------------------------------- validation
     def real_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
