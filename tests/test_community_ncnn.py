@@ -161,3 +161,15 @@ def test_param_arrays_and_counts_parse(wheel_models):
     assert conv.params[9] == 2 and conv.params[10] == [pytest.approx(0.2)]  # fused LeakyReLU(0.2)
     with pytest.raises(WeightsError, match="declares 3 layers"):
         parse_param("7767517\n3 3\nInput data 0 1 data\n")
+
+
+def test_models_list_shows_imported_files_with_their_source_and_license(imported, tmp_path, capsys):
+    assert main(["models", "list", str(imported["realesrgan-x4plus"].parent)]) == 0
+    out = capsys.readouterr().out
+    for name, _, scale, _ in WHEEL_MODELS:
+        line = next(line for line in out.splitlines() if f"{name}.safetensors" in line)
+        assert f" x{scale} " in line and "ncnn" in line
+    assert out.count(f"license: {LICENSE}") == len(WHEEL_MODELS)
+    (tmp_path / "not-weights.safetensors").write_bytes(b"nonsense")
+    assert main(["models", "list", str(tmp_path / "not-weights.safetensors")]) == 2
+    assert "not-weights.safetensors" in capsys.readouterr().err

@@ -66,7 +66,7 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
     status = 0
     for name, path in entries:
         try:
-            info = read_info(weights_file(path, name).read_bytes())
+            info = read_info(weights_file(path, name))
         except (WeightsError, FileNotFoundError) as exc:
             print(f"pixelplexus models list: {exc}", file=sys.stderr)
             status = 2
