@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -21,7 +22,8 @@ import torch
 from pixelplexus.batch import run as batch_run
 from pixelplexus.batch.manifest import read_manifest
 from pixelplexus.batch.pipeline import Predictor
-from pixelplexus.batch.run import output_key, plan, run_batch
+from pixelplexus.batch.planning import output_key, plan
+from pixelplexus.batch.run import run_batch
 from pixelplexus.cli import main
 from pixelplexus.color import rgb_to_lab
 from pixelplexus.io.formats import format_for_path
@@ -94,12 +96,14 @@ def test_plan_refuses_output_collisions_and_trusts_outputs_of_an_interrupted_run
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "b.png").write_bytes(png)  # written by a run killed before its manifest
     the_plan = plan(request(weights, "enhance", tmp_path / "in", tmp_path / "out", format="png"))
-    assert [(item.key, out) for item, out in the_plan.todo] == [("a.png", "a.png"), ("c.gif", "c.png")]
-    assert [(r["input_key"], r["status"], r["reason"]) for r in the_plan.refused] == [
+    todo = the_plan.todo.to_pylist()
+    assert [(r["input_key"], r["output_key"]) for r in todo] == [("a.png", "a.png"), ("c.gif", "c.png")]
+    assert [(r["input_key"], r["status"], r["reason"]) for r in the_plan.refused.to_pylist()] == [
         ("a.tif", "error", "output key collision")
     ]
-    assert [(r["input_key"], r["status"]) for r in the_plan.done] == [("b.bmp", "ok")]
-    assert plan(request(weights, "enhance", tmp_path / "in", tmp_path / "out", overwrite=True)).done == []
+    assert [(r["input_key"], r["status"]) for r in the_plan.done.to_pylist()] == [("b.bmp", "ok")]
+    again = plan(request(weights, "enhance", tmp_path / "in", tmp_path / "out", overwrite=True))
+    assert again.done.num_rows == 0
 
 
 # ------------------------------------------------------------------------------------------- with Ray
@@ -147,8 +151,12 @@ def test_s3_enhance_accounts_for_every_image_and_keeps_what_it_should(ray_cluste
         if image.too_large:
             assert row["reason"] == "image too large"
     listed = {o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="x2/")["Contents"]}
-    assert listed == {"x2/" + row["output_key"] for row in rows.values() if row["status"] == "ok"} | {
-        "x2/_pixelplexus/" + Path(result.manifest_uri).name
+    manifest = {key for key in listed if key.startswith("x2/_pixelplexus/")}
+    assert listed - manifest == {"x2/" + row["output_key"] for row in rows.values() if row["status"] == "ok"}
+    folder = f"x2/_pixelplexus/manifest-{result.run_id}/"  # its parts and run.json; the plan is removed
+    assert result.manifest_uri == f"s3://{s3_bucket}/{folder.rstrip('/')}"
+    assert manifest == {folder + "run.json"} | {
+        folder + f"part-{i:08d}.parquet" for i in range(len(manifest) - 1)
     }
     assert read_manifest(f"s3://{s3_bucket}/x2").to_pylist() == result.manifest.to_pylist()
     assert f"{len(good)} ok, {len(bad)} error, 0 skipped" in result.summary.line()
@@ -186,7 +194,7 @@ def test_rerun_resumes_and_overwrite_redoes(ray_cluster, tmp_path, weights):
     assert all(p.stat().st_mtime_ns != mtime for p, mtime in first.items())
     merged = read_manifest(str(out))
     assert merged.num_rows == 6 and set(merged.column("run_id").to_pylist()) == {redo.run_id}
-    assert len(list((out / "_pixelplexus").glob("manifest-*.parquet"))) == 4
+    assert len(list((out / "_pixelplexus").glob("manifest-*/run.json"))) == 4
 
 
 class DiesOnce(Predictor):
@@ -312,3 +320,67 @@ def test_cli_refuses_bad_references_and_locations_before_any_work(tmp_path, weig
         assert main(args) == 2, args
         assert message in capsys.readouterr().err, args
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+KILLED_DRIVER = """
+import sys, time
+import ray
+from pixelplexus.batch import manifest, pipeline, run
+from pixelplexus.cli import main
+
+manifest.FLUSH_SECONDS = 0  # a part per block, as a long run writes one every few seconds
+
+
+class Slow(pipeline.Predictor):  # a model that takes its time, so that the driver is killed mid-run
+    def __call__(self, batch):
+        time.sleep(0.5)
+        return super().__call__(batch)
+
+
+run.Predictor = Slow
+ray.init(address=sys.argv[1])
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_driver_killed_mid_run_keeps_the_rows_it_wrote(ray_cluster, tmp_path, weights):
+    png = corpus.good_images(size=(12, 10))["png_rgb"].data
+    files = {f"a-bad-{i:02d}.png": b"not an image" for i in range(8)}
+    write_folder(tmp_path / "in", files | {f"b-good-{i:02d}.png": png for i in range(16)})
+    out = tmp_path / "out"
+    address = ray_cluster.get_runtime_context().gcs_address
+    flags = ["--model", str(weights["enhance"]), "--tile", "0", "--batch-size", "4"]
+    driver = subprocess.Popen(
+        [sys.executable, "-c", KILLED_DRIVER, address, "enhance", str(tmp_path / "in"), str(out), *flags],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while "error" not in read_manifest(str(out)).column("status").to_pylist():  # blocks come in any order
+            assert driver.poll() is None and time.monotonic() < deadline, "the run ended before it was killed"
+            time.sleep(0.1)
+    finally:
+        driver.kill()
+        driver.wait()
+
+    kept = read_manifest(str(out)).to_pylist()  # the parts written before the kill
+    assert 4 <= len(kept) < 24 and any(row["status"] == "error" for row in kept)
+    for row in kept:
+        bad = row["input_key"].startswith("a-bad-")
+        assert (row["status"], row["reason"]) == (
+            ("error", "not a recognised image format") if bad else ("ok", "")
+        )
+    assert list(out.glob("_pixelplexus/plan-*/part-*.parquet")) and not list(
+        out.glob("_pixelplexus/*/run.json")
+    )
+
+    rerun = run_batch(
+        request(weights, "enhance", tmp_path / "in", out, force=True)
+    )  # its lease is not expired
+    check_invariant(rerun, 24)
+    assert rerun.summary.counts == {"ok": 16, "error": 8, "skipped": 0}
+    assert not list(out.glob("_pixelplexus/plan-*"))  # the killed run's plan is removed with the rerun's
+    assert read_manifest(str(out)).to_pylist() == rerun.manifest.to_pylist()
