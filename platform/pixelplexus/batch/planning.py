@@ -40,9 +40,8 @@ if TYPE_CHECKING:
     from pixelplexus.batch.run import BatchRequest
 
 FORMATS = ("png", "jpg", "webp")  # --format choices besides "keep" (names io.formats knows)
-MAX_BLOCKS = (
-    10_000  # Ray Data blocks (plan parts) of input rows: enough to stream and spread, few enough to track
-)
+MIN_BLOCKS = 200  # plan parts (Ray Data blocks of input rows) a large run is cut into at least: to spread
+MAX_PART_ROWS = 1024  # inputs of a plan part at most: a part is one task of each stage
 PLAN_COLUMNS = ("input", "input_key", "output_key", "within")
 WRITERS = 8  # plan parts written at once (S3 round trips overlap)
 
@@ -234,9 +233,14 @@ def plan_folder(run_id: str) -> str:
 
 
 def write_plan(the_plan: Plan, run_id: str, batch_size: int, request: BatchRequest) -> list[str]:
-    """Write the inputs to process as Parquet parts of one Ray Data block each; returns their keys."""
+    """Write the inputs to process as Parquet parts of one Ray Data block each; returns their keys.
+
+    A part has at least ``batch_size`` inputs, and up to :data:`MAX_PART_ROWS` when there are more than
+    :data:`MIN_BLOCKS` × that: fewer, larger tasks cost less per input. Memory does not grow with a
+    part: the stages take it ``batch_size`` rows at a time and Ray Data cuts their output into blocks.
+    """
     todo = the_plan.todo
-    per_block = max(batch_size, math.ceil(todo.num_rows / MAX_BLOCKS))
+    per_block = max(batch_size, min(MAX_PART_ROWS, math.ceil(todo.num_rows / MIN_BLOCKS)))
     folder = plan_folder(run_id)
 
     def write(index: int) -> str:

@@ -130,6 +130,8 @@ def _run(
     remove_plans(output, request)  # left by runs that were killed: none is running (we hold the lease)
     the_plan = decide(request, output, items)
     del items
+    if the_plan.todo.num_rows:
+        connect(request)  # before any row is written: a cluster that cannot run the model is exit 2
     metadata = {
         "run_id": run_id,
         "task": request.task,
@@ -157,6 +159,25 @@ def _run(
     return BatchResult(uri, run_id, summary, startup, failure, output, request.s3)
 
 
+def connect(request: BatchRequest) -> None:
+    """Start (or join) Ray, and check that a model actor can be placed: with ``gpus_per_worker``, some
+    live node must have that many GPUs, or the actors would wait for one forever. Raises ValueError."""
+    import ray
+
+    if not ray.is_initialized():
+        # a local Ray of its own ends with this process, even when it is killed (pixelplexus.localray)
+        localray.start(configure_logging=False, include_dashboard=False)
+    gpus = request.gpus_per_worker
+    if gpus:
+        most = max((node["Resources"].get("GPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
+        if most < gpus:
+            raise ValueError(
+                f"--gpus-per-worker {gpus:g}: no node of the Ray cluster has {gpus:g} GPU(s) (the most any "
+                f"node has is {most:g}), so no model actor could start; run on a cluster with GPU nodes, or "
+                "pass --gpus-per-worker 0 to run on CPUs"
+            )
+
+
 def _process(
     request: BatchRequest,
     the_plan: Plan,
@@ -166,14 +187,9 @@ def _process(
     started: float,
 ) -> tuple[str | None, float, float]:
     """Run the pipeline on the plan's inputs, writing their rows → (failure, start-up s, processing s)."""
-    import ray
-
     parts = write_plan(the_plan, run_id, request.batch_size, request)
     total = the_plan.todo.num_rows
     the_plan.todo = the_plan.todo.slice(0, 0)  # the parts hold it now; read back at the end
-    if not ray.is_initialized():
-        # a local Ray of its own ends with this process, even when it is killed (pixelplexus.localray)
-        localray.start(configure_logging=False, include_dashboard=False)
     begin = time.perf_counter()
     startup = begin - started
     counts: Counter = Counter()
@@ -241,8 +257,13 @@ def _dataset(request: BatchRequest, the_plan: Plan, parts: list[str]):
     uris = [the_plan.output.join(key) for key in parts]
     ds = ray.data.from_items([{"part": uri} for uri in uris], override_num_blocks=len(uris))
     ds = ds.map_batches(read_plan_part, fn_kwargs={"settings": settings}, batch_size=1, num_cpus=1)
+    # a plan part's rows are decoded and encoded a model batch at a time: a task's memory is one batch
     ds = ds.map_batches(
-        read_and_decode, fn_kwargs={"settings": settings}, num_cpus=1, udf_modifying_row_count=False
+        read_and_decode,
+        fn_kwargs={"settings": settings},
+        batch_size=request.batch_size,
+        num_cpus=1,
+        udf_modifying_row_count=False,
     )
     ds = ds.map_batches(
         Predictor,
@@ -261,7 +282,11 @@ def _dataset(request: BatchRequest, the_plan: Plan, parts: list[str]):
         udf_modifying_row_count=False,
     )
     ds = ds.map_batches(
-        encode_and_write, fn_kwargs={"settings": settings}, num_cpus=1, udf_modifying_row_count=False
+        encode_and_write,
+        fn_kwargs={"settings": settings},
+        batch_size=request.batch_size,
+        num_cpus=1,
+        udf_modifying_row_count=False,
     )
     ds.context.max_errored_blocks = -1  # a lost block becomes error rows here, not a failed job
     return ds
