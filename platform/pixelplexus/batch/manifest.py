@@ -81,11 +81,6 @@ def part_name(index: int) -> str:
     return f"part-{index:08d}.parquet"
 
 
-def to_table(rows: list[dict]) -> pa.Table:
-    """Manifest rows (dicts with the schema's columns; missing numbers are null) → a table."""
-    return pa.Table.from_pylist([{name: row.get(name) for name in SCHEMA.names} for row in rows], SCHEMA)
-
-
 def conform(table: pa.Table, **constants: str | None) -> pa.Table:
     """``table`` with the schema's columns in its order: missing ones null, or ``constants`` (e.g. run_id)."""
     columns = []
@@ -277,12 +272,6 @@ class Summary:
     images_per_second: float
     megapixels_per_second: float
     reasons: dict[str, int]
-
-    @classmethod
-    def of(cls, table: pa.Table, run_id: str, seconds: float) -> Summary:
-        tally = Tally(run_id)
-        tally.add(table)
-        return tally.summary(seconds)
 
     def line(self) -> str:
         counts = ", ".join(f"{self.counts[status]} {status}" for status in STATUSES)
