@@ -372,7 +372,7 @@ def scan_inputs(
 
 
 INPUT_COLUMNS = ("uri", "key", "reason", "detail", "within")
-SCAN_CHUNK = 50_000  # inputs turned into Arrow at a time while listing
+SCAN_CHUNK = 10_000  # inputs turned into Arrow at a time while listing
 
 
 def scan_table(
