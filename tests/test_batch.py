@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import boto3
@@ -320,67 +319,3 @@ def test_cli_refuses_bad_references_and_locations_before_any_work(tmp_path, weig
         assert main(args) == 2, args
         assert message in capsys.readouterr().err, args
     assert not (tmp_path / "out").exists()  # nothing written
-
-
-KILLED_DRIVER = """
-import sys, time
-import ray
-from pixelplexus.batch import manifest, pipeline, run
-from pixelplexus.cli import main
-
-manifest.FLUSH_SECONDS = 0  # a part per block, as a long run writes one every few seconds
-
-
-class Slow(pipeline.Predictor):  # a model that takes its time, so that the driver is killed mid-run
-    def __call__(self, batch):
-        time.sleep(0.5)
-        return super().__call__(batch)
-
-
-run.Predictor = Slow
-ray.init(address=sys.argv[1])
-sys.exit(main(sys.argv[2:]))
-"""
-
-
-@pytest.mark.slow
-def test_a_driver_killed_mid_run_keeps_the_rows_it_wrote(ray_cluster, tmp_path, weights):
-    png = corpus.good_images(size=(12, 10))["png_rgb"].data
-    files = {f"a-bad-{i:02d}.png": b"not an image" for i in range(8)}
-    write_folder(tmp_path / "in", files | {f"b-good-{i:02d}.png": png for i in range(16)})
-    out = tmp_path / "out"
-    address = ray_cluster.get_runtime_context().gcs_address
-    flags = ["--model", str(weights["enhance"]), "--tile", "0", "--batch-size", "4"]
-    driver = subprocess.Popen(
-        [sys.executable, "-c", KILLED_DRIVER, address, "enhance", str(tmp_path / "in"), str(out), *flags],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while "error" not in read_manifest(str(out)).column("status").to_pylist():  # blocks come in any order
-            assert driver.poll() is None and time.monotonic() < deadline, "the run ended before it was killed"
-            time.sleep(0.1)
-    finally:
-        driver.kill()
-        driver.wait()
-
-    kept = read_manifest(str(out)).to_pylist()  # the parts written before the kill
-    assert 4 <= len(kept) < 24 and any(row["status"] == "error" for row in kept)
-    for row in kept:
-        bad = row["input_key"].startswith("a-bad-")
-        assert (row["status"], row["reason"]) == (
-            ("error", "not a recognised image format") if bad else ("ok", "")
-        )
-    assert list(out.glob("_pixelplexus/plan-*/part-*.parquet")) and not list(
-        out.glob("_pixelplexus/*/run.json")
-    )
-
-    rerun = run_batch(
-        request(weights, "enhance", tmp_path / "in", out, force=True)
-    )  # its lease is not expired
-    check_invariant(rerun, 24)
-    assert rerun.summary.counts == {"ok": 16, "error": 8, "skipped": 0}
-    assert not list(out.glob("_pixelplexus/plan-*"))  # the killed run's plan is removed with the rerun's
-    assert read_manifest(str(out)).to_pylist() == rerun.manifest.to_pylist()
