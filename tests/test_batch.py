@@ -21,7 +21,8 @@ import torch
 from pixelplexus.batch import run as batch_run
 from pixelplexus.batch.manifest import read_manifest
 from pixelplexus.batch.pipeline import Predictor
-from pixelplexus.batch.run import output_key, plan, run_batch
+from pixelplexus.batch.planning import output_key, plan
+from pixelplexus.batch.run import run_batch
 from pixelplexus.cli import main
 from pixelplexus.color import rgb_to_lab
 from pixelplexus.io.formats import format_for_path
@@ -94,12 +95,14 @@ def test_plan_refuses_output_collisions_and_trusts_outputs_of_an_interrupted_run
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "b.png").write_bytes(png)  # written by a run killed before its manifest
     the_plan = plan(request(weights, "enhance", tmp_path / "in", tmp_path / "out", format="png"))
-    assert [(item.key, out) for item, out in the_plan.todo] == [("a.png", "a.png"), ("c.gif", "c.png")]
-    assert [(r["input_key"], r["status"], r["reason"]) for r in the_plan.refused] == [
+    todo = the_plan.todo.to_pylist()
+    assert [(r["input_key"], r["output_key"]) for r in todo] == [("a.png", "a.png"), ("c.gif", "c.png")]
+    assert [(r["input_key"], r["status"], r["reason"]) for r in the_plan.refused.to_pylist()] == [
         ("a.tif", "error", "output key collision")
     ]
-    assert [(r["input_key"], r["status"]) for r in the_plan.done] == [("b.bmp", "ok")]
-    assert plan(request(weights, "enhance", tmp_path / "in", tmp_path / "out", overwrite=True)).done == []
+    assert [(r["input_key"], r["status"]) for r in the_plan.done.to_pylist()] == [("b.bmp", "ok")]
+    again = plan(request(weights, "enhance", tmp_path / "in", tmp_path / "out", overwrite=True))
+    assert again.done.num_rows == 0
 
 
 # ------------------------------------------------------------------------------------------- with Ray
@@ -147,8 +150,12 @@ def test_s3_enhance_accounts_for_every_image_and_keeps_what_it_should(ray_cluste
         if image.too_large:
             assert row["reason"] == "image too large"
     listed = {o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="x2/")["Contents"]}
-    assert listed == {"x2/" + row["output_key"] for row in rows.values() if row["status"] == "ok"} | {
-        "x2/_pixelplexus/" + Path(result.manifest_uri).name
+    manifest = {key for key in listed if key.startswith("x2/_pixelplexus/")}
+    assert listed - manifest == {"x2/" + row["output_key"] for row in rows.values() if row["status"] == "ok"}
+    folder = f"x2/_pixelplexus/manifest-{result.run_id}/"  # its parts and run.json; the plan is removed
+    assert result.manifest_uri == f"s3://{s3_bucket}/{folder.rstrip('/')}"
+    assert manifest == {folder + "run.json"} | {
+        folder + f"part-{i:08d}.parquet" for i in range(len(manifest) - 1)
     }
     assert read_manifest(f"s3://{s3_bucket}/x2").to_pylist() == result.manifest.to_pylist()
     assert f"{len(good)} ok, {len(bad)} error, 0 skipped" in result.summary.line()
@@ -186,7 +193,7 @@ def test_rerun_resumes_and_overwrite_redoes(ray_cluster, tmp_path, weights):
     assert all(p.stat().st_mtime_ns != mtime for p, mtime in first.items())
     merged = read_manifest(str(out))
     assert merged.num_rows == 6 and set(merged.column("run_id").to_pylist()) == {redo.run_id}
-    assert len(list((out / "_pixelplexus").glob("manifest-*.parquet"))) == 4
+    assert len(list((out / "_pixelplexus").glob("manifest-*/run.json"))) == 4
 
 
 class DiesOnce(Predictor):

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pixelplexus.batch.manifest import read_manifest
-from pixelplexus.batch.pipeline import StageSettings, new_rows, read_and_decode, safe_detail
-from pixelplexus.batch.run import plan
+from pixelplexus.batch.pipeline import StageSettings, read_and_decode, safe_detail
+from pixelplexus.batch.planning import plan
 from pixelplexus.cli import main
 from pixelplexus.io.images import ImageDecodeError, decode_image
 from pixelplexus.io.locations import (
@@ -106,8 +106,8 @@ def test_s3_listing_refuses_traversal_keys_as_their_own_error_rows(s3_bucket, tm
 
     # the whole bucket as INPUT: scans2/../victim/precious.png must not replace victim/precious.png's output
     the_plan = plan(request(weights, "enhance", f"s3://{s3_bucket}/", tmp_path / "out"))
-    assert [out for _, out in the_plan.todo] == ["scans/ok.png", "victim/precious.png"]
-    rows = {row["input_key"]: row for row in the_plan.refused}
+    assert the_plan.todo.column("output_key").to_pylist() == ["scans/ok.png", "victim/precious.png"]
+    rows = {row["input_key"]: row for row in the_plan.refused.to_pylist()}
     assert rows["scans2/../victim/precious.png"]["status"] == "error"
     assert rows["scans2/../victim/precious.png"]["output_key"] is None
     assert not (tmp_path / "out").exists()  # planning writes nothing
@@ -183,8 +183,10 @@ def test_a_file_swapped_for_a_link_after_the_listing_is_not_read(tmp_path):
     items = scan_inputs(str(tmp_path / "in"), S3Settings())
     (tmp_path / "in" / "a.png").unlink()
     (tmp_path / "in" / "a.png").symlink_to(tmp_path / "outside" / "secret.png")
-    rows = new_rows([(item, item.key) for item in items])
-    batch = {name: np.array([row[name] for row in rows], dtype=object) for name in rows[0]}
+    columns = {"input": "uri", "input_key": "key", "output_key": "key", "within": "within"}
+    batch = {
+        name: np.array([getattr(i, field) for i in items], dtype=object) for name, field in columns.items()
+    }
     out = read_and_decode(batch, StageSettings(S3Settings(), Location.parse(str(tmp_path / "out"))))
     assert list(out["status"]) == ["error", ""] and list(out["reason"]) == [
         "symlink points outside INPUT",
@@ -294,13 +296,15 @@ def test_hostile_bucket_to_local_and_s3_outputs(ray_cluster, s3_bucket, tmp_path
 
     assert main(["enhance", f"s3://{s3_bucket}/", str(deep), *model]) == 0
     assert f"{len(TRAVERSAL_KEYS) + 1} error" in capsys.readouterr().out
+    (run,) = (deep / "_pixelplexus").glob("manifest-*")  # one run's manifest parts and run.json; no plan left
     assert files_under(tmp_path) == {
         "a/b/out/victim/precious.png",
         "a/b/out/scans/ok.png",
         "a/b/out/lists/ok.png",
         "a/b/out/_pixelplexus/lease.lock",  # the lease's lock stays (empty); the lease is released
-        "a/b/out/_pixelplexus/" + next((deep / "_pixelplexus").glob("manifest-*")).name,
+        *(f"a/b/out/_pixelplexus/{run.name}/{part.name}" for part in run.iterdir()),
     }
+    assert {part.suffix for part in run.iterdir()} == {".parquet", ".json"}
     assert (deep / "victim" / "precious.png").read_bytes() == b"precious"  # not overwritten
     table = read_manifest(str(deep))
     rows = {row["input_key"]: row for row in table.to_pylist()}
@@ -355,8 +359,11 @@ def test_links_and_secrets_end_to_end(ray_cluster, tmp_path, weights, capsys):
     assert main(["enhance", str(tmp_path / "in" / "list.txt"), str(tmp_path / "out2"), *model]) == 0
     printed = capsys.readouterr()
     for folder in (out, tmp_path / "out2"):
-        for manifest in (folder / "_pixelplexus").glob("manifest-*.parquet"):
-            text = manifest_text(pq.read_table(manifest)) + str(pq.read_schema(manifest).metadata)
+        for manifest in (folder / "_pixelplexus").glob("manifest-*/*"):
+            if manifest.suffix == ".json":
+                text = manifest.read_text()
+            else:
+                text = manifest_text(pq.read_table(manifest)) + str(pq.read_schema(manifest).metadata)
             assert "PIXELPLEXUS-SECRET" not in text and "root:x:0" not in text, manifest
     assert "PIXELPLEXUS-SECRET" not in printed.out + printed.err and "root:x" not in printed.out + printed.err
     rows = {row["input_key"]: row for row in read_manifest(str(out)).to_pylist()}

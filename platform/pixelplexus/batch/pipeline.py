@@ -1,4 +1,4 @@
-"""The Ray Data pipeline: read + decode (CPU tasks) → the model (an actor pool) → encode + write (CPU tasks).
+"""The Ray Data pipeline: the plan's parts → read + decode (CPU tasks) → the model (an actor pool) → encode + write.
 
 Each stage is a plain function over a batch (a dict of NumPy columns, one row per input) that turns any
 failure of a row into that row's ``status = "error"`` with a ``reason``: nothing raises out of a batch, so
@@ -20,6 +20,7 @@ defaults for actor pools: ``max_restarts=-1``, ``max_task_retries=-1``).
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -33,7 +34,6 @@ from pixelplexus.io.formats import format_for_path
 from pixelplexus.io.images import ImageDecodeError, ImageRecord, decode_image, encode_image
 from pixelplexus.io.locations import (
     OUTSIDE,
-    InputItem,
     Location,
     OutsideInput,
     OutsideOutput,
@@ -61,12 +61,14 @@ class StageSettings:
     options: InferenceOptions | None = None
 
 
-def new_rows(items: list[tuple[InputItem, str]]) -> list[dict[str, Any]]:
-    """The pipeline's input rows: where to read each input, its key and its output key."""
-    return [
-        {"input": item.uri, "input_key": item.key, "output_key": output_key, "within": item.within}
-        for item, output_key in items
-    ]
+def read_plan_part(batch: Batch, settings: StageSettings):
+    """The first stage: each row names a plan part (``part``: its URI); returns the rows of those parts, the
+    pipeline's input rows (where to read each input, its key and its output key)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(io.BytesIO(read_uri(uri, settings.s3))) for uri in batch["part"]]
+    return pa.concat_tables(tables)
 
 
 SIZES = ("input_bytes", "width", "height", "output_bytes", "output_width", "output_height")

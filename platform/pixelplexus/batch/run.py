@@ -10,18 +10,17 @@ Then the run takes the lease on OUTPUT (:mod:`.lease`; :class:`~pixelplexus.batc
 another run holds it) and only then reads OUTPUT's state, so two runs never plan the same work; the
 lease is released at the end, whatever happened.
 
-An input is *done* when its output exists under OUTPUT and no later manifest row says otherwise (an error,
-or a different output key); done inputs are not processed again unless ``overwrite``, and their earlier rows
-are carried into this run's manifest. An output that exists without any manifest row (a run that was
-killed before writing its manifest) counts as done too: outputs are written atomically, so it is whole.
-Errors are retried by the next run. When the pipeline fails as a whole, the inputs it did not finish get
-error rows, so the manifest still accounts for every input.
+The run streams (:mod:`.planning`, :mod:`.manifest`): the inputs are listed into Arrow tables, the ones
+to process are written as plan parts under ``OUTPUT/_pixelplexus/plan-<run id>/`` that Ray Data's tasks
+read, and the result rows are written as manifest parts as the pipeline's blocks come back; the driver
+keeps counters, not rows. When the pipeline fails as a whole, or a block is lost beyond Ray Data's
+retries, the inputs without a row get error rows, so the manifest still accounts for every input. A
+driver killed mid-run leaves the manifest parts written so far (errors included) and its plan folder,
+which the next run removes.
 """
 
 from __future__ import annotations
 
-import math
-import posixpath
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,12 +33,13 @@ import pyarrow.compute as pc
 from pixelplexus import localray
 from pixelplexus.batch.lease import DEFAULT_SECONDS, Lease
 from pixelplexus.batch.manifest import (
-    MANIFEST_DIR,
+    ManifestWriter,
     Summary,
+    conform,
+    manifest_parts,
     new_run_id,
-    read_manifest,
-    to_table,
-    write_manifest,
+    read_parts,
+    read_run_manifest,
 )
 from pixelplexus.batch.pipeline import (
     MODEL_ACTOR_MEMORY,
@@ -47,24 +47,13 @@ from pixelplexus.batch.pipeline import (
     Predictor,
     StageSettings,
     encode_and_write,
-    new_rows,
     read_and_decode,
+    read_plan_part,
 )
-from pixelplexus.io.formats import ENCODE_FORMATS, IMAGE_EXTENSIONS, format_for_path, writable_format
-from pixelplexus.io.locations import (
-    RESERVED,
-    UNSAFE,
-    InputItem,
-    Location,
-    LocationError,
-    S3Settings,
-    scan_inputs,
-)
+from pixelplexus.batch.planning import Plan, decide, gather, plan_folder, remove_plans, write_plan
+from pixelplexus.io.locations import Location, S3Settings, remove_folder
 from pixelplexus.references import ResolvedModel
 from pixelplexus.tasks import inference_task
-
-FORMATS = ("png", "jpg", "webp")  # --format choices besides "keep" (names io.formats knows)
-MAX_BLOCKS = 10_000  # Ray Data blocks of input rows: enough to stream and spread, few enough to track
 
 Progress = Callable[[int, int, Counter], None]
 
@@ -103,94 +92,18 @@ class BatchRequest:
 
 @dataclass(frozen=True)
 class BatchResult:
-    manifest: pa.Table  # this run's manifest: one row per input
-    manifest_uri: str
+    manifest_uri: str  # the folder of this run's manifest parts
     run_id: str
     summary: Summary
     startup_seconds: float  # listing, planning, connecting to Ray
     failure: str | None  # why the pipeline failed as a whole, if it did
-
-
-def output_key(key: str, format: str) -> str:
-    """Where an input's output goes: the same key, with the extension of ``format`` unless it is "keep".
-
-    GIF, which is read but not written, becomes PNG.
-    """
-    stem, _ = posixpath.splitext(key)
-    if format == "keep":
-        return key if format_for_path(key) in ENCODE_FORMATS else stem + ".png"
-    return key if format_for_path(key) == writable_format(format) else f"{stem}.{format}"
-
-
-@dataclass
-class Plan:
     output: Location
-    todo: list[tuple[InputItem, str]]  # inputs to process, with their output keys
-    done: list[dict[str, Any]]  # manifest rows of inputs done earlier, carried over
-    refused: list[dict[str, Any]]  # error rows of inputs that cannot be processed (unsafe, collisions)
+    s3: S3Settings
 
-
-def plan(request: BatchRequest) -> Plan:
-    """List the inputs and decide what to do with each; writes nothing (a run does this under its lease)."""
-    return decide(request, *gather(request))
-
-
-def gather(request: BatchRequest) -> tuple[Location, list[InputItem]]:
-    """Check the request and list its inputs (refused ones included); raises before anything is written."""
-    if request.format != "keep" and request.format not in FORMATS:
-        raise ValueError(f"--format must be keep or one of {', '.join(FORMATS)}, got {request.format!r}")
-    if request.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {request.batch_size}")
-    if request.lease_seconds <= 0:
-        raise ValueError(f"the lease time must be positive, got {request.lease_seconds}")
-    output = Location.parse(request.output)
-    if output.is_s3:
-        output.check(request.s3)
-    items = scan_inputs(
-        request.input,
-        request.s3,
-        column=request.column,
-        exclude=output,
-        follow_symlinks=request.follow_symlinks,
-    )
-    if not items:
-        extensions = " ".join(sorted(IMAGE_EXTENSIONS))
-        raise LocationError(f"no images under {request.input} (looked for {extensions}, in any case)")
-    return output, items
-
-
-def decide(request: BatchRequest, output: Location, items: list[InputItem]) -> Plan:
-    """What to do with each input, given what OUTPUT holds: process it, carry its earlier row, or refuse."""
-    previous: dict[str, dict] = {}
-    existing: set[str] = set()
-    if not request.overwrite:
-        previous = {row["input_key"]: row for row in read_manifest(output, request.s3).to_pylist()}
-        existing = {key for key in output.keys(request.s3) if not key.startswith(MANIFEST_DIR)}
-    todo, done, refused, claimed = [], [], [], {}
-    for item in items:
-        if item.reason:
-            row = {"input": item.uri, "input_key": item.key, "output_key": None, "status": "error"}
-            refused.append(row | {"reason": item.reason, "detail": item.detail})
-            continue
-        out = output_key(item.key, request.format)
-        row = {"input": item.uri, "input_key": item.key, "output_key": out}
-        if out.split("/")[0] == RESERVED:
-            detail = f"'{out}': {RESERVED}/ under OUTPUT holds the manifests and the lease; rename the input"
-            refused.append({**row, "output_key": None, "status": "error", "reason": UNSAFE, "detail": detail})
-            continue
-        if out in claimed:
-            detail = f"{claimed[out]} has the same output key; rename one of them or use --format keep"
-            refused.append({**row, "status": "error", "reason": "output key collision", "detail": detail})
-            continue
-        claimed[out] = item.key
-        earlier = previous.get(item.key)
-        if out in existing and earlier is None:
-            done.append({**row, "status": "ok", "reason": "output present, no manifest row", "run_id": ""})
-        elif out in existing and earlier["status"] in ("ok", "skipped") and earlier["output_key"] == out:
-            done.append(earlier)
-        else:
-            todo.append((item, out))
-    return Plan(output, todo, done, refused)
+    @property
+    def manifest(self) -> pa.Table:
+        """This run's manifest, read from its parts: one row per input it listed."""
+        return read_run_manifest(self.output, self.run_id, self.s3)
 
 
 def run_batch(request: BatchRequest, *, progress: Progress | None = None) -> BatchResult:
@@ -207,22 +120,18 @@ def run_batch(request: BatchRequest, *, progress: Progress | None = None) -> Bat
 def _run(
     request: BatchRequest,
     output: Location,
-    items: list[InputItem],
+    items: pa.Table,
     run_id: str,
     lease: Lease,
     progress: Progress | None,
     started: float,
 ) -> BatchResult:
-    """The run under its lease: decide, process, write the manifest."""
+    """The run under its lease: decide, write the rows known now, process, write the rest."""
+    remove_plans(output, request)  # left by runs that were killed: none is running (we hold the lease)
     the_plan = decide(request, output, items)
-    rows, failure, seconds, startup = [], None, 0.0, time.perf_counter() - started
-    if the_plan.todo:
-        rows, failure, startup, seconds = _process(request, the_plan, progress, started)
-    if lease.lost and not failure:
-        failure = f"LeaseLost: {lease.lost}: another run may have written here too; check its manifest"
-    run_rows = [{**row, "run_id": run_id} for row in the_plan.refused + rows]
-    table = to_table(the_plan.done + run_rows).sort_by("input_key")
-    summary = Summary.of(table, run_id, seconds)
+    del items
+    if the_plan.todo.num_rows:
+        connect(request)  # before any row is written: a cluster that cannot run the model is exit 2
     metadata = {
         "run_id": run_id,
         "task": request.task,
@@ -235,50 +144,107 @@ def _run(
         "skip_color": bool(request.options.get("skip_color", False)),  # kept beside options for readers
         "follow_symlinks": request.follow_symlinks,
         "force": request.force,
-        "failure": failure,
-        "summary": summary.line(),
     }
-    uri = write_manifest(the_plan.output, table, run_id, metadata, request.s3)
-    return BatchResult(table, uri, run_id, summary, startup, failure)
+    writer = ManifestWriter(output, run_id, metadata, request.s3)
+    writer.add(conform(the_plan.refused, run_id=run_id))
+    writer.add(the_plan.done)
+    writer.flush()
+    failure, seconds, startup = None, 0.0, time.perf_counter() - started
+    if the_plan.todo.num_rows:
+        failure, startup, seconds = _process(request, the_plan, run_id, writer, progress, started)
+    if lease.lost and not failure:
+        failure = f"LeaseLost: {lease.lost}: another run may have written here too; check its manifest"
+    summary = writer.tally.summary(seconds)
+    uri = writer.finish({**metadata, "failure": failure, "summary": summary.line()})
+    return BatchResult(uri, run_id, summary, startup, failure, output, request.s3)
 
 
-def _process(
-    request: BatchRequest, the_plan: Plan, progress: Progress | None, started: float
-) -> tuple[list[dict], str | None, float, float]:
-    """Run the pipeline on the plan's inputs → (rows, failure, start-up seconds, processing seconds)."""
+def connect(request: BatchRequest) -> None:
+    """Start (or join) Ray, and check that a model actor can be placed: with ``gpus_per_worker``, some
+    live node must have that many GPUs, or the actors would wait for one forever. Raises ValueError."""
     import ray
 
     if not ray.is_initialized():
         # a local Ray of its own ends with this process, even when it is killed (pixelplexus.localray)
         localray.start(configure_logging=False, include_dashboard=False)
+    gpus = request.gpus_per_worker
+    if gpus:
+        most = max((node["Resources"].get("GPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
+        if most < gpus:
+            raise ValueError(
+                f"--gpus-per-worker {gpus:g}: no node of the Ray cluster has {gpus:g} GPU(s) (the most any "
+                f"node has is {most:g}), so no model actor could start; run on a cluster with GPU nodes, or "
+                "pass --gpus-per-worker 0 to run on CPUs"
+            )
+
+
+def _process(
+    request: BatchRequest,
+    the_plan: Plan,
+    run_id: str,
+    writer: ManifestWriter,
+    progress: Progress | None,
+    started: float,
+) -> tuple[str | None, float, float]:
+    """Run the pipeline on the plan's inputs, writing their rows → (failure, start-up s, processing s)."""
+    parts = write_plan(the_plan, run_id, request.batch_size, request)
+    total = the_plan.todo.num_rows
+    the_plan.todo = the_plan.todo.slice(0, 0)  # the parts hold it now; read back at the end
     begin = time.perf_counter()
     startup = begin - started
-    rows: list[dict] = []
     counts: Counter = Counter()
+    done = 0
     failure = None
     try:
-        for table in _dataset(request, the_plan).iter_batches(batch_size=None, batch_format="pyarrow"):
-            table = _nulls_for_missing(table)
-            rows.extend(table.to_pylist())
-            counts.update(table.column("status").to_pylist())
+        for table in _dataset(request, the_plan, parts).iter_batches(batch_size=None, batch_format="pyarrow"):
+            table = conform(_nulls_for_missing(table), run_id=run_id)
+            writer.add(table)
+            done += table.num_rows
+            counts.update(dict(zip(*_counts(table.column("status")))))
             if progress is not None:
-                progress(len(rows), len(the_plan.todo), counts)
+                progress(done, total, counts)
     except Exception as exc:  # the pipeline as a whole (a cluster lost, a model that cannot load, ...)
         failure = f"{type(exc).__name__}: {exc}".splitlines()[0]
     seconds = time.perf_counter() - begin
-    seen = {row["input_key"] for row in rows}
+    writer.flush()
+    todo = read_parts(the_plan.output, parts, request.s3, columns=["input", "input_key", "output_key"])
+    _account_for_the_rest(todo, the_plan.output, run_id, writer, request, failure)
+    remove_folder(the_plan.output, plan_folder(run_id), request.s3)
+    return failure, startup, seconds
+
+
+def _counts(column: pa.ChunkedArray) -> tuple[list, list]:
+    counts = pc.value_counts(column)
+    return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+
+
+def _account_for_the_rest(
+    todo: pa.Table,
+    output: Location,
+    run_id: str,
+    writer: ManifestWriter,
+    request: BatchRequest,
+    failure: str | None,
+) -> None:
+    """Error rows for the inputs of the plan that have no row in this run's manifest parts."""
+    seen = read_parts(output, manifest_parts(output, request.s3, run_id), request.s3, columns=["input_key"])
+    missing = todo.filter(
+        pc.invert(pc.is_in(todo.column("input_key"), value_set=seen.column("input_key").combine_chunks()))
+    )
+    if missing.num_rows == 0:
+        return
     reason = "not processed: the pipeline failed" if failure else "not processed: its block was lost"
-    for item, out in the_plan.todo:
-        if item.key not in seen:
-            detail = failure or "a Ray Data block failed beyond its retries; rerun to retry"
-            rows.append(
-                {"input": item.uri, "input_key": item.key, "output_key": out, "status": "error"}
-                | {"reason": reason, "detail": detail}
-            )
-    return rows, failure, startup, seconds
+    detail = failure or "a Ray Data block failed beyond its retries; rerun to retry"
+    rows = missing.select(["input", "input_key", "output_key"])
+    n = rows.num_rows
+    rows = rows.append_column("status", pa.array(["error"] * n)).append_column(
+        "reason", pa.array([reason] * n)
+    )
+    writer.add(conform(rows.append_column("detail", pa.array([detail] * n)), run_id=run_id))
+    writer.flush()
 
 
-def _dataset(request: BatchRequest, the_plan: Plan):
+def _dataset(request: BatchRequest, the_plan: Plan, parts: list[str]):
     import ray
 
     gpus = request.gpus_per_worker
@@ -287,11 +253,17 @@ def _dataset(request: BatchRequest, the_plan: Plan):
     )
     task = inference_task(request.model.info)
     settings = StageSettings(request.s3, the_plan.output, task, task.parse_options(request.options))
-    rows = new_rows(the_plan.todo)
-    per_block = max(request.batch_size, math.ceil(len(rows) / MAX_BLOCKS))
-    ds = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / per_block))
+    # one row (a plan part's URI) per block: the blocks of input rows are read by Ray Data's tasks
+    uris = [the_plan.output.join(key) for key in parts]
+    ds = ray.data.from_items([{"part": uri} for uri in uris], override_num_blocks=len(uris))
+    ds = ds.map_batches(read_plan_part, fn_kwargs={"settings": settings}, batch_size=1, num_cpus=1)
+    # a plan part's rows are decoded and encoded a model batch at a time: a task's memory is one batch
     ds = ds.map_batches(
-        read_and_decode, fn_kwargs={"settings": settings}, num_cpus=1, udf_modifying_row_count=False
+        read_and_decode,
+        fn_kwargs={"settings": settings},
+        batch_size=request.batch_size,
+        num_cpus=1,
+        udf_modifying_row_count=False,
     )
     ds = ds.map_batches(
         Predictor,
@@ -310,7 +282,11 @@ def _dataset(request: BatchRequest, the_plan: Plan):
         udf_modifying_row_count=False,
     )
     ds = ds.map_batches(
-        encode_and_write, fn_kwargs={"settings": settings}, num_cpus=1, udf_modifying_row_count=False
+        encode_and_write,
+        fn_kwargs={"settings": settings},
+        batch_size=request.batch_size,
+        num_cpus=1,
+        udf_modifying_row_count=False,
     )
     ds.context.max_errored_blocks = -1  # a lost block becomes error rows here, not a failed job
     return ds

@@ -239,6 +239,38 @@ def write_output(output: Location, key: str, data: bytes, settings: S3Settings) 
     return uri
 
 
+def remove_folder(output: Location, key: str, settings: S3Settings) -> None:
+    """Remove the folder (S3: the prefix) ``key`` under OUTPUT and the files in it; nothing if it is missing.
+
+    Only for folders of files a run wrote itself (a run's plan): sub-folders are not descended, and
+    the folder is reached as :func:`write_output` reaches one, never through a link.
+    """
+    check_key(key)
+    if output.is_s3:
+        client = settings.client()
+        for name in list(output.keys(settings, under=key + "/")):
+            client.delete_object(Bucket=output.bucket, Key=output.root + name)
+        return
+    *folders, name = key.split("/")
+    try:
+        parent = open_folder(output.root, folders, create=False)
+    except FileNotFoundError:
+        return
+    try:
+        try:
+            fd = os.open(name, _FOLDER | os.O_NOFOLLOW, dir_fd=parent)
+        except FileNotFoundError:
+            return
+        try:
+            for entry in os.listdir(fd):
+                os.unlink(entry, dir_fd=fd)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=parent)
+    finally:
+        os.close(parent)
+
+
 def open_folder(root: str, folders: list[str], *, create: bool) -> int:
     """A descriptor of ``root/folders…``, each folder opened without following links (made if ``create``).
 
@@ -328,28 +360,93 @@ def scan_inputs(
     """The inputs INPUT names, refused ones included, sorted by key (see the module docs for the rules).
 
     exclude: skip files under OUTPUT when it lies inside INPUT; follow_symlinks: read local links that
-    lead outside INPUT (or outside a list's folder) instead of refusing them.
+    lead outside INPUT (or outside a list's folder) instead of refusing them. A list that names a key
+    twice keeps its first entry. A batch run takes the same inputs as a table (:func:`scan_table`).
     """
+    items, seen = [], set()
+    for item in iter_inputs(text, settings, column=column, exclude=exclude, follow_symlinks=follow_symlinks):
+        if item.key not in seen:
+            seen.add(item.key)
+            items.append(item)
+    return sorted(items, key=lambda item: item.key)
+
+
+INPUT_COLUMNS = ("uri", "key", "reason", "detail", "within")
+SCAN_CHUNK = 10_000  # inputs turned into Arrow at a time while listing
+
+
+def scan_table(
+    text: str,
+    settings: S3Settings,
+    *,
+    column: str | None = None,
+    exclude: Location | None = None,
+    follow_symlinks: bool = False,
+):
+    """:func:`scan_inputs` as an Arrow table (columns :data:`INPUT_COLUMNS`), for millions of inputs.
+
+    The listing is turned into Arrow :data:`SCAN_CHUNK` inputs at a time, so no Python object per input
+    outlives its chunk; duplicates (first entry wins) and the sort by key are Arrow's work.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = pa.schema([(name, pa.string()) for name in INPUT_COLUMNS] + [("order", pa.int64())])
+    chunks, chunk, order = [], [], 0
+    listing = iter_inputs(text, settings, column=column, exclude=exclude, follow_symlinks=follow_symlinks)
+    for item in listing:
+        chunk.append(item)
+        if len(chunk) == SCAN_CHUNK:
+            chunks.append(_chunk_table(chunk, order, schema))
+            order, chunk = order + len(chunk), []
+    if chunk:
+        chunks.append(_chunk_table(chunk, order, schema))
+    table = pa.Table.from_batches(chunks, schema).combine_chunks() if chunks else schema.empty_table()
+    table = table.sort_by([("key", "ascending"), ("order", "ascending")])
+    keys = table.column("key")
+    if table.num_rows > 1:  # the first of each run of equal keys
+        first = pc.not_equal(keys.slice(1), keys.slice(0, table.num_rows - 1))
+        table = table.filter(pa.concat_arrays([pa.array([True]), first.combine_chunks()]))
+    return table.drop_columns(["order"])
+
+
+def _chunk_table(items: list[InputItem], start: int, schema):
+    import pyarrow as pa
+
+    columns = [pa.array([getattr(item, name) for item in items], pa.string()) for name in INPUT_COLUMNS]
+    return pa.RecordBatch.from_arrays(
+        [*columns, pa.array(range(start, start + len(items)), pa.int64())], schema=schema
+    )
+
+
+def iter_inputs(
+    text: str,
+    settings: S3Settings,
+    *,
+    column: str | None = None,
+    exclude: Location | None = None,
+    follow_symlinks: bool = False,
+) -> Iterator[InputItem]:
+    """The inputs INPUT names, as they are listed: in no particular order, a list's duplicates included."""
     if posixpath.splitext(text)[1].lower() in LIST_EXTENSIONS:
-        return _list_file(text, settings, column, follow_symlinks)
+        yield from _list_file(text, settings, column, follow_symlinks)
+        return
     source = Location.parse(text)
     source.check(settings)
     skip = _inside(exclude, source)
     if skip == "":
         raise LocationError(f"OUTPUT is INPUT ({text}): outputs would replace the originals; write elsewhere")
     if source.is_s3:
-        items = []
         for key in source.keys(settings):
             if not is_image_key(key) or (skip and key.startswith(skip)):
                 continue
             try:
-                items.append(InputItem(source.join(key), key))
+                yield InputItem(source.join(key), key)
             except UnsafeKey as exc:
                 uri = f"s3://{source.bucket}/{source.root}{key}"
-                items.append(_refused(uri, key, UNSAFE, _unsafe_detail(key, exc, "rename the object")))
+                yield _refused(uri, key, UNSAFE, _unsafe_detail(key, exc, "rename the object"))
     else:
-        items = list(_local_items(source.root, skip, follow_symlinks))
-    return sorted(items, key=lambda item: item.key)
+        yield from _local_items(source.root, skip, follow_symlinks)
 
 
 def list_inputs(
@@ -415,33 +512,36 @@ def _inside(inner: Location | None, outer: Location) -> str | None:
     return "/".join(Path(relative).parts) + "/"
 
 
-def _list_file(text: str, settings: S3Settings, column: str | None, follow: bool) -> list[InputItem]:
+def _list_file(text: str, settings: S3Settings, column: str | None, follow: bool) -> Iterator[InputItem]:
     try:
         data = read_uri(text, settings) if text.startswith("s3://") else Path(text).read_bytes()
     except Exception as exc:
         problem = _s3_problem(exc, text) if text.startswith("s3://") else exc
         raise LocationError(f"cannot read the input list {text}: {problem}") from None
     entries = _entries(data, posixpath.splitext(text)[1].lower(), column, text)
+    del data
     base = Location.parse(
         posixpath.dirname(text) if text.startswith("s3://") else os.path.dirname(text) or "."
     )
-    items, seen = [], set()
+    real_base = "" if base.is_s3 or follow else os.path.realpath(base.root)
+    named = False
     for entry in entries:
-        item = _item(entry, base, follow)
-        if item.key not in seen:
-            seen.add(item.key)
-            items.append(item)
-    if not items:
+        named = True
+        yield _item(entry, base, real_base)
+    if not named:
         raise LocationError(f"the input list {text} names no files")
-    return sorted(items, key=lambda item: item.key)
 
 
-def _entries(data: bytes, extension: str, column: str | None, source: str) -> list[str]:
+_LINE = re.compile("[^\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")  # a line, as str.splitlines cuts
+
+
+def _entries(data: bytes, extension: str, column: str | None, source: str) -> Iterator[str] | list[str]:
     if extension in (".txt", ".lst"):
         if column:
             raise LocationError(f"--column is for .csv and .parquet lists, not {source}")
-        lines = data.decode("utf-8-sig").splitlines()
-        return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        # one line at a time (where str.splitlines splits), not a list of them
+        lines = (m.group() for m in _LINE.finditer(data.decode("utf-8-sig")))
+        return (line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
     if extension == ".csv":
         rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
         names = list(rows[0]) if rows else []
@@ -472,12 +572,13 @@ def _pick_column(names: list[str], column: str | None, source: str) -> str:
     )
 
 
-def _item(entry: str, base: Location, follow: bool) -> InputItem:
+def _item(entry: str, base: Location, real_base: str) -> InputItem:
     """A list entry → an input (refused when unsafe); relative entries are relative to the list's folder.
 
     ``s3://bucket/key`` and absolute local paths are used as they are, with the key relative to the list's
     folder when they lie under it, else ``bucket/key`` or the path without its leading ``/``. Whatever the
     form, the key (and an absolute path) must pass :func:`check_key`: ``..`` never reaches a path.
+    real_base: the list folder's real path, where a relative entry must stay ("": links are followed).
     """
     scheme = scheme_of(entry)
     fix = "fix the list entry"
@@ -497,7 +598,6 @@ def _item(entry: str, base: Location, follow: bool) -> InputItem:
                 item = InputItem(path, path[len(base.root.rstrip("/")) + 1 :] if inside else path[1:])
             else:
                 check_key(path)
-                real_base = "" if base.is_s3 or follow else os.path.realpath(base.root)
                 item = InputItem(base.join(path), path, within=real_base)
                 if real_base and not _within(os.path.realpath(item.uri), real_base):
                     detail = (
