@@ -20,8 +20,8 @@ from pixelplexus.tasks import inference_task
 from pixelplexus.transforms import resize
 from pixelplexus.visual import as_rgb8, image_grid
 
-# SunHays80 photos with sky, vegetation and red things (barn, phone booth, fast-food sign, train)
-PHOTOS = ("barn", "phone_booth", "fastfood", "lighthouse", "pasture", "valley", "train_railway", "highway")
+# SunHays80 photos with sky, vegetation and red things (barn, phone booth, fast-food sign)
+PHOTOS = ("barn", "phone_booth", "fastfood", "lighthouse", "pasture", "highway")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--held-out", default="SunHays80", help="photos/<folder> the models never trained on")
     parser.add_argument("--model", action="append", default=[], help="colorize model reference (repeatable)")
     parser.add_argument("--photo", action="append", default=[], help="name prefix of a photo (repeatable)")
-    parser.add_argument("--width", type=int, default=256, help="width of each picture (default: 256)")
+    parser.add_argument("--width", type=int, default=176, help="width of each picture (default: 176)")
     parser.add_argument("--out", type=Path, default=Path("docs/images/colorize-samples.png"))
     args = parser.parse_args(argv)
     models = [resolve_model(ref, "colorize") for ref in args.model or ["colorize"]]
