@@ -4,7 +4,7 @@ Configuration flows one way. The edges (CLI, job entrypoints, the Serve app) rea
 build a ``TaskConfig``; everything below them receives that object. Unknown keys are errors, so a typo in
 a YAML file fails loudly instead of silently training with a default.
 
-Settings of one task live in that task's section (``generate:``, ``enhance:``); a section for another task
+Settings of one task live in that task's section (``generate:``, ``enhance:``, ``colorize:``); a section for another task
 is an error. Keys renamed since earlier releases (:data:`RENAMED_KEYS`) still load, in files, checkpoints
 and ``--set`` overrides, with a :class:`DeprecationWarning` that names the new key. The tiny configs that
 train in seconds on a CPU (tests, the demo, laptops) ship with the package: :func:`shipped_config`.
