@@ -2,8 +2,9 @@
 
 * enhance: bicubic vs each enhance model on Set5 and Set14 at its scale — PSNR/SSIM on Y (BT.601, border
   crop = scale, as SR papers report) and PSNR on RGB, on whole images cropped to a multiple of the scale;
-* colorize: the model vs the gray baseline (ab = 0, the image's own lightness) on photos held out from its
-  training — PSNR on RGB and colourfulness relative to the ground truth (1 = as colourful);
+* colorize: the model vs the gray baseline (ab = 0, the image's own lightness) and a constant tint (the
+  mean ab of the shared training photos on every pixel) on photos held out from its training — PSNR on
+  RGB, balanced hue accuracy, chroma spread and colourfulness relative to the ground truth (1 = as the truth);
 * generate: sliced Wasserstein distance (SWD, ProGAN's multi-scale patch statistic) between images from
   fixed seeds and real photos, beside an untrained generator of the same architecture (the start of
   training) and real-vs-real (two halves of the photos: the floor that sampling noise allows).
@@ -164,6 +165,8 @@ def scoring_task(info: WeightsInfo) -> Task:
     changes = {"generator.arch": info.arch, "generator.args": info.args, "train.eval_size": WHOLE_IMAGE}
     if info.task == "generate":  # evaluate() compares at the generator's resolution
         changes = {**changes, "crop_size": info.args.get("resolution", config.crop_size)}
+    if info.task == "colorize":  # how its output decodes to ab (regression when the file does not say)
+        changes = {**changes, "colorize": info.extra.get("colorize", {})}
     return get_task(config.override(**changes))
 
 
@@ -348,21 +351,45 @@ def archive_panel(entries: list[Entry], out: Path) -> list[str]:
     return lines
 
 
+def training_photos(data: Path, held_out: str) -> list[Path]:
+    """The shared photo sets colorize trains on: every folder of ``train/`` and ``photos/`` but the held-out."""
+    folders = [*sorted((data / "train").iterdir()), *sorted((data / "photos").iterdir())]
+    return [folder for folder in folders if folder.is_dir() and folder.name != held_out]
+
+
 def colorize_table(entries: list[Entry], data: Path, out: Path, held_out: str) -> list[str]:
+    from pixelplexus.tasks.colorize import mean_ab
+
     images, _ = read_images(str(data / "photos" / held_out), limit=1000)
-    lines = [
-        "| model | photos | PSNR RGB (dB) | gray baseline PSNR (dB) | colourfulness / truth |",
-        "|---|---|---|---|---|",
+    models = [e for e in entries if e.model.info.task == "colorize"]
+    if not models:
+        return []
+    training = [
+        image for folder in training_photos(data, held_out) for image in read_images(str(folder), 1000)[0]
     ]
-    for entry in (e for e in entries if e.model.info.task == "colorize"):
+    tint = mean_ab(training)
+    lines = [
+        "| method | photos | PSNR RGB (dB) | vs gray (dB) | balanced hue accuracy | chroma spread / truth "
+        "| colourfulness / truth |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    photos = f"{held_out} ({len(images)}, held out, whole)"
+    for entry in models:
         with torch.no_grad():
-            evaluation = entry.task.evaluate(entry.model.load(), images)
+            evaluation = entry.task.evaluate(entry.model.load(), images, tint=tint)
         save_panels(evaluation, out, f"colorize-{entry.name}")
         m = evaluation.metrics
         lines.append(
-            f"| {entry.name} | {held_out} ({len(images)}, held out, whole) | {m['psnr_rgb']:.2f} | "
-            f"{m['psnr_gray_baseline']:.2f} | {m['colorfulness_ratio']:.2f} |"
+            f"| {entry.name} | {photos} | {m['psnr_rgb']:.2f} | {m['psnr_over_gray']:+.2f} | "
+            f"{m['hue_accuracy']:.2f} | {m['chroma_spread']:.2f} | {m['colorfulness_ratio']:.2f} |"
         )
+    gain = m["psnr_tint_baseline"] - m["psnr_gray_baseline"]
+    lines += [
+        f"| constant tint (a {tint[0]:.1f}, b {tint[1]:.1f}: mean of {len(training)} training photos) | {photos} | "
+        f"{m['psnr_tint_baseline']:.2f} | {gain:+.2f} | {m['hue_accuracy_tint']:.2f} | {m['chroma_spread_tint']:.2f} | |",
+        f"| gray (ab = 0) | {photos} | {m['psnr_gray_baseline']:.2f} | | {m['hue_accuracy_gray']:.2f} | "
+        f"{m['chroma_spread_gray']:.2f} | |",
+    ]
     return lines
 
 

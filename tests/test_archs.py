@@ -159,6 +159,18 @@ def test_pix2pix_unet_returns_the_input_size(height, width, num_downs):
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize(("height", "width"), [(32, 32), (45, 70)])
+def test_pix2pix_unet_scores_classes_at_half_resolution(height, width):
+    net = Pix2PixUNet(num_downs=5, ngf=4, out_ch=11, output="logits").eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 1, height, width))
+    assert out.shape == (1, 11, (height + 1) // 2, (width + 1) // 2)
+    assert torch.isfinite(out).all()
+    assert not any(isinstance(m, torch.nn.Tanh) for m in net.modules())
+    with pytest.raises(ValueError, match="output"):
+        Pix2PixUNet(output="softmax")
+
+
 def test_pix2pix_unet_needs_five_downs():
     with pytest.raises(ValueError, match="num_downs must be >= 5"):
         Pix2PixUNet(num_downs=4)

@@ -95,3 +95,16 @@ def test_bad_shapes_say_what_is_expected():
         rgb_to_lab(torch.rand(1, 1, 4, 4))
     with pytest.raises(ValueError, match="1 channel and ab with 2"):
         model_to_lab(torch.rand(1, 2, 4, 4), torch.rand(1, 2, 4, 4))
+
+
+def test_ab_bins_cover_every_srgb_colour_once():
+    from pixelplexus.color import ab_bins
+
+    bins = ab_bins(10.0)
+    assert bins.shape == (261, 2) and len(torch.unique(bins, dim=0)) == 261
+    assert (bins.remainder(10.0) == 0).all()  # centres on multiples of the bin size
+    colours = torch.rand(3, 20000, 1, generator=torch.Generator().manual_seed(1))
+    ab = rgb_to_lab(colours)[1:, :, 0].T
+    cells = torch.round(ab / 10.0) * 10.0
+    assert (torch.cdist(cells, bins).min(dim=1).values == 0).all()  # every colour falls in a bin
+    assert len(ab_bins(20.0)) < len(bins)

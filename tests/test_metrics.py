@@ -206,3 +206,79 @@ def test_colorfulness_matches_hand_computation():
     mu = math.hypot(127.5, -63.75)
     assert colorfulness(image) == pytest.approx(sigma + 0.3 * mu)
     assert colorfulness(HR) > colorfulness(np.clip(HR.astype(int) // 4 + 96, 0, 255))
+
+
+# ------------------------------------------------------------------------- colorization: hue and chroma
+
+
+def lab_image(lightness: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """An H×W×3 uint8 sRGB image from Lab planes (in gamut by construction of the callers)."""
+    from skimage.color import lab2rgb
+
+    rgb = lab2rgb(np.stack([lightness, a, b], axis=-1))
+    return np.clip(rgb * 255.0, 0, 255).round().astype(np.uint8)
+
+
+def hue_wheel(size: int = 48, chroma: float = 30.0) -> np.ndarray:
+    """A truth whose pixels sweep every hue at one chroma and L 60: each 60° sector holds a sixth of them."""
+    hue = np.radians(np.linspace(0.0, 360.0, size * size, endpoint=False)).reshape(size, size) + 1e-3
+    return lab_image(np.full((size, size), 60.0), chroma * np.cos(hue), chroma * np.sin(hue))
+
+
+def test_hue_accuracy_and_spread_of_the_truth_gray_and_a_constant_tint():
+    from pixelplexus.metrics import balanced_hue_accuracy, chroma_spread, hue_sector_hits
+
+    truth = hue_wheel()
+    gray = np.repeat(truth.mean(axis=-1, keepdims=True), 3, axis=-1).round().astype(np.uint8)
+    assert balanced_hue_accuracy(truth, truth) == 1.0
+    assert chroma_spread(truth, truth) == pytest.approx(1.0)
+    assert balanced_hue_accuracy(gray, truth) == 0.0
+    # one tint at hue 30° (the middle of sector 0): right for the truth hues in [0°, 60°] only, i.e. all of
+    # sector 0 and none of the others, so the balanced accuracy is 1/6 whatever the tint's chroma (> 5)
+    hue = math.radians(30.0)
+    tint = lab_image(
+        np.full((48, 48), 60.0), np.full((48, 48), 20 * math.cos(hue)), np.full((48, 48), 20 * math.sin(hue))
+    )
+    hits, totals = hue_sector_hits(tint, truth)
+    assert totals.sum() == 48 * 48 and totals.min() >= 0.16 * 48 * 48
+    assert hits[0] >= 0.95 * totals[0] and hits[1:-1].sum() == 0  # (uint8 rounding moves hues a little)
+    assert balanced_hue_accuracy(tint, truth) == pytest.approx(1 / 6, abs=0.01)
+    assert chroma_spread(tint, truth) < 0.02  # one colour has no spread
+    # a tint too faint to have a hue (chroma < 5) scores like gray
+    faint = lab_image(np.full((48, 48), 60.0), np.full((48, 48), 3.0), np.full((48, 48), 2.0))
+    assert balanced_hue_accuracy(faint, truth) == 0.0
+
+
+def test_hue_accuracy_weighs_sectors_equally_and_drops_rare_ones():
+    from pixelplexus.metrics import balanced_hue_accuracy, chroma_spread
+
+    size = 40
+    # truth: 3/4 of the pixels blue-ish (hue 270°), 1/4 red (hue 30°), plus a few gray pixels that do not count
+    a = np.where(
+        np.arange(size)[None, :] < 10, 40 * math.cos(math.radians(30)), 40 * math.cos(math.radians(270))
+    )
+    b = np.where(
+        np.arange(size)[None, :] < 10, 40 * math.sin(math.radians(30)), 40 * math.sin(math.radians(270))
+    )
+    a, b = np.repeat(a, size, axis=0), np.repeat(b, size, axis=0)
+    a[:2], b[:2] = 0.0, 0.0
+    truth = lab_image(np.full((size, size), 50.0), a, b)
+    blue = lab_image(np.full((size, size), 50.0), np.full_like(a, a[-1, -1]), np.full_like(b, b[-1, -1]))
+    assert balanced_hue_accuracy(blue, truth) == pytest.approx(
+        0.5
+    )  # right on 3/4 of pixels, half the sectors
+    assert chroma_spread(blue, truth) < 0.02
+    # halving the spread of the truth's colours halves the chroma spread
+    half = lab_image(np.full((size, size), 50.0), a / 2, b / 2)
+    assert chroma_spread(half, truth) == pytest.approx(0.5, abs=0.02)
+    assert balanced_hue_accuracy(half, truth) == 1.0
+    # a sector under 1 % of the coloured pixels is left out: one red pixel among blue ones does not count
+    a2, b2 = np.full_like(a, a[-1, -1]), np.full_like(b, b[-1, -1])
+    a2[0, 0], b2[0, 0] = a[-1, 0], b[-1, 0]
+    one_red = lab_image(np.full((size, size), 50.0), a2, b2)
+    assert balanced_hue_accuracy(blue, one_red) == 1.0
+    # sets pool their pixels; sizes must match
+    assert balanced_hue_accuracy([truth, blue], [truth, blue]) == 1.0
+    assert math.isnan(balanced_hue_accuracy(truth[..., :1], truth[..., :1]))
+    with pytest.raises(ValueError, match="same size"):
+        balanced_hue_accuracy(truth[:10], truth)

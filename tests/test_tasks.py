@@ -338,3 +338,98 @@ def test_fastgan_maps_a_seed_to_one_image():
     with torch.no_grad():
         noisy = generator(z)
     assert not torch.equal(noisy[0], noisy[1])  # training draws fresh noise per sample
+
+
+# ------------------------------------------------------------------------ colorize by classification
+
+
+def classify_config(tiny_config):
+    """The tiny colorize config with Zhang et al.'s head: logits over the 261 in-gamut ab bins of size 10."""
+    config = tiny_config("colorize")
+    config["generator"]["args"].update(out_ch=261, output="logits")
+    config["colorize"] = {"head": "classify"}
+    config["losses"] = {"pixel_weight": 1.0, "adversarial": "none"}
+    config.pop("discriminator")
+    return config
+
+
+def test_colorize_classify_learns_one_image_and_its_weights_carry_the_decoding(tiny_config):
+    from pixelplexus.color import ab_bins
+
+    task = get_task(classify_config(tiny_config))
+    nets = build_networks(task)
+    assert nets.discriminator is None
+    image = pattern(32, 32, seed=5)
+    rng = np.random.default_rng(0)
+    fixed = batch_from(task, image, rng, 4)
+
+    def errors():
+        with torch.no_grad():
+            logits = nets.generator(fixed["L"])  # at half resolution
+            ab = task.decode(logits)
+            ab_error = (ab - torch.nn.functional.avg_pool2d(fixed["ab"], 2)).abs().mean().item()
+            return task.rebalanced_cross_entropy(logits, fixed["ab"]).item(), ab_error
+
+    loss_before, ab_before = errors()
+    for step in range(60):
+        train_step(task, nets, batch_from(task, image, rng, 4), step=step)
+    loss_after, ab_after = errors()
+    assert loss_after < 0.8 * loss_before and ab_after < 0.8 * ab_before, (
+        loss_before,
+        loss_after,
+        ab_before,
+        ab_after,
+    )
+    # rebalancing: rare bins weigh more than common ones, the weights average 1 under the smoothed prior
+    weights = task.rebalancing_weights()
+    counts = task._bin_counts
+    assert weights[counts.argmax()] < weights[counts.argmin()]
+    mean_ab = task.training_mean_ab()
+    assert mean_ab is not None and all(np.isfinite(mean_ab))
+
+    # the weights file says how to decode: an inference task from it alone predicts the same colours
+    generator = nets.generator.eval()
+    info = task.weights_info(generator)
+    assert info.extra["colorize"]["head"] == "classify" and info.extra["colorize"]["temperature"] == 0.38
+    assert torch.equal(torch.tensor(info.extra["ab_bins"]), ab_bins(10.0))
+    alone = inference_task(info)
+    picture = record(pattern(24, 28, seed=2))
+    want = task.predict(generator, [picture], {"render_size": 32})[0].pixels
+    assert np.array_equal(alone.predict(generator, [picture], {"render_size": 32})[0].pixels, want)
+    # a regression weights file (no colorize metadata) still decodes as regression
+    regress = get_task(tiny_config("colorize"))
+    assert inference_task(regress.weights_info(regress.build_generator())).bins is None
+
+
+def test_colorize_classify_decodes_the_annealed_mean_and_checks_the_generator(tiny_config):
+    from pixelplexus.color import AB_SCALE
+    from pixelplexus.config import ConfigError
+
+    task = get_task(classify_config(tiny_config))
+    bins = task.bins
+    logits = torch.full((1, len(bins), 1, 2), -50.0)
+    logits[0, 7, 0, 0] = 10.0  # pixel 0: sure of bin 7
+    logits[0, [3, 9], 0, 1] = torch.tensor([0.0, float(np.log(2.0))])  # pixel 1: bins 3 and 9, 1 : 2
+    ab = task.decode(logits)[0] * AB_SCALE
+    assert torch.allclose(ab[:, 0, 0], bins[7], atol=1e-3)
+    sharpened = torch.tensor([1.0, 2.0 ** (1 / 0.38)])  # T = 0.38 sharpens the 1 : 2 towards bin 9
+    expected = (sharpened[0] * bins[3] + sharpened[1] * bins[9]) / sharpened.sum()
+    assert torch.allclose(ab[:, 0, 1], expected, atol=1e-3)
+    config = classify_config(tiny_config)
+    config["generator"]["args"]["out_ch"] = 2
+    with pytest.raises(ConfigError, match="out_ch: 261 and output: logits"):
+        get_task(config)
+
+
+def test_colorize_evaluate_scores_colours_beside_gray_and_a_constant_tint(tiny_config):
+    task = get_task(tiny_config("colorize"))
+    generator = task.build_generator().eval()
+    images = [pattern(40, 48, seed=s) for s in range(3)]
+    untrained = task.evaluate(generator, images).metrics
+    assert "psnr_tint_baseline" not in untrained  # no training targets seen: no tint
+    assert untrained["hue_accuracy_gray"] == 0.0 and untrained["chroma_spread_gray"] < 0.01  # 8-bit rounding
+    metrics = task.evaluate(generator, images, tint=(20.0, 30.0)).metrics
+    assert metrics["chroma_spread_tint"] < 0.05 < metrics["hue_accuracy_tint"]
+    assert metrics["psnr_over_gray"] == pytest.approx(
+        metrics["psnr_rgb"] - metrics["psnr_gray_baseline"], abs=1e-6
+    )

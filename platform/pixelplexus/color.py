@@ -8,12 +8,17 @@ Two conventions live here so that every caller uses the same numbers:
 
 * **Luma** for SR metrics (:func:`rgb_to_y`): ITU-R BT.601 studio-swing Y, exactly MATLAB's ``rgb2ycbcr`` and
   the Y channel used to report PSNR/SSIM in SR papers since SRCNN (Dong et al. 2014).
+* **ab bins** for colorization by classification (:func:`ab_bins`): the cells of a square ab grid that hold
+  an sRGB colour, as Zhang et al. 2016 quantise ab into 313 bins of size 10 (their count includes cells
+  seen in ImageNet's JPEGs; the sRGB gamut alone reaches 261 cells of size 10).
 * **Lab scaling** for colorization networks (:func:`lab_to_model`, :func:`model_to_lab`): L/50 − 1 and ab/110,
   the convention of Zhang et al. 2016 ("Colorful Image Colorization") as used by pix2pix-style colorizers
   (Isola et al. 2017), which maps L to [-1, 1] and the gamut of ab roughly into [-1, 1].
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import torch
 from kornia import color as kc
@@ -87,3 +92,35 @@ def model_to_lab(l_norm: Tensor, ab_norm: Tensor) -> Tensor:
             f"{tuple(l_norm.shape)} and {tuple(ab_norm.shape)}"
         )
     return torch.cat([(l_norm + 1.0) * L_SCALE, ab_norm * AB_SCALE], dim=-3)
+
+
+GAMUT_SAMPLES = 256
+"""Levels per sRGB channel sampled on the faces of the RGB cube to find the ab cells the gamut reaches. The
+faces suffice: a vertical line (constant ab) through the solid leaves it through its surface."""
+
+
+@lru_cache(maxsize=8)
+def _ab_bins(bin_size: float) -> tuple[tuple[float, float], ...]:
+    levels = torch.linspace(0.0, 1.0, GAMUT_SAMPLES, dtype=torch.float64)
+    u, v = (t.reshape(-1) for t in torch.meshgrid(levels, levels, indexing="ij"))
+    faces = []
+    for axis in range(3):
+        for value in (0.0, 1.0):
+            channels = [u, v]
+            channels.insert(axis, torch.full_like(u, value))
+            faces.append(torch.stack(channels))
+    ab = kc.rgb_to_lab(torch.cat(faces, dim=1)[:, :, None])[1:, :, 0]
+    cells = torch.unique(torch.round(ab / bin_size).to(torch.int64).T, dim=0)  # sorted by a, then b
+    return tuple((float(a) * bin_size, float(b) * bin_size) for a, b in cells.tolist())
+
+
+def ab_bins(bin_size: float = 10.0) -> Tensor:
+    """Centres (Q×2, a then b) of the cells of the ab grid of spacing ``bin_size`` (centres at multiples of
+    it) that hold at least one sRGB colour at some lightness: the classes of colorization by classification.
+
+    Found by converting the faces of the sRGB cube (256² colours each) to Lab and rounding ab to the grid;
+    sorted by a, then b. ``bin_size`` 10 gives 261 bins.
+    """
+    if bin_size <= 0:
+        raise ValueError(f"ab_bins: bin_size must be > 0, got {bin_size}")
+    return torch.tensor(_ab_bins(float(bin_size)), dtype=torch.float32)

@@ -4,7 +4,7 @@ Configuration flows one way. The edges (CLI, job entrypoints, the Serve app) rea
 build a ``TaskConfig``; everything below them receives that object. Unknown keys are errors, so a typo in
 a YAML file fails loudly instead of silently training with a default.
 
-Settings of one task live in that task's section (``generate:``, ``enhance:``); a section for another task
+Settings of one task live in that task's section (``generate:``, ``enhance:``, ``colorize:``); a section for another task
 is an error. Keys renamed since earlier releases (:data:`RENAMED_KEYS`) still load, in files, checkpoints
 and ``--set`` overrides, with a :class:`DeprecationWarning` that names the new key. The tiny configs that
 train in seconds on a CPU (tests, the demo, laptops) ship with the package: :func:`shipped_config`.
@@ -32,7 +32,11 @@ from pydantic import (
 
 TaskName = Literal["generate", "enhance", "colorize"]
 TASK_NAMES: tuple[str, ...] = get_args(TaskName)
-TASK_SECTIONS: tuple[str, ...] = ("generate", "enhance")  # the tasks that have a section of their own
+TASK_SECTIONS: tuple[str, ...] = (
+    "generate",
+    "enhance",
+    "colorize",
+)  # the tasks that have a section of their own
 
 
 class _Strict(BaseModel):
@@ -127,6 +131,27 @@ class EnhanceSection(_Strict):
     degradation: DegradationConfig = Field(default_factory=DegradationConfig)
 
 
+class ColorizeSection(_Strict):
+    """Settings of the colorize task: what the network predicts for ab.
+
+    ``head: regress`` (pix2pix, the default) predicts ab directly (tanh), trained with the pixel loss.
+    ``head: classify`` (Zhang, Isola & Efros 2016, "Colorful Image Colorization") predicts a distribution over
+    ab quantised on a grid of ``bin_size`` (the in-gamut cells of :func:`pixelplexus.color.ab_bins`; the
+    generator's ``out_ch`` must equal their number), trained with cross-entropy on soft-encoded targets (the
+    ``neighbours`` nearest bins, Gaussian weights of σ = ``sigma``) weighted by class rebalancing: the
+    empirical prior of the bins, smoothed with a Gaussian of σ = ``sigma``, mixed with the uniform
+    distribution (weight ``rebalance``, the paper's λ = 0.5) and inverted. Decoding is the annealed mean
+    at ``temperature`` (0.38 in the paper; 1 = the mean, → 0 = the mode).
+    """
+
+    head: Literal["regress", "classify"] = "regress"
+    bin_size: float = Field(10.0, gt=0)
+    rebalance: float = Field(0.5, ge=0, le=1)
+    temperature: float = Field(0.38, gt=0, le=1)
+    sigma: float = Field(5.0, gt=0)
+    neighbours: int = Field(5, ge=1)
+
+
 class ScheduleConfig(_Strict):
     """Learning-rate schedule of both optimisers: a linear warm-up, then constant, cosine or step decay."""
 
@@ -166,7 +191,7 @@ class TaskConfig(_Strict):
     ``crop_size`` is the training image size: the HR crop for enhance, the crop for colorize and the output
     resolution for generate. ``generator_only_steps`` are the first steps, in which the generator trains
     alone with the pixel loss before the discriminator joins (SRResNet → SRGAN); the learning-rate warm-up
-    is ``train.schedule.warmup_steps``. ``generate`` and ``enhance`` hold the settings of that task only
+    is ``train.schedule.warmup_steps``. ``generate``, ``enhance`` and ``colorize`` hold the settings of that task only
     (filled with defaults for it; given for another task, an error); ``train`` drives the training loop.
     """
 
@@ -180,6 +205,7 @@ class TaskConfig(_Strict):
     generator_only_steps: int = Field(0, ge=0)
     generate: GenerateSection | None = None
     enhance: EnhanceSection | None = None
+    colorize: ColorizeSection | None = None
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     @model_validator(mode="before")

@@ -1,4 +1,5 @@
-"""Image quality metrics on NumPy images: PSNR, SSIM, sliced Wasserstein distance, colorfulness.
+"""Image quality metrics on NumPy images: PSNR, SSIM, sliced Wasserstein distance, colorfulness, and the
+colour measures of colorization (balanced hue accuracy, chroma spread).
 
 Images are ``H×W×3`` RGB (or ``H×W`` / ``H×W×1`` gray) arrays on the 0..255 scale, ``uint8`` or float;
 everything is computed in float64. PSNR and SSIM follow the protocol SR papers report (and BasicSR
@@ -12,8 +13,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
-from pixelplexus.color import BT601_Y_OFFSET, BT601_Y_WEIGHTS
+from pixelplexus.color import BT601_Y_OFFSET, BT601_Y_WEIGHTS, rgb_to_lab
 
 # ----------------------------------------------------------------------------------------- PSNR / SSIM
 
@@ -305,3 +307,89 @@ def colorfulness(img: np.ndarray) -> float:
     sigma = math.sqrt(float(rg.std()) ** 2 + float(yb.std()) ** 2)
     mu = math.sqrt(float(rg.mean()) ** 2 + float(yb.mean()) ** 2)
     return sigma + 0.3 * mu
+
+
+# ------------------------------------------------------------------------- colorization: hue and chroma
+
+HUE_MIN_CHROMA = 15.0
+"""Truth pixels count as clearly coloured above this chroma (√(a² + b²))."""
+HUE_SECTORS = 6
+"""The truth's hue circle is split into this many equal sectors (60°), each weighing the same."""
+HUE_TOLERANCE = 30.0
+"""A predicted hue within this many degrees of the truth's counts as right…"""
+HUE_PRED_MIN_CHROMA = 5.0
+"""…when the predicted pixel has more chroma than this (a gray pixel has no hue)."""
+HUE_MIN_SHARE = 0.01
+"""Sectors holding less than this share of the clearly coloured pixels are left out of the average."""
+
+
+def _ab(img: np.ndarray, name: str) -> np.ndarray:
+    """The a, b channels (CIE Lab, D65) of an RGB image on the 0..255 scale, as 2×N float64 (gray: zeros)."""
+    array = _as_channels(img, name)
+    if array.shape[2] == 1:
+        return np.zeros((2, array.shape[0] * array.shape[1]))
+    rgb = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)) / 255.0).float()
+    return rgb_to_lab(rgb.clamp(0.0, 1.0))[1:].reshape(2, -1).double().numpy()
+
+
+def _image_pairs(preds, truths, metric: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    single = isinstance(preds, np.ndarray) and np.ndim(preds) in (2, 3)
+    pairs = [(preds, truths)] if single else list(zip(preds, truths, strict=True))
+    for pred, truth in pairs:
+        if np.shape(pred)[:2] != np.shape(truth)[:2]:
+            raise ValueError(
+                f"{metric}: prediction and truth must have the same size, got {np.shape(pred)} and {np.shape(truth)}"
+            )
+    return pairs
+
+
+def hue_sector_hits(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per hue sector of the truth: how many clearly coloured truth pixels (chroma > 15) fall in it, and how
+    many of them the prediction gets right (hue within 30°, chroma > 5). Two int arrays of length 6; sector
+    k holds truth hues in [60k°, 60(k+1)°), hue = atan2(b, a)."""
+    a_p, b_p = _ab(pred, "hue_sector_hits(pred)")
+    a_t, b_t = _ab(truth, "hue_sector_hits(truth)")
+    coloured = np.hypot(a_t, b_t) > HUE_MIN_CHROMA
+    hue_t = np.degrees(np.arctan2(b_t[coloured], a_t[coloured])) % 360.0
+    hue_p = np.degrees(np.arctan2(b_p[coloured], a_p[coloured])) % 360.0
+    gap = np.abs((hue_p - hue_t + 180.0) % 360.0 - 180.0)
+    right = (gap <= HUE_TOLERANCE) & (np.hypot(a_p[coloured], b_p[coloured]) > HUE_PRED_MIN_CHROMA)
+    sector = np.minimum((hue_t // (360.0 / HUE_SECTORS)).astype(np.int64), HUE_SECTORS - 1)
+    totals = np.bincount(sector, minlength=HUE_SECTORS)
+    hits = np.bincount(sector, weights=right, minlength=HUE_SECTORS).astype(np.int64)
+    return hits, totals
+
+
+def balanced_hue_accuracy(preds, truths) -> float:
+    """Balanced hue accuracy of a colorization: over the truth's clearly coloured pixels (chroma > 15) split
+    into six 60° hue sectors, the share whose predicted hue is within 30° (with predicted chroma > 5),
+    averaged over the sectors that hold ≥ 1 % of those pixels. 1 for a perfect prediction, 0 for gray.
+
+    ``preds``/``truths``: one RGB image each (0..255 scale) or equally long sequences of them, whose pixels
+    are pooled (the sectors are those of the whole set). NaN when the truth has no clearly coloured pixel.
+    """
+    hits = np.zeros(HUE_SECTORS, dtype=np.int64)
+    totals = np.zeros(HUE_SECTORS, dtype=np.int64)
+    for pred, truth in _image_pairs(preds, truths, "balanced_hue_accuracy"):
+        image_hits, image_totals = hue_sector_hits(pred, truth)
+        hits += image_hits
+        totals += image_totals
+    if totals.sum() == 0:
+        return math.nan
+    kept = totals >= HUE_MIN_SHARE * totals.sum()
+    return float(np.mean(hits[kept] / totals[kept]))
+
+
+def chroma_spread(preds, truths) -> float:
+    """How widely a colorization spreads its colours: ``√(σ_a² + σ_b²)`` of the prediction over the same of
+    the truth (CIE Lab, pixels of all images pooled). 1 = as varied as the truth; 0 for gray or one constant
+    tint; the sepia of a regression to the mean shows as well under 1. NaN when the truth has no spread.
+
+    ``preds``/``truths``: one RGB image each (0..255 scale) or equally long sequences of them.
+    """
+    pairs = _image_pairs(preds, truths, "chroma_spread")
+    spreads = []
+    for side in (0, 1):
+        ab = np.concatenate([_ab(pair[side], "chroma_spread") for pair in pairs], axis=1)
+        spreads.append(math.sqrt(float(ab[0].var() + ab[1].var())))
+    return spreads[0] / spreads[1] if spreads[1] > 0 else math.nan

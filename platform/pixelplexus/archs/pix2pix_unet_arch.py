@@ -18,14 +18,18 @@ class Pix2PixUNet(nn.Module):
     convs with ReLU before and norm after, each output concatenated with the encoder feature of the same size;
     dropout 0.5 in the 3 innermost decoder blocks when ``use_dropout`` (the paper's CD512-CD1024-CD1024; the
     reference PyTorch code puts it one level higher). The outermost transposed conv maps to ``out_ch`` and
-    ends in Tanh. Convs followed by a norm have no bias (the norm removes it).
+    ends in Tanh (``output="tanh"``). With ``output="logits"`` a 1×1 conv on the last decoder features
+    (concatenated with the first encoder's) scores ``out_ch`` classes at half the input resolution instead:
+    colorization by classification over ab bins (Zhang et al. 2016, who score at a quarter), where a
+    full-resolution transposed conv to hundreds of classes would cost more than the rest of the network. Convs followed by a norm have no bias (the norm removes it).
 
     Any input size works: the input is padded (reflect where the padding is smaller than the image, else
     replicate) on the bottom/right to a multiple of ``self.multiple = 2**num_downs``, run, and cropped back.
     Dropout is active in train mode only (pix2pix keeps it at test time as its noise source; call
     ``.train()`` on the dropout modules if you want that).
 
-    Input: N x in_ch x H x W; output: N x out_ch x H x W in [-1, 1].
+    Input: N x in_ch x H x W; output: N x out_ch x H x W in [-1, 1] (``output="tanh"``), or
+    N x out_ch x ⌈H/2⌉ x ⌈W/2⌉ logits (``output="logits"``).
 
     Args:
         in_ch (int): Input channels (1 for the L channel of Lab). Default: 1.
@@ -35,6 +39,8 @@ class Pix2PixUNet(nn.Module):
         ngf (int): Channels of the first conv; deeper layers have up to 8x as many. Default: 64.
         norm (str): "batch" or "instance". Default: "batch".
         use_dropout (bool): Dropout 0.5 in the 3 innermost decoder blocks. Default: True.
+        output (str): "tanh" (values, e.g. ab, at full resolution) or "logits" (class scores at half
+            resolution, no activation). Default: "tanh".
     """
 
     def __init__(
@@ -45,6 +51,7 @@ class Pix2PixUNet(nn.Module):
         ngf: int = 64,
         norm: str = "batch",
         use_dropout: bool = True,
+        output: str = "tanh",
     ) -> None:
         super().__init__()
         check_int("in_ch", in_ch)
@@ -55,6 +62,7 @@ class Pix2PixUNet(nn.Module):
         check_int("ngf", ngf)
         check_choice("norm", norm, NORMS)
         check_bool("use_dropout", use_dropout)
+        check_choice("output", output, ("tanh", "logits"))
         self.multiple = 2**num_downs
 
         channels = [ngf * min(2**i, 8) for i in range(num_downs)]
@@ -84,9 +92,13 @@ class Pix2PixUNet(nn.Module):
             if use_dropout and j < 3:
                 layers.append(nn.Dropout(0.5))
             self.ups.append(nn.Sequential(*layers))
-        self.outermost = nn.Sequential(
-            nn.ReLU(), nn.ConvTranspose2d(2 * channels[0], out_ch, 4, 2, 1), nn.Tanh()
-        )
+        self.half_resolution = output == "logits"
+        if self.half_resolution:
+            self.outermost = nn.Sequential(nn.ReLU(), nn.Conv2d(2 * channels[0], out_ch, 1))
+        else:
+            self.outermost = nn.Sequential(
+                nn.ReLU(), nn.ConvTranspose2d(2 * channels[0], out_ch, 4, 2, 1), nn.Tanh()
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -104,4 +116,6 @@ class Pix2PixUNet(nn.Module):
         for up in self.ups:
             feat = torch.cat([up(feat), skips.pop()], dim=1)
         out = self.outermost(feat)
+        if self.half_resolution:
+            return out[..., : (h + 1) // 2, : (w + 1) // 2]
         return out[..., :h, :w]

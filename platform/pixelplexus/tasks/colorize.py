@@ -1,7 +1,26 @@
-"""colorize: pix2pix (Isola et al. 2017) in Lab space — predict ab from L.
+"""colorize: predict ab from L in Lab space, by regression (pix2pix) or by classification (Zhang et al.).
 
-Training: a U-Net maps normalised L (1 channel) to ab (2 channels); a conditional 70×70 PatchGAN judges
-(L, ab) pairs; the generator loss is adversarial + λ·L1 on ab with λ = ``losses.pixel_weight`` (100).
+Two heads, chosen by the config's ``colorize.head`` (:class:`pixelplexus.config.ColorizeSection`):
+
+* ``regress`` (pix2pix, Isola et al. 2017; the default): a U-Net maps normalised L (1 channel) to ab
+  (2 channels, tanh); a conditional 70×70 PatchGAN judges (L, ab) pairs; the generator loss is
+  adversarial + λ·L1 on ab with λ = ``losses.pixel_weight`` (100). L1 averages the plausible colours of a
+  pixel, which on a small model and little data ends as one brownish tint.
+* ``classify`` (Zhang, Isola & Efros 2016, "Colorful Image Colorization"): the U-Net's ``out_ch`` logits
+  score the in-gamut ab bins (:func:`pixelplexus.color.ab_bins`) at half resolution (``output: logits``;
+  inference upsamples ab as it does for ``regress`` from ``render_size``); the loss is cross-entropy against
+  soft-encoded targets (the 5 nearest bins, Gaussian σ = 5), each pixel weighted by class rebalancing
+  (the inverse of the bins' smoothed empirical prior mixed with uniform, λ = 0.5), times
+  ``losses.pixel_weight``; ab is the annealed mean (T = 0.38) of the predicted distribution. The prior is
+  counted on the training targets as they come (cumulative from the first step; a resumed run counts
+  again). An adversarial term, when configured, judges the decoded ab as for ``regress``. A weights
+  file of this head carries the bins and the decoding in its metadata (``extra.colorize``,
+  ``extra.ab_bins``).
+
+Validation (:meth:`ColorizeTask.evaluate`) scores PSNR beside the gray baseline (ab = 0) and a constant
+tint (the training targets' mean ab on every pixel), balanced hue accuracy and chroma spread
+(:mod:`pixelplexus.metrics`).
+
 Inference runs the network on L at ``render_size`` (longer side), upsamples ab to full resolution and
 merges it with the image's own full-resolution L, so the lightness of the original is kept: where the
 predicted colour lies outside sRGB, its chroma is reduced until it fits (clipping RGB instead would change
@@ -11,16 +30,24 @@ L). What is left is the rounding of the output to 8 or 16 bits (|ΔL| < 0.2 at 8
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pixelplexus.color import AB_SCALE, lab_to_model, lab_to_rgb, rgb_to_lab
-from pixelplexus.config import LossConfig, NetworkSpec, OptimConfig, TaskConfig
+from pixelplexus.color import AB_SCALE, ab_bins, lab_to_model, lab_to_rgb, rgb_to_lab
+from pixelplexus.config import (
+    ColorizeSection,
+    ConfigError,
+    LossConfig,
+    NetworkSpec,
+    OptimConfig,
+    TaskConfig,
+)
 from pixelplexus.io.images import ImageRecord
-from pixelplexus.metrics import colorfulness, psnr
+from pixelplexus.metrics import balanced_hue_accuracy, chroma_spread, colorfulness, psnr
 from pixelplexus.options import ColorizeOptions
 from pixelplexus.tasks.base import Evaluation, Logs, Task, rgb_float
 from pixelplexus.transforms import (
@@ -32,6 +59,7 @@ from pixelplexus.transforms import (
     resize,
     to_chw,
 )
+from pixelplexus.weights import WeightsInfo
 
 COLOR_THRESHOLD = 15.0
 """Colourfulness (Hasler & Süsstrunk) from which an image counts as already in colour: "nearly gray" ends
@@ -81,9 +109,53 @@ def _rgb_keeping_lightness(lab: Tensor, steps: int = 8) -> Tensor:
     return rgb.clamp_(0.0, 1.0)
 
 
+def mean_ab(images: Sequence[np.ndarray]) -> tuple[float, float]:
+    """The mean a, b (CIE Lab) over all pixels of H×W×3 uint8 RGB images: the constant tint baseline."""
+    total, count = torch.zeros(2, dtype=torch.float64), 0
+    for rgb in images:
+        ab = _lab(np.asarray(rgb, dtype=np.float32) / 255.0)[1:].double()
+        total += ab.sum(dim=(1, 2))
+        count += ab[0].numel()
+    return (float(total[0] / count), float(total[1] / count)) if count else (0.0, 0.0)
+
+
 class ColorizeTask(Task):
     name = "colorize"
     Options = ColorizeOptions
+    head: ColorizeSection = ColorizeSection()
+    bins: Tensor | None = None  # Q×2 ab centres of the classes (head "classify")
+
+    def __init__(self, config: TaskConfig | Mapping[str, Any] | None = None):
+        super().__init__(config)
+        self._use_head(self.config.colorize or ColorizeSection(), None)
+        self._ab_sum = torch.zeros(2, dtype=torch.float64)  # the training targets seen so far
+        self._bin_counts: Tensor | None = None
+
+    @classmethod
+    def for_inference(cls, info: WeightsInfo) -> ColorizeTask:
+        task = super().for_inference(info)
+        stored = info.extra.get("ab_bins")
+        task._use_head(ColorizeSection(**info.extra.get("colorize", {})), stored)
+        return task
+
+    def _use_head(self, head: ColorizeSection, stored_bins: Sequence[Sequence[float]] | None) -> None:
+        self.head = head
+        if head.head == "regress":
+            self.bins = None
+            return
+        self.bins = ab_bins(head.bin_size) if stored_bins is None else torch.tensor(stored_bins).float()
+        args = self.generator_spec.args
+        if args.get("out_ch") != len(self.bins) or args.get("output") != "logits":
+            raise ConfigError(
+                f"colorize.head 'classify' with bin_size {head.bin_size:g} scores {len(self.bins)} ab bins: "
+                f"the generator needs out_ch: {len(self.bins)} and output: logits (it has out_ch: "
+                f"{args.get('out_ch')}, output: {args.get('output', 'tanh')})"
+            )
+
+    def weights_info(self, generator: nn.Module, *, run_id: str | None = None, **extra: Any) -> WeightsInfo:
+        if self.bins is not None:  # inference must know the bins and the decoding
+            extra = {**extra, "colorize": self.head.model_dump(), "ab_bins": self.bins.tolist()}
+        return super().weights_info(generator, run_id=run_id, **extra)
 
     @classmethod
     def default_config(cls) -> TaskConfig:
@@ -112,11 +184,63 @@ class ColorizeTask(Task):
 
     def real_and_fake(self, batch: Mapping[str, Tensor], fake: Tensor) -> tuple[Tensor, Tensor]:
         lightness = batch["L"]
-        return torch.cat([lightness, batch["ab"]], dim=1), torch.cat([lightness, fake], dim=1)
+        ab = self.decode(fake)
+        if ab.shape[-2:] != lightness.shape[-2:]:  # classify scores at half resolution
+            ab = F.interpolate(ab, size=lightness.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([lightness, batch["ab"]], dim=1), torch.cat([lightness, ab], dim=1)
 
     def content_loss(self, batch: Mapping[str, Tensor], fake: Tensor) -> tuple[Tensor, Logs]:
-        pixel = self.pixel_loss(fake, batch["ab"])
+        target = batch["ab"]
+        self._ab_sum += target.detach().double().sum(dim=(0, 2, 3)).cpu() * AB_SCALE
+        self._pixels_seen = getattr(self, "_pixels_seen", 0) + target[:, 0].numel()
+        if self.bins is None:
+            pixel = self.pixel_loss(fake, target)
+        else:
+            pixel = self.rebalanced_cross_entropy(fake, target)
         return self.config.losses.pixel_weight * pixel, {"g_pixel": pixel.item()}
+
+    def rebalanced_cross_entropy(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Zhang et al.'s loss: cross-entropy of N×Q×H×W ``logits`` against the soft-encoded N×2×H×W
+        ``target`` (model units; averaged down to the logits' size when they are smaller), each pixel
+        weighted by the rebalancing weight of its nearest bin."""
+        head, bins = self.head, self.bins.to(target.device)
+        if target.shape[-2:] != logits.shape[-2:]:
+            target = F.adaptive_avg_pool2d(target, logits.shape[-2:])
+        ab = (target * AB_SCALE).permute(0, 2, 3, 1).reshape(-1, 2)  # pixels × 2
+        distance, nearest = torch.cdist(ab, bins).topk(head.neighbours, dim=1, largest=False)
+        soft = torch.softmax(-(distance**2) / (2 * head.sigma**2), dim=1)  # pixels × k
+        counts = torch.bincount(nearest[:, 0], minlength=len(bins)).double().cpu()
+        self._bin_counts = counts if self._bin_counts is None else self._bin_counts + counts
+        weights = self.rebalancing_weights().to(target.device)[nearest[:, 0]]
+        log_p = torch.log_softmax(logits, dim=1).permute(0, 2, 3, 1).reshape(-1, len(bins))
+        per_pixel = -(soft * log_p.gather(1, nearest)).sum(dim=1)
+        return (weights * per_pixel).mean()
+
+    def rebalancing_weights(self) -> Tensor:
+        """Per bin: ``1 / ((1 − λ)·p̃ + λ/Q)``, normalised so that their mean under p̃ is 1, where p̃ is the
+        bins' empirical prior (counted so far) smoothed with a Gaussian of σ = ``colorize.sigma`` in ab."""
+        head, bins = self.head, self.bins.double()
+        counts = (
+            self._bin_counts if self._bin_counts is not None else torch.ones(len(bins), dtype=torch.float64)
+        )
+        kernel = torch.exp(-(torch.cdist(bins, bins) ** 2) / (2 * head.sigma**2))
+        prior = kernel @ (counts / counts.sum())
+        prior = prior / prior.sum()
+        weights = 1.0 / ((1 - head.rebalance) * prior + head.rebalance / len(bins))
+        return (weights / (prior * weights).sum()).float()
+
+    def decode(self, y: Tensor) -> Tensor:
+        """The generator's N×C×H×W output → ab in model units (N×2×H×W): as it is for ``regress``; the
+        annealed mean ``Σ_q softmax(logits / T)_q · bin_q`` for ``classify``."""
+        if self.bins is None:
+            return y
+        probs = torch.softmax(y.float() / self.head.temperature, dim=1)
+        return torch.einsum("nqhw,qc->nchw", probs, self.bins.to(y.device) / AB_SCALE)
+
+    def training_mean_ab(self) -> tuple[float, float] | None:
+        """The mean ab of the training targets seen so far (the constant tint), or None before training."""
+        seen = getattr(self, "_pixels_seen", 0)
+        return None if not seen else (float(self._ab_sum[0] / seen), float(self._ab_sum[1] / seen))
 
     # ---------------------------------------------------------------------------------------- inference
     def passthrough(self, item: ImageRecord, options: ColorizeOptions) -> str | None:
@@ -131,6 +255,9 @@ class ColorizeTask(Task):
         lightness, _ = lab_to_model(_lab(rgb))
         return lightness
 
+    def run(self, generator: nn.Module, x: Tensor, options: ColorizeOptions) -> Tensor:
+        return self.decode(generator(x))
+
     def finish(self, y: Tensor, item: ImageRecord, options: ColorizeOptions) -> ImageRecord:
         lab = _lab(rgb_float(item))
         ab = F.interpolate(y[None] * AB_SCALE, size=lab.shape[-2:], mode="bilinear", align_corners=False)[0]
@@ -141,21 +268,58 @@ class ColorizeTask(Task):
         return item.replace(pixels=pixels, icc_profile=icc)
 
     # --------------------------------------------------------------------------------------- validation
-    def evaluate(self, generator: nn.Module, images: Sequence[np.ndarray]) -> Evaluation:
-        """PSNR on RGB against the real colours, beside the gray baseline (ab = 0), and colourfulness
-        relative to the real image's (1 = as colourful as the truth)."""
-        scores = {"psnr_rgb": [], "psnr_gray_baseline": [], "colorfulness_ratio": []}
-        rows = []
+    def evaluate(
+        self,
+        generator: nn.Module,
+        images: Sequence[np.ndarray],
+        *,
+        tint: Sequence[float] | None = None,
+    ) -> Evaluation:
+        """Score the colours on centre crops of ``images`` against their truth, beside two baselines: gray
+        (ab = 0, the image's own L) and a constant tint (``tint``, default the mean ab of the training
+        targets seen so far; left out when there is none).
+
+        Metrics: ``psnr_rgb`` and ``psnr_over_gray`` (mean gain over ``psnr_gray_baseline``), balanced
+        ``hue_accuracy`` and ``chroma_spread`` (pooled over the images), ``colorfulness_ratio`` (1 = as
+        colourful as the truth); the baselines' as ``*_gray`` / ``*_tint``.
+        """
+        tint = tint if tint is not None else self.training_mean_ab()
+        outputs: dict[str, list[np.ndarray]] = {"model": [], "gray": [], "tint": []}
+        truths, rows = [], []
         size = self.config.train.eval_size
         for rgb in images:
             real = center_crop(rgb, size)
             record = ImageRecord(real)
             options = self.parse_options(render_size=max(32, max(real.shape[:2])))
-            out = self.predict(generator, [record], options)[0].pixels
-            gray = self.finish(torch.zeros(2, 1, 1), record, options).pixels  # ab = 0: the image's own L
-            scores["psnr_rgb"].append(psnr(out, real))
-            scores["psnr_gray_baseline"].append(psnr(gray, real))
-            scores["colorfulness_ratio"].append(colorfulness(out) / max(colorfulness(real), 1e-6))
-            rows.append([gray, out, real])
-        metrics = {name: float(np.mean(values)) for name, values in scores.items()}
+            outputs["model"].append(self.predict(generator, [record], options)[0].pixels)
+            outputs["gray"].append(self.finish(torch.zeros(2, 1, 1), record, options).pixels)
+            if tint is not None:
+                constant = torch.tensor(tint, dtype=torch.float32).view(2, 1, 1) / AB_SCALE
+                outputs["tint"].append(self.finish(constant, record, options).pixels)
+            truths.append(real)
+            rows.append([outputs["gray"][-1], outputs["model"][-1], real])
+        metrics: dict[str, float] = {}
+        for name, predictions in outputs.items():
+            if not predictions:
+                continue
+            suffix = "" if name == "model" else f"_{name}"
+            psnrs = [psnr(out, real) for out, real in zip(predictions, truths)]
+            metrics[f"psnr_rgb{suffix}" if name == "model" else f"psnr_{name}_baseline"] = float(
+                np.mean(psnrs)
+            )
+            metrics[f"hue_accuracy{suffix}"] = balanced_hue_accuracy(predictions, truths)
+            metrics[f"chroma_spread{suffix}"] = chroma_spread(predictions, truths)
+        gains = [
+            psnr(out, real) - psnr(gray, real)
+            for out, gray, real in zip(outputs["model"], outputs["gray"], truths)
+        ]
+        metrics["psnr_over_gray"] = float(np.mean(gains))
+        metrics["colorfulness_ratio"] = float(
+            np.mean(
+                [
+                    colorfulness(out) / max(colorfulness(real), 1e-6)
+                    for out, real in zip(outputs["model"], truths)
+                ]
+            )
+        )
         return Evaluation(metrics, rows, ("input (L)", "output", "real"))
