@@ -159,6 +159,8 @@ def test_resume_is_exact(tmp_path, images, mlflow_store, ray_cluster, monkeypatc
     )
     straight = train(tmp_path / "a", config, images, mlflow_store)
     halfway = f"runs:/{straight.run_id}/checkpoints/step-0000004"
+    # the job's tracking URI alone tells the workers where runs:/ is
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     resumed = train(tmp_path / "b", config, images, mlflow_store, resume=halfway)
 
     a, b = final_state(straight), final_state(resumed)

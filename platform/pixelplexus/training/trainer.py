@@ -157,7 +157,8 @@ def build_trainer(job: TrainJob, run_id: str, uri: str, resume_from: str | None,
     from pixelplexus.training.data import image_dataset
     from pixelplexus.training.loop import LoopSpec, train_worker
 
-    config, data, env = job.config, absolute(job.data), forwarded_env()
+    # The workers read MLflow URIs (a --resume checkpoint's runs:/…) from the run's store, not their own default.
+    config, data, env = job.config, absolute(job.data), {**forwarded_env(), "MLFLOW_TRACKING_URI": uri}
     loop = LoopSpec(
         config=config.model_dump(mode="json"),
         tracking_uri=uri,
