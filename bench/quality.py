@@ -170,8 +170,8 @@ def generate_table(
     entries: list[Entry],
     data: Path,
     out: Path,
-    folder: str = "generate/noto-emoji-64",
-    background: str = "white",
+    folder: str = "photos",
+    background: str = "none",
 ) -> list[str]:
     """SWD of each generate model against its training set (alpha over ``background``), beside the
     untrained network and real vs real; then the nearest-neighbour check, and the sample sheets as PNGs."""
@@ -185,8 +185,8 @@ def generate_table(
     pick = np.unique(np.linspace(0, len(everything) - 1, min(GENERATE_SWD_IMAGES, len(everything))).round())
     images = [everything[int(i)] for i in pick]
     lines = [
-        f"SWD: {len(images)} of the {len(everything)} images of `{folder}` (evenly spaced, alpha over "
-        f"{background}) against as many seeds; real vs real: two halves of them.",
+        f"SWD: {len(images)} of the {len(everything)} images of `{folder}` (evenly spaced; alpha composited "
+        f"over: {background}) against as many seeds; real vs real: two halves of them.",
         "",
         "| generator | SWD ×10³ (mean over levels) | per level (short side: SWD ×10³) |",
         "|---|---|---|",
@@ -269,10 +269,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--held-out", default="SunHays80", help="photos/<folder> colorize never trained on")
     parser.add_argument(
-        "--generate-data", default="generate/noto-emoji-64", help="generate's training set, in --data"
+        "--generate-data",
+        default="photos",
+        help="generate's training set, in --data (emoji: generate/noto-emoji-64)",
     )
     parser.add_argument(
-        "--generate-background", default="white", help="its alpha composited over (as generate.background)"
+        "--generate-background",
+        default="none",
+        help="its alpha composited over, as generate.background (emoji: white)",
     )
     args = parser.parse_args(argv)
     if not (args.data / "eval" / "Set5").is_dir():
