@@ -211,12 +211,12 @@ def generate_table(
         low, median = np.percentile(distances, [5, 50])
         return f"| {name} | {distances.min():.1f} | {low:.1f} | {median:.1f} | {distances.mean():.1f} | {under} |"
 
-    training = np.stack(everything)
-    held_out = np.unique(np.linspace(0, len(training) - 1, NEAREST_SAMPLES).round().astype(int))
-    _, real_distances = nearest_neighbours(training[held_out], training, exclude=held_out)
-    real_low = np.percentile(real_distances, 5)
     for entry in (e for e in entries if e.model.info.task == "generate"):
         task = entry.task
+        training = task.real_images(everything)  # at the generator's resolution, as evaluate() compares
+        held_out = np.unique(np.linspace(0, len(training) - 1, NEAREST_SAMPLES).round().astype(int))
+        _, real_distances = nearest_neighbours(training[held_out], training, exclude=held_out)
+        real_low = np.percentile(real_distances, 5)
         torch.manual_seed(0)
         untrained = task.build_generator().eval()
         generator = entry.model.load()
@@ -245,7 +245,7 @@ def generate_table(
         nearest.append(
             spread(f"{entry.name} samples → training set", distances, f"{under} of {len(distances)}")
         )
-    nearest.append(spread("real, held out one at a time → the rest", real_distances))
+        nearest.append(spread("real, held out one at a time → the rest", real_distances))
     return lines + nearest
 
 
