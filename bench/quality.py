@@ -6,8 +6,10 @@
   mean ab of the shared training photos on every pixel) on photos held out from its training — PSNR on
   RGB, balanced hue accuracy, chroma spread and colourfulness relative to the ground truth (1 = as the truth);
 * generate: sliced Wasserstein distance (SWD, ProGAN's multi-scale patch statistic) between images from
-  fixed seeds and real photos, beside an untrained generator of the same architecture (the start of
-  training) and real-vs-real (two halves of the photos: the floor that sampling noise allows).
+  fixed seeds and its training images (``--generate-data``, alpha over ``--generate-background``), beside an
+  untrained generator of the same architecture (the start of training) and real-vs-real (two halves of the
+  images: the floor that sampling noise allows); a nearest-neighbour check (does a sample copy a training
+  image?) with its side-by-side picture, and the sample grid, truncation sweep and latent walks as PNGs.
 
 Every number comes from the tasks' own ``evaluate`` — the code that training logs to MLflow. Before / after
 panels go to ``--out``. The tables print as Markdown for docs/benchmarks.md.
@@ -393,11 +395,45 @@ def colorize_table(entries: list[Entry], data: Path, out: Path, held_out: str) -
     return lines
 
 
-def generate_table(entries: list[Entry], data: Path, out: Path) -> list[str]:
-    images, _ = read_images(str(data / "photos"), limit=10_000)
+GENERATE_SWD_IMAGES = (
+    1024  # real emoji compared by SWD: evenly spaced over the set (CPU time); halves for the floor
+)
+NEAREST_SAMPLES = 64  # samples (seeds 0…63) and held-out real images in the nearest-neighbour check
+
+
+def generate_table(
+    entries: list[Entry],
+    data: Path,
+    out: Path,
+    folder: str = "photos",
+    background: str = "none",
+) -> list[str]:
+    """SWD of each generate model against its training set (alpha over ``background``), beside the
+    untrained network and real vs real; then the nearest-neighbour check, and the sample sheets as PNGs."""
+    from pixelplexus.config import GenerateSection
+    from pixelplexus.metrics import nearest_neighbours
+
+    if not any(e.model.info.task == "generate" for e in entries):
+        return []
+    colour = GenerateSection(background=background).background
+    everything, _ = read_images(str(data / folder), limit=100_000, background=colour)
+    pick = np.unique(np.linspace(0, len(everything) - 1, min(GENERATE_SWD_IMAGES, len(everything))).round())
+    images = [everything[int(i)] for i in pick]
     lines = [
+        f"SWD: {len(images)} of the {len(everything)} images of `{folder}` (evenly spaced; alpha composited "
+        f"over: {background}) against as many seeds; real vs real: two halves of them.",
+        "",
         "| generator | SWD ×10³ (mean over levels) | per level (short side: SWD ×10³) |",
         "|---|---|---|",
+    ]
+    nearest = [
+        "",
+        f"Nearest training image (RMS pixel difference, 0..255) of {NEAREST_SAMPLES} samples (seeds 0…"
+        f"{NEAREST_SAMPLES - 1}) and of {NEAREST_SAMPLES} real images held out one at a time (evenly spaced; "
+        "the nearest *other* image of the set): a copying generator sits near 0, below the real images.",
+        "",
+        "| images | min | 5 % | median | mean | samples under the real images' 5 % |",
+        "|---|---|---|---|---|---|",
     ]
 
     def row(name: str, metrics: dict[str, float]) -> str:
@@ -406,19 +442,46 @@ def generate_table(entries: list[Entry], data: Path, out: Path) -> list[str]:
         )
         return f"| {name} | {metrics['swd_mean']:.1f} | {levels} |"
 
+    def spread(name: str, distances: np.ndarray, under: str = "") -> str:
+        low, median = np.percentile(distances, [5, 50])
+        return f"| {name} | {distances.min():.1f} | {low:.1f} | {median:.1f} | {distances.mean():.1f} | {under} |"
+
     for entry in (e for e in entries if e.model.info.task == "generate"):
         task = entry.task
+        training = task.real_images(everything)  # at the generator's resolution, as evaluate() compares
+        held_out = np.unique(np.linspace(0, len(training) - 1, NEAREST_SAMPLES).round().astype(int))
+        _, real_distances = nearest_neighbours(training[held_out], training, exclude=held_out)
+        real_low = np.percentile(real_distances, 5)
         torch.manual_seed(0)
         untrained = task.build_generator().eval()
+        generator = entry.model.load()
         with torch.no_grad():
-            trained = task.evaluate(entry.model.load(), images)
+            trained = task.evaluate(generator, images)
             start = task.evaluate(untrained, images)
+            for name, picture in task.sample_sheets(generator).items():
+                write_image_file(out / f"generate-{entry.name}-{name}.png", ImageRecord(picture))
+            samples = np.stack([r.pixels for r in task.predict(generator, list(range(NEAREST_SAMPLES)))])
+        found, distances = nearest_neighbours(samples, training)
+        pairs = [
+            [image for i in range(r, r + 8) for image in (samples[i], training[found[i]])]
+            for r in range(0, len(samples), 8)
+        ]
+        write_image_file(out / f"generate-{entry.name}-nearest.png", ImageRecord(image_grid(pairs, pad=2)))
         save_panels(trained, out, f"generate-{entry.name}")
         halves = [images[0::2], images[1::2]]
         floor = real_vs_real(task, *halves)
-        lines += [row(entry.name, trained.metrics), row("untrained (same arch)", start.metrics)]
-        lines.append(row(f"real vs real ({len(halves[0])} vs {len(halves[1])} photos)", floor))
-    return lines
+        ratio = trained.metrics["swd_mean"] / floor["swd_mean"]
+        lines += [
+            row(f"{entry.name} ({ratio:.2f}× real vs real)", trained.metrics),
+            row("untrained (same arch)", start.metrics),
+        ]
+        lines.append(row(f"real vs real ({len(halves[0])} vs {len(halves[1])} images)", floor))
+        under = int((distances < real_low).sum())
+        nearest.append(
+            spread(f"{entry.name} samples → training set", distances, f"{under} of {len(distances)}")
+        )
+        nearest.append(spread("real, held out one at a time → the rest", real_distances))
+    return lines + nearest
 
 
 def real_vs_real(task: Task, first: Sequence[np.ndarray], second: Sequence[np.ndarray]) -> dict[str, float]:
@@ -453,6 +516,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="Set5,Set14",
         help='enhance benchmark sets, comma-separated ("": none, e.g. for the archive panel alone)',
     )
+    parser.add_argument(
+        "--generate-data",
+        default="photos",
+        help="generate's training set, in --data (emoji: generate/noto-emoji-64)",
+    )
+    parser.add_argument(
+        "--generate-background",
+        default="none",
+        help="its alpha composited over, as generate.background (emoji: white)",
+    )
     args = parser.parse_args(argv)
     if not (args.data / "eval" / "Set5").is_dir():
         print(f"{args.data}: no eval/Set5 here; pass --data PATH/TO/shared/data", file=sys.stderr)
@@ -477,7 +550,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("enhance: seconds per image (network forward pass, whole image)", speed),
         ("enhance: archive-like photo (astronaut, ×4 smaller, JPEG 40)", archive_panel(entries, args.out)),
         ("colorize", colorize_table(entries, args.data, args.out, args.held_out)),
-        ("generate", generate_table(entries, args.data, args.out)),
+        (
+            "generate",
+            generate_table(entries, args.data, args.out, args.generate_data, args.generate_background),
+        ),
     ):
         if len(lines) > 2:
             print(f"### {title}\n\n" + "\n".join(lines) + "\n", flush=True)

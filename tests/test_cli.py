@@ -139,7 +139,9 @@ def check_demo_output(out: Path, stdout: str, scale: int) -> None:
         assert [(row["input_key"], row["status"]) for row in manifest] == [
             (f"{name}.jpg", "ok") for name in DEMO_PHOTOS
         ]
-    assert read_image_file(out / "generated" / "grid.png").height > 5 * 16
+    for name in ("samples", "truncation", "interpolation"):
+        assert read_image_file(out / "generated" / f"{name}.png").height > 2 * 16
+        assert f'src="generated/{name}.png"' in page
 
     uri = f"sqlite:///{out / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -212,11 +214,17 @@ def test_the_demo_page_template_ships_with_the_package_and_every_placeholder_is_
         {"enhance": model},
         4,
         scores,
-        tmp_path / "generated" / "grid.png",
+        {name: tmp_path / "generated" / f"{name}.png" for name in ("samples", "truncation", "interpolation")},
         training,
         "sqlite:///m.db",
     ).read_text()
     assert "$" not in page and page.startswith("<!doctype html>")
-    for text in ("<code>enhance-gan</code> (compact, v1)", "<td>16.50</td>", "seeds 0–23", "0123abcd"):
+    for text in (
+        "<code>enhance-gan</code> (compact, v1)",
+        "<td>16.50</td>",
+        "Seeds 0–31",
+        "±2, 1, 0.5",
+        "0123abcd",
+    ):
         assert text in page
-    assert "mlflow ui --backend-store-uri sqlite:///m.db" in page and 'src="generated/grid.png"' in page
+    assert "mlflow ui --backend-store-uri sqlite:///m.db" in page and 'src="generated/truncation.png"' in page

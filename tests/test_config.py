@@ -140,6 +140,28 @@ def test_task_settings_live_in_the_task_section_and_old_top_level_keys_still_loa
     assert dumped == enhance
 
 
+def test_generate_background_takes_names_hex_and_triples_and_round_trips():
+    def background(value):
+        config = parse_config(
+            {"task": "generate", "generator": {"arch": "dcgan_generator"}, "generate": {"background": value}}
+        )
+        assert (
+            parse_config(config.model_dump(mode="json")) == config
+        )  # as checkpoints and MLflow params hold it
+        return config.image_background
+
+    assert background("white") == (255, 255, 255) and background("Black") == (0, 0, 0)
+    assert background("#FF8000") == (255, 128, 0) and background([1, 2, 3]) == (1, 2, 3)
+    assert background(None) is None and background("none") is None
+    assert (
+        parse_config({"task": "generate", "generator": {"arch": "dcgan_generator"}}).image_background is None
+    )
+    assert parse_config({"task": "enhance", "generator": {"arch": "compact"}}).image_background is None
+    for bad in ("purple", "#12345", "#gg0000", [0, 0, 256], [0, 0]):
+        with pytest.raises(ConfigError, match=r"generate\.background"):
+            background(bad)
+
+
 def test_tiny_configs_ship_with_the_package():
     from pixelplexus.config import shipped_config, shipped_config_names
 

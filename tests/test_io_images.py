@@ -23,6 +23,7 @@ from pixelplexus.io.images import (
     ImageTooLargeError,
     decode_image,
     encode_image,
+    flatten_alpha,
     read_image_file,
     write_image_file,
 )
@@ -429,6 +430,26 @@ def test_alpha_is_flattened_over_white_for_jpeg_and_bmp(fmt, bit_depth):
     tolerance = 0.51 if fmt == "bmp" else 6
     assert np.abs(decoded.pixels - expected).mean() < tolerance
     assert decoded.pixels[:, 0].min() >= (240 if fmt == "jpeg" else 255)  # alpha 0 on the left: white
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_alpha_flattens_over_any_colour_exactly(bit_depth):
+    top = 255 if bit_depth == 8 else 65535
+    for channels, background in ((3, (255, 128, 0)), (1, (255, 128, 0)), (1, (40, 40, 40)), (3, (0, 0, 0))):
+        record = make_record(channels, bit_depth, with_alpha=True)
+        flat = flatten_alpha(record.pixels, record.alpha, background)
+        assert flat.dtype == record.pixels.dtype
+        assert flat.shape[2] == (channels if len(set(background)) == 1 else 3)  # gray stays gray on gray
+        a = record.alpha.astype(float)[..., None] / top
+        b = np.array(background[: flat.shape[2]], dtype=float) * (top // 255)
+        expected = record.pixels.astype(float) * a + b * (1 - a)
+        assert np.abs(flat - expected).max() <= 0.5 + 1e-9  # exactly rounded
+        opaque, clear = record.alpha == top, record.alpha == 0
+        assert clear.any() and opaque.any()
+        np.testing.assert_array_equal(flat[clear], np.broadcast_to(b.astype(flat.dtype), flat[clear].shape))
+        np.testing.assert_array_equal(flat[opaque], np.broadcast_to(record.pixels, flat.shape)[opaque])
+    with pytest.raises(ValueError, match="1 or 3 values"):
+        flatten_alpha(record.pixels, record.alpha, (1, 2))
 
 
 @pytest.mark.parametrize(("fmt", "tolerance"), [("jpeg", 6), ("webp", 6), ("bmp", 0)])

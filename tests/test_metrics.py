@@ -8,7 +8,7 @@ from scipy.ndimage import gaussian_filter
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from pixelplexus.metrics import colorfulness, psnr, sliced_wasserstein_distance, ssim
+from pixelplexus.metrics import colorfulness, nearest_neighbours, psnr, sliced_wasserstein_distance, ssim
 
 
 def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -282,3 +282,24 @@ def test_hue_accuracy_weighs_sectors_equally_and_drops_rare_ones():
     assert math.isnan(balanced_hue_accuracy(truth[..., :1], truth[..., :1]))
     with pytest.raises(ValueError, match="same size"):
         balanced_hue_accuracy(truth[:10], truth)
+
+
+def test_nearest_neighbours_find_copies_and_leave_one_out():
+    rng = np.random.default_rng(0)
+    references = rng.integers(0, 256, (40, 8, 8, 3)).astype(np.uint8)
+    queries = references[[3, 17, 3]].astype(float)
+    queries[1] += 2.0  # a near copy: 2 levels brighter everywhere
+    found, distances = nearest_neighbours(queries, references, chunk=2)
+    assert found.tolist() == [3, 17, 3]
+    np.testing.assert_allclose(distances, [0.0, 2.0, 0.0], atol=1e-6)
+    brute = np.sqrt(
+        ((queries[:, None] - references[None].astype(float)) ** 2).reshape(3, 40, -1).mean(axis=2)
+    )
+    brute[[0, 2], [3, 3]] = np.inf
+    found, distances = nearest_neighbours(queries, references, exclude=np.array([3, -1, 3]))
+    assert found[1] == 17 and found[0] == found[2] == brute[0].argmin() != 3  # leave-one-out: another image
+    np.testing.assert_allclose(distances[[0, 2]], brute[[0, 2]].min(axis=1))
+    with pytest.raises(ValueError, match="one size"):
+        nearest_neighbours(queries, references[:, :4])
+    with pytest.raises(ValueError, match="one index per query"):
+        nearest_neighbours(queries, references, exclude=np.array([1]))

@@ -317,6 +317,39 @@ def test_generate_seeds_truncation_and_interpolation(tiny_config):
         task.parse_options(truncation=-1)
 
 
+def test_generate_sample_sheets_show_seeds_a_truncation_sweep_and_walks(tiny_config):
+    task = get_task(tiny_config("generate"))
+    generator = task.build_generator().eval()
+    for module in generator.modules():  # visibly different seeds (see the test above)
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            module.reset_parameters()
+    sweep = task.truncation_sweep(generator, [4, 5], truncations=(None, 1.0, 0.05))
+    assert [len(row) for row in sweep] == [4, 4]
+    plain = task.predict(generator, [4, 5])
+    truncated = task.predict(generator, [4, 5], {"truncation": 1.0})
+    for row, image, image_truncated in zip(sweep, plain, truncated):
+        assert np.array_equal(row[0].pixels, image.pixels)  # the plain latent first
+        assert np.array_equal(row[1].pixels, image_truncated.pixels)
+    zero = task.predict(generator, [torch.zeros(16)])[0].pixels
+    assert np.array_equal(sweep[0][-1].pixels, zero) and np.array_equal(
+        sweep[1][-1].pixels, zero
+    )  # the limit
+
+    def gap(a, b):
+        return np.abs(a.pixels.astype(float) - b.pixels.astype(float)).mean()
+
+    assert gap(sweep[0][2], sweep[1][2]) < gap(sweep[0][0], sweep[1][0])  # truncated seeds look alike
+
+    sheets = task.sample_sheets(generator, rows=2, columns=3, sweep_seeds=2, walks=1, walk_steps=4, pad=2)
+    assert sheets["samples"].shape == (2 + 2 * 18, 2 + 3 * 18, 3)  # 16² cells with 2-pixel gaps
+    assert sheets["truncation"].shape == (2 + 2 * 18, 2 + 7 * 18, 3)  # 6 truncations and z = 0
+    assert sheets["interpolation"].shape == (2 + 18, 2 + 4 * 18, 3)
+    seed_4 = sheets["samples"][20:36, 20:36]  # row 1, column 1: seed 4
+    assert np.array_equal(seed_4, plain[0].pixels)
+    walk = task.interpolate(generator, 0, 1, 4)
+    assert np.array_equal(sheets["interpolation"][2:18, 2 + 3 * 18 : 2 + 3 * 18 + 16], walk[-1].pixels)
+
+
 def test_fastgan_maps_a_seed_to_one_image():
     """FastGAN injects noise while training; in eval mode a seed always gives the same image."""
     task = get_task(

@@ -355,3 +355,26 @@ def test_the_console_shows_our_progress_lines_and_not_rays_bookkeeping(
     logged = "".join(path.read_text(errors="replace") for path in (session / "logs").glob("worker-*"))
     for line in bookkeeping:
         assert line in logged, "Ray's log files keep what the console leaves out"
+
+
+def test_the_training_dataset_composites_alpha_over_the_configs_background(tmp_path, ray_cluster):
+    """What the workers train on: ``generate.background`` reaches the Ray Dataset's decoding tasks."""
+    from pixelplexus.training.data import SkippedImages
+    from pixelplexus.training.trainer import build_trainer
+
+    folder = tmp_path / "emoji"
+    folder.mkdir()
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 1] = 255  # stored under the transparent pixels: green
+    rgba[4:12, 4:12] = (200, 30, 60, 255)
+    for i in range(8):
+        Image.fromarray(rgba, "RGBA").save(folder / f"{i}.png")
+    skipped = SkippedImages.remote()
+    for background, outside in (("#204080", (32, 64, 128)), (None, (0, 255, 0))):
+        config = tiny("generate", **{"generate.background": background})
+        job = TrainJob(config=config, data=str(folder), workers=1, storage=str(tmp_path / "ray"))
+        trainer = build_trainer(job, "0" * 32, "sqlite:///unused.db", None, skipped)
+        images = [row["image"] for row in trainer.datasets["train"].take_all()]
+        assert len(images) == 8
+        for image in images:
+            assert (image[4:12, 4:12] == (200, 30, 60)).all() and (image[:4] == outside).all()

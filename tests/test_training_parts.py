@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from pixelplexus.cli import main as cli_main
 from pixelplexus.config import (
@@ -20,6 +21,7 @@ from pixelplexus.config import (
 )
 from pixelplexus.tasks import get_task
 from pixelplexus.training.command import add_arguments, build_config
+from pixelplexus.training.data import read_images
 from pixelplexus.training.state import EMA, RunState, checkpoint_config, lr_factor
 from pixelplexus.training.step import Amp, build_networks, train_step
 from pixelplexus.training.tracking import flatten
@@ -35,7 +37,11 @@ def parse(*argv: str) -> argparse.Namespace:
     return add_arguments(argparse.ArgumentParser()).parse_args(argv)
 
 
-@pytest.mark.parametrize("path", [*sorted(CONFIGS.glob("*.yaml")), *TINY_CONFIGS], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    [*sorted(CONFIGS.glob("**/*.yaml")), *TINY_CONFIGS],
+    ids=lambda p: str(p.relative_to(p.parents[1])),
+)
 def test_every_job_config_builds_its_task(path):
     config = load_config(path)
     assert path.name.startswith(config.task)
@@ -165,6 +171,30 @@ def test_degradations_make_archive_like_lr_images():
     task = get_task(shipped_config("enhance-tiny").override(**{"enhance.degradation.noise_prob": 1.0}))
     sample = task.training_sample(hr, rng)
     assert sample["lr"].shape == (3, 16, 16) and sample["hr"].shape == (3, 32, 32)
+
+
+def rgba_files(folder: Path) -> Path:
+    """An emoji-like RGBA PNG (transparent left half that stores red, opaque right half) and an RGB JPEG."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 0] = 255  # what the file stores under transparent pixels: red
+    rgba[:, 8:] = (0, 90, 200, 255)
+    Image.fromarray(rgba, "RGBA").save(folder / "a.png")
+    Image.fromarray(pattern(16, 16, seed=3)).save(folder / "b.jpg", quality=95)
+    return folder
+
+
+def test_training_images_composite_alpha_over_the_configs_background(tmp_path):
+    folder = rgba_files(tmp_path / "images")
+    (emoji, photo), _ = read_images(str(folder), 10, background=(255, 255, 255))
+    (emoji_dropped, photo_dropped), _ = read_images(str(folder), 10)
+    assert emoji.shape == (16, 16, 3) and (emoji[:, :8] == 255).all()  # over white
+    assert (emoji_dropped[:, :8] == (255, 0, 0)).all()  # alpha dropped: the stored colour
+    assert (emoji[:, 8:] == (0, 90, 200)).all() and (emoji_dropped[:, 8:] == (0, 90, 200)).all()
+    np.testing.assert_array_equal(photo, photo_dropped)  # no alpha, nothing to do
+    config = load_config(CONFIGS / "bundled" / "generate-emoji.yaml")
+    (emoji_config, _), _ = read_images(str(folder), 10, background=config.image_background)
+    np.testing.assert_array_equal(emoji_config, emoji)
 
 
 def test_params_are_flattened_for_mlflow():

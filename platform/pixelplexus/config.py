@@ -117,12 +117,49 @@ class DegradationConfig(_Strict):
         return max(self.blur_prob, self.noise_prob, self.jpeg_prob) > 0
 
 
+NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
+    "white": (255, 255, 255),
+    "black": (0, 0, 0),
+    "gray": (128, 128, 128),
+}
+
+
 class GenerateSection(_Strict):
-    """Settings of the generate task: DiffAugment in front of the discriminator (Zhao et al. 2020) and the
-    weight of the self-supervised reconstruction term of FastGAN's discriminator (Liu et al. 2021)."""
+    """Settings of the generate task: DiffAugment in front of the discriminator (Zhao et al. 2020), the
+    weight of the self-supervised reconstruction term of FastGAN's discriminator (Liu et al. 2021), and the
+    colour that training and validation images with alpha (emoji, icons) are composited over.
+
+    ``background``: ``white``, ``black``, ``gray``, ``#rrggbb`` or ``[r, g, b]`` (0..255); ``null`` (the
+    default) drops alpha and keeps whatever colour the file stores under transparent pixels.
+    """
 
     augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = none)
     reconstruction_weight: float = Field(1.0, ge=0)
+    background: tuple[int, int, int] | None = None
+
+    @field_validator("background", mode="before")
+    @classmethod
+    def _colour(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            name = value.strip().lower()
+            if name in ("", "none", "null"):
+                return None
+            if name in NAMED_COLOURS:
+                return NAMED_COLOURS[name]
+            if len(name) == 7 and name.startswith("#"):
+                try:
+                    return tuple(int(name[i : i + 2], 16) for i in (1, 3, 5))
+                except ValueError:
+                    pass
+            raise ValueError(f"background must be one of {', '.join(NAMED_COLOURS)}, #rrggbb or [r, g, b]")
+        return value
+
+    @field_validator("background")
+    @classmethod
+    def _in_range(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and not all(0 <= v <= 255 for v in value):
+            raise ValueError("background values must be in 0..255")
+        return value
 
 
 class EnhanceSection(_Strict):
@@ -229,6 +266,11 @@ class TaskConfig(_Strict):
             if name != self.task and getattr(self, name) is not None:
                 raise ValueError(f"the {name!r} section is for the {name} task, not {self.task!r}")
         return self
+
+    @property
+    def image_background(self) -> tuple[int, int, int] | None:
+        """The colour the alpha of training and validation images is composited over (None: alpha dropped)."""
+        return self.generate.background if self.generate is not None else None
 
     def override(self, **changes: Any) -> TaskConfig:
         """A copy with top-level fields or dotted paths replaced, validated again (e.g. ``{"losses.r1_weight": 1}``)."""

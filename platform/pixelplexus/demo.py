@@ -2,7 +2,8 @@
 
 It takes scikit-image's bundled sample photos, writes "archive" copies of them as JPEG files (downscaled
 for enhance, grayscale for colorize), runs the real batch pipelines (Ray Data, with their Parquet
-manifests) over those folders, generates a grid of new images, runs a short training job on Ray Train
+manifests) over those folders, generates new images (a grid of seeds, a truncation sweep, latent walks), runs a
+short training job on Ray Train
 logged to an MLflow store inside the output folder, and writes ``index.html`` with before / after /
 original side by side and PSNR against the naive baseline (bicubic upscaling, the gray image itself).
 
@@ -12,7 +13,7 @@ One local Ray instance serves every stage; nothing is written outside the output
     OUT/archive/        enhance/*.jpg (small), colorize/*.jpg (gray): the batch inputs
     OUT/baseline/       the archive copies upscaled naively (bicubic)
     OUT/enhanced/       OUT/colorized/: the batch outputs, each with _pixelplexus/manifest-*.parquet
-    OUT/generated/      the grid of new images
+    OUT/generated/      samples.png, truncation.png, interpolation.png: new images
     OUT/training/       patches/ of the photos (the training data) and the run's last samples.png
     OUT/mlflow.db       OUT/mlruns/: the MLflow store; OUT/ray_results/: Ray Train's checkpoints
 """
@@ -42,13 +43,20 @@ from pixelplexus.options import parse_options
 from pixelplexus.photos import PHOTOS, sample_photos
 from pixelplexus.references import ModelReferenceError, ResolvedModel, resolve_model
 from pixelplexus.tasks import inference_task
+from pixelplexus.tasks.generate import TRUNCATION_SWEEP
 from pixelplexus.transforms import resize
-from pixelplexus.visual import as_rgb8, image_grid
+from pixelplexus.visual import as_rgb8
 
 EXPERIMENT = "pixelplexus-demo"
 JPEG_QUALITY = 40  # an archive copy: visibly compressed
 SCORES = ("bicubic", "enhance", "gray", "colorize")  # PSNRs per photo: baseline and output of each task
-SEEDS = 24  # generated images from plain latents: three rows of eight
+SHEETS = {
+    "rows": 4,
+    "columns": 8,
+    "sweep_seeds": 4,
+    "walks": 2,
+    "walk_steps": 8,
+}  # GenerateTask.sample_sheets
 PAGE_TEMPLATE = "templates/demo.html"  # package data: the page, with ``string.Template`` placeholders
 
 Log = Callable[[str], None]
@@ -175,13 +183,13 @@ def run_demo(
             with _stage(f"batch {task}", stages, log):
                 _batch(task, folders[f"archive/{task}"], out_dir / target, resolved[task], log)
         with _stage("generate", stages, log):
-            grid = _generate(resolved["generate"], folders["generated"] / "grid.png")
+            generated = _generate(resolved["generate"], folders["generated"])
         with _stage("training", stages, log):
             training = _train(config, folders["training/patches"], out_dir, tracking_uri, log)
 
     with _stage("page", stages, log):
         scores = _scores(photos, out_dir, scale)
-        page = _write_page(out_dir, resolved, scale, scores, grid, training, tracking_uri)
+        page = _write_page(out_dir, resolved, scale, scores, generated, training, tracking_uri)
     seconds = time.perf_counter() - started
     log("[demo] stages: " + ", ".join(f"{name} {s:.1f} s" for name, s in stages.items()))
     log(f"[demo] total {seconds:.1f} s")
@@ -256,16 +264,15 @@ def _batch(task: str, source: Path, target: Path, model: ResolvedModel, log: Log
         raise RuntimeError(f"the {task} batch run did not process every photo: {result.summary.line()}")
 
 
-def _generate(model: ResolvedModel, path: Path) -> Path:
-    """Rows of new images: plain seeds, the first seeds again with truncation 0.7, and a slerp walk."""
+def _generate(model: ResolvedModel, folder: Path) -> dict[str, Path]:
+    """New images (:meth:`GenerateTask.sample_sheets`): a grid of seeds, a truncation sweep, latent walks;
+    name → the PNG written into ``folder``."""
     task = inference_task(model.info)
-    generator = model.load()
-    plain = task.predict(generator, list(range(SEEDS)))
-    truncated = task.predict(generator, list(range(8)), {"truncation": 0.7})
-    walk = task.interpolate(generator, 0, 1, steps=8)
-    rows = [plain[i : i + 8] for i in range(0, SEEDS, 8)] + [truncated, walk]
-    write_image_file(path, _rgb_record(image_grid([[r.pixels for r in row] for row in rows], pad=2)))
-    return path
+    sheets = task.sample_sheets(model.load(), **SHEETS)
+    paths = {name: folder / f"{name}.png" for name in sheets}
+    for name, picture in sheets.items():
+        write_image_file(paths[name], _rgb_record(picture))
+    return paths
 
 
 def _train(config: TaskConfig, data: Path, out_dir: Path, tracking_uri: str, log: Log) -> TrainingSummary:
@@ -328,12 +335,12 @@ def _write_page(
     models: Mapping[str, ResolvedModel],
     scale: int,
     scores: Mapping[str, Mapping[str, float]],
-    grid: Path,
+    generated: Mapping[str, Path],
     training: TrainingSummary,
     tracking_uri: str,
 ) -> Path:
     """``index.html`` from :data:`PAGE_TEMPLATE`: per photo, before / after / original for both tasks with
-    PSNR; the grid; the run."""
+    PSNR; the generated sheets (``samples``, ``truncation``, ``interpolation``); the run."""
 
     def figure(src: str, caption: str, kind: str = "photo") -> str:
         cls = f' class="{kind}"'
@@ -384,8 +391,14 @@ def _write_page(
             scale=scale,
             summary_rows=summary_rows,
             photos=photos,
-            last_seed=SEEDS - 1,
-            grid=html.escape(grid.relative_to(out_dir).as_posix()),
+            last_seed=SHEETS["rows"] * SHEETS["columns"] - 1,
+            sweep_last=SHEETS["sweep_seeds"] - 1,
+            walks=SHEETS["walks"],
+            truncations=", ".join(f"{t:g}" for t in TRUNCATION_SWEEP if t is not None),
+            **{
+                f"generated_{name}": html.escape(path.relative_to(out_dir).as_posix())
+                for name, path in generated.items()
+            },
             run_id=html.escape(training.run_id),
             model_uri=html.escape(training.model_uri),
             metrics=metrics,

@@ -288,6 +288,49 @@ def sliced_wasserstein_distance(
     return result
 
 
+# ------------------------------------------------------------------------------------ nearest neighbours
+
+
+def nearest_neighbours(
+    queries: np.ndarray, references: np.ndarray, *, exclude: np.ndarray | None = None, chunk: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each query image, the reference image nearest to it in pixels: the memorisation check of
+    generative models (does a sample copy a training image?).
+
+    Args:
+        queries, references: ``N×H×W×C`` and ``M×H×W×C`` images of one size on the 0..255 scale.
+        exclude: optional, one reference index per query that it may not match (``-1``: none), e.g. a real
+            image's own index for its nearest *other* image (leave-one-out).
+        chunk: queries per distance block (memory: ``chunk × M`` floats).
+
+    Returns:
+        ``(indices, distances)``: the nearest reference of each query and the RMS difference between the two
+        on the 0..255 scale (0 = identical).
+    """
+    q = np.asarray(queries, dtype=np.float64).reshape(len(queries), -1)
+    r = np.asarray(references, dtype=np.float64).reshape(len(references), -1)
+    if q.shape[1] != r.shape[1] or not len(r):
+        raise ValueError(
+            f"nearest_neighbours: queries {np.shape(queries)[1:]} and references {np.shape(references)[1:]} "
+            "must be non-empty sets of images of one size"
+        )
+    exclude = np.full(len(q), -1) if exclude is None else np.asarray(exclude)
+    if exclude.shape != (len(q),):
+        raise ValueError(f"nearest_neighbours: exclude must hold one index per query, got {exclude.shape}")
+    r_norms = (r * r).sum(axis=1)
+    indices, distances = np.empty(len(q), dtype=np.int64), np.empty(len(q))
+    for start in range(0, len(q), chunk):
+        block = q[start : start + chunk]
+        squared = (block * block).sum(axis=1)[:, None] + r_norms[None, :] - 2.0 * block @ r.T
+        rows = np.arange(len(block))
+        skip = exclude[start : start + chunk]
+        squared[rows[skip >= 0], skip[skip >= 0]] = np.inf
+        best = squared.argmin(axis=1)
+        indices[start : start + chunk] = best
+        distances[start : start + chunk] = np.sqrt(np.maximum(squared[rows, best], 0.0) / q.shape[1])
+    return indices, distances
+
+
 # ------------------------------------------------------------------------------------------ colorfulness
 
 

@@ -121,6 +121,7 @@ __all__ = [
     "ImageTooLargeError",
     "decode_image",
     "encode_image",
+    "flatten_alpha",
     "read_image_file",
     "write_image_file",
 ]
@@ -618,9 +619,26 @@ def _default_encode_format(source_format: str | None) -> str:
 
 def _flatten_over_white(pixels: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Composite over a white background: p·a + max·(1 − a), exactly rounded, same dtype."""
+    return flatten_alpha(pixels, alpha, (255,) * pixels.shape[2])
+
+
+def flatten_alpha(pixels: np.ndarray, alpha: np.ndarray, background: tuple[int, ...]) -> np.ndarray:
+    """Composite ``pixels`` (H×W×C) with ``alpha`` (H×W, same dtype) over a flat ``background`` colour:
+    p·a + b·(1 − a), exactly rounded, same dtype.
+
+    ``background`` holds 8-bit values (0..255; scaled to 16 bits for uint16 pixels), one per channel, or
+    three for a gray image, which then becomes RGB (unless the three are equal).
+    """
     top = int(np.iinfo(pixels.dtype).max)
+    if len(background) not in (1, 3, pixels.shape[2]):
+        raise ValueError(f"background must have 1 or 3 values, got {len(background)}")
+    if len(set(background)) == 1:
+        background = background[:1]
+    if len(background) == 3 and pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    b = np.asarray(background, dtype=np.int64) * (top // 255)
     a = alpha.astype(np.int64)[..., None]
-    out = (pixels.astype(np.int64) * a + top * (top - a) + top // 2) // top
+    out = (pixels.astype(np.int64) * a + b * (top - a) + top // 2) // top
     return out.astype(pixels.dtype)
 
 

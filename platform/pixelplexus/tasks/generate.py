@@ -4,7 +4,9 @@ Training: hinge loss, DiffAugment (Zhao et al. 2020) on everything the discrimin
 self-supervised reconstruction loss on real images when the discriminator has decoders. Inference maps a
 seed to a latent (optionally with the truncation trick of Brock et al. 2019: components beyond
 ``truncation`` are resampled) and the latent to an image; :meth:`GenerateTask.interpolate` walks between
-two seeds along the great circle (slerp).
+two seeds along the great circle (slerp); :meth:`GenerateTask.truncation_sweep` and
+:meth:`GenerateTask.sample_sheets` make the pictures that show a generator (sample grid, truncation sweep,
+latent walks).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from pixelplexus.metrics import sliced_wasserstein_distance
 from pixelplexus.options import GenerateOptions
 from pixelplexus.tasks.base import Evaluation, Logs, Task, unwrap
 from pixelplexus.transforms import center_crop, random_crop, random_flip, resize_short_side, to_chw
+from pixelplexus.visual import image_grid
+
+TRUNCATION_SWEEP: tuple[float | None, ...] = (None, 2.0, 1.0, 0.5, 0.25, 0.1)  # then z = 0, the limit
 
 
 def latent(seed: int, z_dim: int, truncation: float | None = None) -> Tensor:
@@ -135,6 +140,48 @@ class GenerateTask(Task):
         walk = [LatentWalk(seed_a, seed_b, t) for t in np.linspace(0.0, 1.0, steps).tolist()]
         return self.predict(generator, walk, self.parse_options(options))
 
+    def truncation_sweep(
+        self,
+        generator: nn.Module,
+        seeds: Sequence[int],
+        truncations: Sequence[float | None] = TRUNCATION_SWEEP,
+    ) -> list[list[ImageRecord]]:
+        """One row per seed: its image at each truncation (None = plain latent), then at the limit z = 0
+        that truncation tends to (the same for every seed): variety traded for typicality, left to right."""
+        columns = [self.predict(generator, list(seeds), {"truncation": t}) for t in truncations]
+        limit = self.predict(generator, [torch.zeros(unwrap(generator).z_dim)])[0]
+        return [[column[i] for column in columns] + [limit] for i in range(len(seeds))]
+
+    def sample_sheets(
+        self,
+        generator: nn.Module,
+        *,
+        rows: int = 8,
+        columns: int = 8,
+        sweep_seeds: int = 8,
+        walks: int = 4,
+        walk_steps: int = 10,
+        pad: int = 2,
+    ) -> dict[str, np.ndarray]:
+        """The pictures that show a generator (the model card's, the demo's), as H×W×3 images:
+
+        ``samples``: seeds ``0 … rows·columns − 1``, row by row; ``truncation``: :meth:`truncation_sweep` of
+        seeds ``0 … sweep_seeds − 1``; ``interpolation``: ``walks`` slerp walks (:meth:`interpolate`) of
+        ``walk_steps`` images, from seed 2k to seed 2k + 1.
+        """
+        samples = self.predict(generator, list(range(rows * columns)))
+        sweep = self.truncation_sweep(generator, range(sweep_seeds))
+        walk_rows = [self.interpolate(generator, 2 * k, 2 * k + 1, walk_steps) for k in range(walks)]
+
+        def sheet(grid: Sequence[Sequence[ImageRecord]]) -> np.ndarray:
+            return image_grid([[record.pixels for record in row] for row in grid], pad=pad)
+
+        return {
+            "samples": sheet([samples[r * columns : (r + 1) * columns] for r in range(rows)]),
+            "truncation": sheet(sweep),
+            "interpolation": sheet(walk_rows),
+        }
+
     # --------------------------------------------------------------------------------------- validation
     def real_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Real images as ``evaluate`` compares them: short side resized to the resolution, centre-cropped."""
@@ -146,7 +193,9 @@ class GenerateTask(Task):
         to the resolution); the same seeds every time, so the curve over training compares like with like."""
         real = self.real_images(images)
         count = max(len(real), 16)
-        fake = np.stack([record.pixels for record in self.predict(generator, list(range(count)))])
+        fake = np.stack(
+            [record.pixels for record in self.predict(generator, list(range(count)), batch_size=64)]
+        )
         metrics = sliced_wasserstein_distance(real, fake, patches_per_image=64)
         shown = min(4, len(real))
         rows = [[real[i] for i in range(shown)], [fake[i] for i in range(shown)]]

@@ -32,7 +32,9 @@ class Reporter:
         self.task, self.state, self.loop, self.world = task, state, loop, world
         self.train = task.config.train
         self.logger = RunLogger(loop.tracking_uri, loop.run_id)
-        self.val_images, _ = read_images(loop.val_data, self.train.eval_images)
+        self.val_images, _ = read_images(
+            loop.val_data, self.train.eval_images, background=task.config.image_background
+        )
         self.sums: dict[str, float] = defaultdict(float)
         self.count = 0
         self.images = 0

@@ -167,7 +167,7 @@ def build_trainer(job: TrainJob, run_id: str, uri: str, resume_from: str | None,
         resume_from=resume_from,
         skipped=skipped,
     )
-    dataset = image_dataset(data, skipped, env=env)
+    dataset = image_dataset(data, skipped, env=env, background=config.image_background)
     if config.train.cache_images:  # a few hundred photos: decode once, not once per epoch
         dataset.context.execution_options.preserve_order = True
         dataset = dataset.materialize()
