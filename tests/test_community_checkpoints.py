@@ -22,6 +22,7 @@ from pixelplexus.archs import SRResNet, build_network
 from pixelplexus.cli import main
 from pixelplexus.community.checkpoints import read_state_dict
 from pixelplexus.community.detect import detect_architecture, to_basicsr
+from pixelplexus.community.importer import import_weights
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.tasks import inference_task
 from pixelplexus.weights import WeightsError, WeightsInfo, load_generator, save_generator
@@ -157,10 +158,12 @@ def test_one_rrdbnet_upsampling_stage_is_x2_unless_x3_is_said(tmp_path, scale, w
             assert torch.equal(net(x), original(x))
 
 
-def test_a_scale_the_checkpoint_does_not_have_is_refused():
-    _, state = _published("compact-prelu-x4")
-    with pytest.raises(WeightsError, match="×4 SRVGGNetCompact network, not ×2"):
-        detect_architecture(state, scale=2)
+def test_a_scale_the_checkpoint_does_not_have_is_refused(tmp_path):
+    _, state = _published("basicsr-rrdbnet-x4")
+    source = _save(tmp_path, state, "params_ema")
+    with pytest.raises(WeightsError, match=r"the model is ×4 \(BasicSR RRDBNet\); ×2 was asked for"):
+        import_weights(source, tmp_path / "out.safetensors", scale=2)
+    assert not (tmp_path / "out.safetensors").exists()
 
 
 def test_an_x8_esrgan_is_refused_with_the_reason():

@@ -76,8 +76,9 @@ def detect_architecture(state: Mapping[str, Tensor], *, scale: int | None = None
 
     Args:
         state: the state dict, as :func:`~pixelplexus.community.checkpoints.read_state_dict` returns it.
-        scale: the upscale factor the caller expects, or None. It settles the one case the tensors leave
-            open (an RRDBNet with one upsampling stage: x2 or x3); a checkpoint of another scale fails.
+        scale: the upscale factor the caller expects, or None: a hint that settles the one case the tensors
+            leave open (an RRDBNet with one upsampling stage: x2 or x3). Whether the detected scale is the
+            one asked for is the caller's to judge (an import can resize a compact net's output).
 
     Raises :class:`WeightsError` when no layout fits (listing the first names, the count and why each layout
     did not fit), or when the recognised layout has unknown, missing or wrongly shaped tensors.
@@ -91,10 +92,7 @@ def detect_architecture(state: Mapping[str, Tensor], *, scale: int | None = None
             reasons.append(f"{layout}: {exc}")
             continue
         _check_fits(layout, arch, args, renamed)
-        detected_scale = int(args["upscale"])
-        if scale is not None and scale != detected_scale:
-            raise WeightsError(f"the checkpoint is a ×{detected_scale} {layout} network, not ×{scale}")
-        return Detected(arch=arch, args=args, scale=detected_scale, state=renamed, layout=layout)
+        return Detected(arch=arch, args=args, scale=int(args["upscale"]), state=renamed, layout=layout)
     names = list(state)
     shown = ", ".join(key_label(k) for k in names[:6]) + (", …" if len(names) > 6 else "")
     raise WeightsError(

@@ -131,15 +131,7 @@ def _read_source(source: str | Path, scale: int | None) -> tuple[Detected, list[
         raise WeightsError(f"cannot read {text}: {exc}") from None
     if not path.is_file():
         raise WeightsError(f"checkpoint not found: {text}")
-    state = read_state_dict(path)
-    try:  # the scale settles the one case the tensors leave open: an RRDBNet stage that is ×2 or ×3
-        detected = detect_architecture(state, scale=scale)
-    except WeightsError:
-        if scale is None:
-            raise
-        detected = detect_architecture(
-            state
-        )  # _at_scale judges: a compact network may resize to a lower scale
+    detected = detect_architecture(read_state_dict(path), scale=scale)  # the scale: a hint; _at_scale judges
     return detected, [SourceFile.of(path)]
 
 
