@@ -117,6 +117,127 @@ class DegradationConfig(_Strict):
         return max(self.blur_prob, self.noise_prob, self.jpeg_prob) > 0
 
 
+KernelType = Literal["iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"]
+
+
+def _ordered(
+    name: str, pair: tuple[float, float], low: float | None = None, high: float | None = None
+) -> None:
+    if pair[0] > pair[1]:
+        raise ValueError(f"{name} must be [low, high] with low <= high, got {list(pair)}")
+    if low is not None and pair[0] < low:
+        raise ValueError(f"{name} must not go below {low}, got {list(pair)}")
+    if high is not None and pair[1] > high:
+        raise ValueError(f"{name} must not go above {high}, got {list(pair)}")
+
+
+class DegradationRound(_Strict):
+    """One round of Real-ESRGAN's high-order degradation (Wang et al., ICCVW 2021): blur → resize → noise →
+    JPEG, each draw per sample (the resize factor and mode per batch). The defaults are the first round of
+    Real-ESRGAN's ``train_realesrgan_x4plus.yml``; :class:`HighOrderDegradationConfig` gives the second's.
+
+    ``blur_prob``: chance a sample is blurred; ``kernel_probs``: the kernel families' chances (sum 1);
+    ``sinc_prob``: chance the kernel is a sinc (ringing) instead; ``blur_sigma``: the Gaussian's σ range (px);
+    ``betag_range`` / ``betap_range``: the shape β of generalized-Gaussian / plateau kernels; ``resize_prob``:
+    chances of up, down, keep; ``resize_range``: the factor's range; ``gaussian_noise_prob``: Gaussian
+    (else Poisson) noise; ``noise_range``: the Gaussian σ on the 0..255 scale; ``poisson_scale_range``: the
+    Poisson noise's scale; ``gray_noise_prob``: the same noise in all channels; ``jpeg_prob`` and
+    ``jpeg_range``: chance of JPEG and its quality range.
+    """
+
+    blur_prob: float = Field(1.0, ge=0, le=1)
+    kernel_probs: dict[KernelType, float] = Field(
+        default_factory=lambda: {
+            "iso": 0.45,
+            "aniso": 0.25,
+            "generalized_iso": 0.12,
+            "generalized_aniso": 0.03,
+            "plateau_iso": 0.12,
+            "plateau_aniso": 0.03,
+        }
+    )
+    sinc_prob: float = Field(0.1, ge=0, le=1)
+    blur_sigma: tuple[float, float] = (0.2, 3.0)
+    betag_range: tuple[float, float] = (0.5, 4.0)
+    betap_range: tuple[float, float] = (1.0, 2.0)
+    resize_prob: tuple[float, float, float] = (0.2, 0.7, 0.1)  # up, down, keep
+    resize_range: tuple[float, float] = (0.15, 1.5)
+    gaussian_noise_prob: float = Field(0.5, ge=0, le=1)
+    noise_range: tuple[float, float] = (1.0, 30.0)
+    poisson_scale_range: tuple[float, float] = (0.05, 3.0)
+    gray_noise_prob: float = Field(0.4, ge=0, le=1)
+    jpeg_prob: float = Field(1.0, ge=0, le=1)
+    jpeg_range: tuple[int, int] = (30, 95)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> DegradationRound:
+        if any(p < 0 for p in self.kernel_probs.values()) or abs(sum(self.kernel_probs.values()) - 1) > 1e-6:
+            raise ValueError(f"kernel_probs must be chances >= 0 that sum to 1, got {self.kernel_probs}")
+        if any(p < 0 for p in self.resize_prob) or abs(sum(self.resize_prob) - 1) > 1e-6:
+            raise ValueError(
+                f"resize_prob (up, down, keep) must be chances >= 0 that sum to 1, got {list(self.resize_prob)}"
+            )
+        _ordered("blur_sigma", self.blur_sigma, low=1e-3)
+        _ordered("betag_range", self.betag_range, low=1e-3)
+        _ordered("betap_range", self.betap_range, low=1e-3)
+        for name in ("betag_range", "betap_range"):
+            low, high = getattr(self, name)
+            if not low <= 1 <= high:
+                raise ValueError(
+                    f"{name} must hold 1 (half the draws go below it, half above), got {[low, high]}"
+                )
+        _ordered("resize_range", self.resize_range, low=1e-3)
+        if not self.resize_range[0] <= 1 <= self.resize_range[1]:
+            raise ValueError(
+                f"resize_range must hold 1 (down below it, up above it), got {list(self.resize_range)}"
+            )
+        _ordered("noise_range", self.noise_range, low=0)
+        _ordered("poisson_scale_range", self.poisson_scale_range, low=0)
+        _ordered("jpeg_range", self.jpeg_range, low=1, high=100)
+        return self
+
+
+SECOND_ROUND: dict[
+    str, Any
+] = {  # train_realesrgan_x4plus.yml's second round, where it differs from the first
+    "blur_prob": 0.8,
+    "blur_sigma": (0.2, 1.5),
+    "resize_prob": (0.3, 0.4, 0.3),
+    "resize_range": (0.3, 1.2),
+    "noise_range": (1.0, 25.0),
+    "poisson_scale_range": (0.05, 2.5),
+}
+
+
+class HighOrderDegradationConfig(_Strict):
+    """Real-ESRGAN's second-order degradation model (Wang et al., ICCVW 2021, "Real-ESRGAN: Training Real-World
+    Blind Super-Resolution with Pure Synthetic Data"), run batched in torch by
+    :func:`pixelplexus.degradations.degrade_batch`: two :class:`DegradationRound` s (``first``, ``second``:
+    keys given for ``second`` replace Real-ESRGAN's second-round defaults one by one), then the final
+    ×1/scale resize with a sinc filter (chance ``final_sinc_prob``) and JPEG, in random order.
+    ``kernel_size``: the odd sizes blur and sinc kernels are drawn from (padded to the largest).
+    """
+
+    first: DegradationRound = Field(default_factory=DegradationRound)
+    second: DegradationRound = Field(default_factory=lambda: DegradationRound(**SECOND_ROUND))
+    kernel_size: tuple[int, int] = (7, 21)
+    final_sinc_prob: float = Field(0.8, ge=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _second_round_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("second"), dict):
+            data = {**data, "second": {**SECOND_ROUND, **data["second"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _odd_kernel_sizes(self) -> HighOrderDegradationConfig:
+        _ordered("kernel_size", self.kernel_size, low=3)
+        if any(size % 2 == 0 for size in self.kernel_size):
+            raise ValueError(f"kernel_size must be odd sizes [low, high], got {list(self.kernel_size)}")
+        return self
+
+
 NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
     "white": (255, 255, 255),
     "black": (0, 0, 0),
@@ -163,9 +284,21 @@ class GenerateSection(_Strict):
 
 
 class EnhanceSection(_Strict):
-    """Settings of the enhance task: the degradations that make its LR inputs look like archive photos."""
+    """Settings of the enhance task: the degradations that make its LR inputs look like archive photos:
+    ``degradation`` (first-order, per sample on the CPU) or ``high_order`` (Real-ESRGAN's, batched on the
+    training device), not both."""
 
     degradation: DegradationConfig = Field(default_factory=DegradationConfig)
+    high_order: HighOrderDegradationConfig | None = None  # Real-ESRGAN's model, on the device (null = off)
+
+    @model_validator(mode="after")
+    def _one_degradation_model(self) -> EnhanceSection:
+        if self.high_order is not None and self.degradation.active:
+            raise ValueError(
+                "enhance.degradation and enhance.high_order are two degradation models: use one "
+                "(set degradation's probabilities to 0, or high_order: null)"
+            )
+        return self
 
 
 class ColorizeSection(_Strict):
