@@ -284,15 +284,26 @@ class GenerateSection(_Strict):
 
 
 class EnhanceSection(_Strict):
-    """Settings of the enhance task: the degradations that make its LR inputs look like archive photos:
+    """Settings of the enhance task: the degradations that make its LR inputs look like archive photos —
     ``degradation`` (first-order, per sample on the CPU) or ``high_order`` (Real-ESRGAN's, batched on the
-    training device), not both."""
+    training device), not both — or training pairs prepared beforehand.
+
+    ``pairs: true``: the training data holds ``hr/`` and ``lr/`` folders whose files pair by relative name,
+    each LR the HR ÷ scale — real scan/restoration pairs, or pairs prepared with a teacher model
+    (``pixelplexus.distillation``). The LR is then used as it is, so no degradation may be configured.
+    """
 
     degradation: DegradationConfig = Field(default_factory=DegradationConfig)
     high_order: HighOrderDegradationConfig | None = None  # Real-ESRGAN's model, on the device (null = off)
+    pairs: bool = False
 
     @model_validator(mode="after")
     def _one_degradation_model(self) -> EnhanceSection:
+        if self.pairs and (self.degradation.active or self.high_order is not None):
+            raise ValueError(
+                "enhance.pairs uses the prepared LR images as they are: remove enhance.degradation "
+                "and enhance.high_order"
+            )
         if self.high_order is not None and self.degradation.active:
             raise ValueError(
                 "enhance.degradation and enhance.high_order are two degradation models: use one "

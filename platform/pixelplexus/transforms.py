@@ -114,14 +114,49 @@ def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.nd
 
 def random_flip(image: np.ndarray, rng: np.random.Generator, *, rotate: bool = False) -> np.ndarray:
     """Random horizontal flip; with ``rotate`` also vertical flips and 90° turns (the 8 dihedral variants)."""
-    if rng.random() < 0.5:
-        image = image[:, ::-1]
-    if rotate:
-        if rng.random() < 0.5:
+    return random_flips([image], rng, rotate=rotate)[0]
+
+
+def random_flips(
+    images: list[np.ndarray], rng: np.random.Generator, *, rotate: bool = False
+) -> list[np.ndarray]:
+    """:func:`random_flip` with one draw applied to every image alike (the halves of a training pair)."""
+    flip_h = rng.random() < 0.5
+    flip_v = rotate and rng.random() < 0.5
+    transpose = rotate and rng.random() < 0.5
+    out = []
+    for image in images:
+        if flip_h:
+            image = image[:, ::-1]
+        if flip_v:
             image = image[::-1]
-        if rng.random() < 0.5:
+        if transpose:
             image = np.swapaxes(image, 0, 1)
-    return np.ascontiguousarray(image)
+        out.append(np.ascontiguousarray(image))
+    return out
+
+
+def random_crop_pair(
+    hr: np.ndarray, lr: np.ndarray, size: int, scale: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned random crops of an HR image (``size``²) and its LR (``size/scale``², at the same place).
+
+    The LR must be the HR's size divided by ``scale`` (either may carry up to ``scale - 1`` extra HR pixels).
+    """
+    lr_size = size // scale
+    height, width = lr.shape[:2]
+    if hr.shape[0] // scale != height or hr.shape[1] // scale != width:
+        raise ValueError(
+            f"a training pair's LR is {width}×{height}, its HR {hr.shape[1]}×{hr.shape[0]}: "
+            f"the LR must be the HR ÷ {scale}"
+        )
+    if min(height, width) < lr_size:
+        raise ValueError(f"a training pair's LR ({width}×{height}) is smaller than the {lr_size}² crop")
+    top = int(rng.integers(0, height - lr_size + 1))
+    left = int(rng.integers(0, width - lr_size + 1))
+    lr_crop = lr[top : top + lr_size, left : left + lr_size]
+    hr_crop = hr[top * scale : (top + lr_size) * scale, left * scale : (left + lr_size) * scale]
+    return hr_crop, lr_crop
 
 
 def to_chw(image: np.ndarray) -> np.ndarray:

@@ -29,7 +29,9 @@ from pixelplexus.transforms import (
     ensure_min_size,
     from_float,
     random_crop,
+    random_crop_pair,
     random_flip,
+    random_flips,
     resize,
     to_chw,
 )
@@ -74,8 +76,14 @@ class EnhanceTask(Task):
         return int(args.get("out_scale") or args.get("upscale", 4))
 
     # --------------------------------------------------------------------------------------------- data
-    def training_sample(self, rgb: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def training_sample(
+        self, rgb: np.ndarray, rng: np.random.Generator, lr: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """An HR crop and its LR: the prepared partner's crop (``enhance.pairs``), else made from the HR."""
         size = self.config.crop_size
+        if lr is not None:
+            hr, lr = random_flips(list(random_crop_pair(rgb, lr, size, self.scale, rng)), rng, rotate=True)
+            return {"lr": to_chw(lr) / 255.0, "hr": to_chw(hr) / 255.0}
         hr = random_flip(random_crop(ensure_min_size(rgb, size), size, rng), rng, rotate=True)
         degradation = self.config.enhance.degradation
         if degradation.active:

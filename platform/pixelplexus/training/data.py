@@ -64,24 +64,68 @@ def decode_row(
     return [{"path": row["path"], "image": as_rgb8(pixels)}]
 
 
+def decode_pair(
+    row: dict[str, Any], hr_root: str, lr_root: str, scale: int, skipped: Any = None
+) -> list[dict[str, Any]]:
+    """An ``hr/`` file's row → ``[{"path", "image", "lr"}]`` with the ``lr/`` file of the same relative name,
+    or ``[]`` (recorded) when either does not decode, the LR is missing, or it is not the HR ÷ ``scale``."""
+    from pixelplexus.io.locations import read_uri
+    from pixelplexus.io.s3 import S3Settings
+
+    path = row["path"]
+    # Ray Data names S3 objects without their scheme: compare against the root without it, too
+    relative = path[len(hr_root.split("://", 1)[-1]) :].lstrip("/")
+    try:
+        lr_bytes = read_uri(f"{lr_root.rstrip('/')}/{relative}", S3Settings.from_env())
+    except Exception:  # missing or unreadable (local or S3): a recorded skip, like a bad file
+        if skipped is not None:
+            skipped.add.remote(path, "no readable file of the same name under lr/")
+        return []
+    decoded = decode_row(row, skipped)
+    partner = decode_row({"path": path, "bytes": lr_bytes}, skipped)
+    if not decoded or not partner:
+        return []
+    hr, lr = decoded[0]["image"], partner[0]["image"]
+    if hr.shape[0] // scale != lr.shape[0] or hr.shape[1] // scale != lr.shape[1]:
+        if skipped is not None:
+            skipped.add.remote(path, f"lr/ image is not the hr/ image ÷ {scale}")
+        return []
+    return [{"path": path, "image": hr, "lr": lr}]
+
+
 def image_dataset(
     uri: str,
     skipped: Any = None,
     env: dict[str, str] | None = None,
     background: tuple[int, int, int] | None = None,
+    pairs_scale: int | None = None,
 ) -> ray.data.Dataset:
     """Decoded RGB images under ``uri`` (recursive; image extensions in any case), in a stable order.
 
     ``env``: environment variables for the reading and decoding tasks (e.g. ``AWS_ENDPOINT_URL``);
-    ``background``: as for :func:`decode_row`.
+    ``background``: as for :func:`decode_row`. ``pairs_scale``: read training pairs instead — the images
+    under ``uri/hr`` with their partners of the same relative name under ``uri/lr`` (:func:`decode_pair`).
     """
     runtime_env = {"env_vars": env} if env else None
+    if pairs_scale:
+        hr_root, lr_root = pair_folders(uri)
+        files = ray.data.read_binary_files(
+            hr_root, include_paths=True, file_extensions=EXTENSIONS, runtime_env=runtime_env
+        )
+        decode = partial(decode_pair, hr_root=hr_root, lr_root=lr_root, scale=pairs_scale, skipped=skipped)
+        return files.flat_map(decode, runtime_env=runtime_env)
     files = ray.data.read_binary_files(
         uri, include_paths=True, file_extensions=EXTENSIONS, runtime_env=runtime_env
     )
     return files.flat_map(
         partial(decode_row, skipped=skipped, background=background), runtime_env=runtime_env
     )
+
+
+def pair_folders(uri: str) -> tuple[str, str]:
+    """The ``hr/`` and ``lr/`` folders of a training-pairs location."""
+    root = uri.rstrip("/")
+    return f"{root}/hr", f"{root}/lr"
 
 
 def read_images(

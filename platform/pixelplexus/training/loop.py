@@ -94,7 +94,11 @@ def train_worker(spec: dict[str, Any]) -> None:
             if index < position.batch_in_epoch:
                 continue  # already trained on before the checkpoint this run resumed from
             waited = time.perf_counter() - ready  # the step waited this long for its data
-            samples = [task.training_sample(image, state.rng) for image in rows["image"]]
+            partners = {key: rows[key] for key in rows if key not in ("path", "image")}  # e.g. a pair's "lr"
+            samples = [
+                task.training_sample(image, state.rng, **{key: values[i] for key, values in partners.items()})
+                for i, image in enumerate(rows["image"])
+            ]
             batch = {key: value.to(device) for key, value in task.collate(samples).items()}
             logs = train_step(task, nets, batch, step=position.step, amp=state.amp, d_steps=train.d_steps)
             state.after_step()

@@ -154,20 +154,23 @@ def build_trainer(job: TrainJob, run_id: str, uri: str, resume_from: str | None,
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from pixelplexus.training.data import image_dataset
+    from pixelplexus.tasks import get_task
+    from pixelplexus.training.data import image_dataset, pair_folders
     from pixelplexus.training.loop import LoopSpec, train_worker
 
     # The workers read MLflow URIs (a --resume checkpoint's runs:/…) from the run's store, not their own default.
     config, data, env = job.config, absolute(job.data), {**forwarded_env(), "MLFLOW_TRACKING_URI": uri}
+    pairs = config.enhance is not None and config.enhance.pairs
     loop = LoopSpec(
         config=config.model_dump(mode="json"),
         tracking_uri=uri,
         run_id=run_id,
-        val_data=absolute(job.val_data) if job.val_data else data,
+        val_data=absolute(job.val_data) if job.val_data else (pair_folders(data)[0] if pairs else data),
         resume_from=resume_from,
         skipped=skipped,
     )
-    dataset = image_dataset(data, skipped, env=env, background=config.image_background)
+    scale = get_task(config).scale if pairs else None
+    dataset = image_dataset(data, skipped, env=env, background=config.image_background, pairs_scale=scale)
     if config.train.cache_images:  # a few hundred photos: decode once, not once per epoch
         dataset.context.execution_options.preserve_order = True
         dataset = dataset.materialize()
