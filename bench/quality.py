@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from pixelplexus.community.importer import import_weights
-from pixelplexus.demo import archive_copy
+from pixelplexus.demo import archive_jpegs
 from pixelplexus.io.images import ImageRecord, decode_image, write_image_file
 from pixelplexus.metrics import psnr
 from pixelplexus.references import ResolvedModel, bundled_models, resolve_model
@@ -333,7 +333,7 @@ def archive_panel(entries: list[Entry], out: Path) -> list[str]:
     import skimage.data
 
     original = skimage.data.astronaut()  # NASA, public domain, 512×512; in no training set here
-    lr = decode_image(archive_copy(original)[0]).pixels
+    lr = decode_image(archive_jpegs(original)[0]).pixels
     outputs = {"bicubic": resize(lr, (original.shape[1], original.shape[0]))}
     for entry in (ours, theirs):
         with torch.no_grad():

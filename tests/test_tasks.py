@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from skimage import data
 
 from pixelplexus.archs.fastgan_arch import NoiseInjection
 from pixelplexus.color import rgb_to_lab
 from pixelplexus.io.images import ImageRecord
-from pixelplexus.metrics import psnr
+from pixelplexus.metrics import niqe_params_path, psnr
 from pixelplexus.tasks import TASKS, OptionsError, get_task, inference_task
 from pixelplexus.training.step import build_networks, train_step
 from pixelplexus.transforms import resize
@@ -188,6 +189,41 @@ def test_generate_overfits_one_image(tiny_config):
     for step in range(200):
         train_step(task, nets, batch_from(task, image, rng, 8), step=step)
     assert distance() < 0.6 * before
+
+
+# -------------------------------------------------------------------------------------------- evaluation
+class Bicubic(torch.nn.Module):
+    """A stand-in generator that only upscales bicubically (its one parameter, a gain of 1, tells the device)."""
+
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+        self.gain = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        up = torch.nn.functional.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return self.gain * up
+
+
+def test_enhance_evaluate_scores_archive_copies(tiny_config, monkeypatch):
+    config = tiny_config("enhance")
+    config["train"]["eval_size"] = 200  # two 96² NIQE blocks per side after the border crop
+    task = get_task(config)
+    photo = data.astronaut()
+    images = [photo[:220, :220], photo[250:470, 200:420]]
+    metrics = task.evaluate(Bicubic(task.scale), images).metrics
+    # a bicubic "model" is the bicubic baseline, on clean and archive inputs alike (torch's vs Pillow's kernel)
+    assert metrics["psnr_y_archive"] == pytest.approx(metrics["psnr_y_archive_bicubic"], abs=0.3)
+    assert metrics["psnr_y_archive"] < metrics["psnr_y"] - 2.0  # blur, noise and JPEG cost more than ×2
+    assert task.evaluate(Bicubic(task.scale), images).metrics == metrics  # the copies are seeded
+    if niqe_params_path().is_file():
+        assert metrics["niqe_archive"] > 5.0  # a blurred, noisy, blocky upscale is far from natural
+    monkeypatch.setenv("PIXELPLEXUS_NIQE_PARAMS", "/nonexistent/niqe_pris_params.npz")
+    assert "niqe_archive" not in task.evaluate(Bicubic(task.scale), images).metrics
+    config["train"]["eval_size"] = 64  # too small for NIQE: the key is left out, the rest is scored
+    small = get_task(config).evaluate(Bicubic(task.scale), images)
+    assert "niqe_archive" not in small.metrics and "psnr_y_archive" in small.metrics
+    assert len(small.rows[0]) == len(small.columns) == 5
 
 
 # --------------------------------------------------------------------------------------------- inference

@@ -25,7 +25,7 @@ from pixelplexus.training.data import read_images
 from pixelplexus.training.state import EMA, RunState, checkpoint_config, lr_factor
 from pixelplexus.training.step import Amp, build_networks, train_step
 from pixelplexus.training.tracking import flatten
-from pixelplexus.transforms import degrade
+from pixelplexus.transforms import archive_copy, degrade
 from pixelplexus.weights import load_generator
 from support.corpus import pattern
 
@@ -171,6 +171,16 @@ def test_degradations_make_archive_like_lr_images():
     task = get_task(shipped_config("enhance-tiny").override(**{"enhance.degradation.noise_prob": 1.0}))
     sample = task.training_sample(hr, rng)
     assert sample["lr"].shape == (3, 16, 16) and sample["hr"].shape == (3, 32, 32)
+
+
+def test_archive_copies_are_fixed_per_seed_and_damaged():
+    hr = pattern(96, 128, seed=2)
+    copy = archive_copy(hr, 4, seed=0)
+    assert copy.shape == (24, 32, 3) and copy.dtype == np.uint8
+    assert np.array_equal(copy, archive_copy(hr, 4, seed=0))
+    assert not np.array_equal(copy, archive_copy(hr, 4, seed=1))  # strengths drawn per image index
+    plain = degrade(hr, 4, DegradationConfig(), np.random.default_rng(0))
+    assert np.abs(copy.astype(int) - plain).mean() > 2
 
 
 def rgba_files(folder: Path) -> Path:

@@ -81,8 +81,10 @@ class DemoResult:
     seconds: float
 
 
-def archive_copy(image: np.ndarray, *, factor: int = 4, quality: int = JPEG_QUALITY) -> tuple[bytes, bytes]:
-    """A small JPEG (for enhance) and a grayscale JPEG (for colorize), as an old scan might be."""
+def archive_jpegs(image: np.ndarray, *, factor: int = 4, quality: int = JPEG_QUALITY) -> tuple[bytes, bytes]:
+    """A small JPEG (for enhance) and a grayscale JPEG (for colorize), as an old scan might be: the demo's
+    files. The archive measurements (training evaluation, ``bench/quality.py --archive``) use the harsher
+    :func:`pixelplexus.transforms.archive_copy`."""
     small = resize(image, (image.shape[1] // factor, image.shape[0] // factor))
     gray = Image.fromarray(image).convert("L")
     buffers = []
@@ -170,7 +172,7 @@ def run_demo(
     with _stage("archive copies", stages, log):
         photos = sample_photos(size)
         for name, original in photos.items():
-            small, gray = archive_copy(original, factor=scale)
+            small, gray = archive_jpegs(original, factor=scale)
             write_image_file(folders["originals"] / f"{name}.png", _rgb_record(original))
             (folders["archive/enhance"] / f"{name}.jpg").write_bytes(small)
             (folders["archive/colorize"] / f"{name}.jpg").write_bytes(gray)

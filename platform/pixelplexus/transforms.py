@@ -1,11 +1,13 @@
 """Image arrays (numpy, H×W×C): pixels to float and back, resizing, and the random crops, flips and
-degradations of training samples, driven by an explicit ``np.random.Generator``."""
+degradations of training samples, driven by an explicit ``np.random.Generator``; the fixed archive-like copies
+that evaluation and benchmarks score (:func:`archive_copy`)."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
+from pixelplexus.config import DegradationConfig
 from pixelplexus.io.images import ImageRecord
 
 
@@ -186,6 +188,31 @@ def degrade(hr: np.ndarray, scale: int, config, rng: np.random.Generator) -> np.
     if rng.random() < config.jpeg_prob:
         image = _jpeg_round_trip(image, int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1)))
     return image
+
+
+ARCHIVE_BLUR_SIGMA = (1.2, 1.6)
+"""The archive recipe's Gaussian blur of the original (σ in original pixels), drawn per image…"""
+ARCHIVE_NOISE_SIGMA = (4.0, 8.0)
+"""…its Gaussian sensor noise after the downscale (σ on the 0..255 scale, per channel)…"""
+ARCHIVE_JPEG_QUALITY = (35, 55)
+"""…and its strong JPEG compression (quality, inclusive)."""
+
+
+def archive_copy(hr: np.ndarray, scale: int, seed: int) -> np.ndarray:
+    """The fixed archive-like copy of an H×W×3 uint8 image, as the archive measurements score them: Gaussian
+    blur (σ in :data:`ARCHIVE_BLUR_SIGMA`), bicubic ×1/scale, Gaussian noise (σ in
+    :data:`ARCHIVE_NOISE_SIGMA`), JPEG (quality in :data:`ARCHIVE_JPEG_QUALITY`) — :func:`degrade` with every
+    step on, its strengths drawn from ``numpy.random.default_rng(seed)``. Pass the image's index in its set
+    as ``seed``: the same image and seed always give the same copy."""
+    recipe = DegradationConfig(
+        blur_prob=1.0,
+        blur_sigma=ARCHIVE_BLUR_SIGMA,
+        noise_prob=1.0,
+        noise_sigma=ARCHIVE_NOISE_SIGMA,
+        jpeg_prob=1.0,
+        jpeg_quality=ARCHIVE_JPEG_QUALITY,
+    )
+    return degrade(hr, scale, recipe, np.random.default_rng(seed))
 
 
 def _jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:

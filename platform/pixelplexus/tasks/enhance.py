@@ -19,11 +19,12 @@ from torch import Tensor, nn
 
 from pixelplexus.config import ConfigError, LossConfig, NetworkSpec, OptimConfig, TaskConfig
 from pixelplexus.io.images import ImageRecord
-from pixelplexus.metrics import psnr, ssim
+from pixelplexus.metrics import NIQE_BLOCK, load_niqe_params, niqe, psnr, ssim
 from pixelplexus.options import EnhanceOptions, OptionsError
 from pixelplexus.tasks.base import Evaluation, Logs, Task, rgb_float, unwrap
 from pixelplexus.tiling import tiled_forward
 from pixelplexus.transforms import (
+    archive_copy,
     center_crop,
     degrade,
     ensure_min_size,
@@ -159,15 +160,37 @@ class EnhanceTask(Task):
 
     # --------------------------------------------------------------------------------------- validation
     def evaluate(self, generator: nn.Module, images: Sequence[np.ndarray]) -> Evaluation:
-        """PSNR/SSIM on Y (border crop = scale, as SR papers report) and PSNR on RGB of bicubic-LR inputs."""
-        scale, scores, rows = self.scale, {"psnr_y": [], "ssim_y": [], "psnr_rgb": []}, []
-        for rgb in images:
+        """Scores on bicubic-LR inputs and on archive-like ones, the crops' borders cut by the scale.
+
+        Bicubic LR (the SR papers' protocol): ``psnr_y``, ``ssim_y`` (BT.601 Y) and ``psnr_rgb``. Archive
+        copies (:func:`pixelplexus.transforms.archive_copy`: blur, downscale, noise, JPEG, seeded by the
+        image's index): ``psnr_y_archive`` beside ``psnr_y_archive_bicubic`` (the copy upscaled bicubically),
+        and ``niqe_archive`` (lower = more natural), only when the NIQE pristine model is found and the
+        crops hold two 96² blocks: a per-crop NIQE, comparable between steps, not with whole-image tables.
+        """
+        try:
+            niqe_params = load_niqe_params()
+        except FileNotFoundError:
+            niqe_params = None
+        scale, rows = self.scale, []
+        scores = {"psnr_y": [], "ssim_y": [], "psnr_rgb": []}
+        scores |= {"psnr_y_archive": [], "psnr_y_archive_bicubic": [], "niqe_archive": []}
+        for index, rgb in enumerate(images):
             hr = center_crop(rgb, self.config.train.eval_size, multiple=scale)
             lr = resize(hr, (hr.shape[1] // scale, hr.shape[0] // scale))
             sr = self.predict(generator, [ImageRecord(lr)], {"tile": 0})[0].pixels  # whole image
             scores["psnr_y"].append(psnr(sr, hr, crop_border=scale, y_channel=True))
             scores["ssim_y"].append(ssim(sr, hr, crop_border=scale, y_channel=True))
             scores["psnr_rgb"].append(psnr(sr, hr, crop_border=scale))
-            rows.append([lr, sr, hr])
-        metrics = {name: float(np.mean(values)) for name, values in scores.items()}
-        return Evaluation(metrics, rows, ("input (LR)", "output", "real (HR)"))
+            archive = archive_copy(hr, scale, seed=index)
+            restored = self.predict(generator, [ImageRecord(archive)], {"tile": 0})[0].pixels
+            bicubic = resize(archive, (hr.shape[1], hr.shape[0]))
+            scores["psnr_y_archive"].append(psnr(restored, hr, crop_border=scale, y_channel=True))
+            scores["psnr_y_archive_bicubic"].append(psnr(bicubic, hr, crop_border=scale, y_channel=True))
+            blocks = np.prod([(side - 2 * scale) // NIQE_BLOCK for side in hr.shape[:2]])
+            if niqe_params is not None and blocks >= 2:
+                scores["niqe_archive"].append(niqe(restored, crop_border=scale, params=niqe_params))
+            rows.append([lr, sr, hr, archive, restored])
+        metrics = {name: float(np.mean(values)) for name, values in scores.items() if values}
+        columns = ("input (LR)", "output", "real (HR)", "archive input", "archive output")
+        return Evaluation(metrics, rows, columns)
