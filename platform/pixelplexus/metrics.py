@@ -132,7 +132,8 @@ def ssim(img: np.ndarray, ref: np.ndarray, *, crop_border: int = 0, y_channel: b
 NIQE_PARAMS_FILE = "niqe_pris_params.npz"
 """The authors' pristine model (``mu_pris_param`` 1×36, ``cov_pris_param`` 36×36), as BasicSR redistributes it."""
 
-_NIQE_BLOCK = 96  # the authors' block size, no overlap
+NIQE_BLOCK = 96
+"""NIQE's block edge (the authors' choice, no overlap): an image must hold two whole blocks."""
 _NIQE_WINDOW_SIGMA = 7.0 / 6.0  # fspecial('gaussian', 7, 7/6)
 _NIQE_WINDOW_RADIUS = 3
 _NIQE_ZERO = 1e-8  # gray levels: below this, I − μ is rounding noise
@@ -348,17 +349,17 @@ def niqe(
         gray = array[..., 0]
     if crop_border:
         gray = gray[crop_border:-crop_border, crop_border:-crop_border]
-    rows, cols = gray.shape[0] // _NIQE_BLOCK, gray.shape[1] // _NIQE_BLOCK
+    rows, cols = gray.shape[0] // NIQE_BLOCK, gray.shape[1] // NIQE_BLOCK
     if rows * cols < 2:
         raise ValueError(
             f"niqe: a {array.shape[0]}×{array.shape[1]} image (crop_border={crop_border}) holds "
-            f"{rows * cols} whole {_NIQE_BLOCK}×{_NIQE_BLOCK} blocks; NIQE needs at least two"
+            f"{rows * cols} whole {NIQE_BLOCK}×{NIQE_BLOCK} blocks; NIQE needs at least two"
         )
-    gray = np.round(gray[: rows * _NIQE_BLOCK, : cols * _NIQE_BLOCK])
+    gray = np.round(gray[: rows * NIQE_BLOCK, : cols * NIQE_BLOCK])
 
-    features = [_niqe_features(_mscn(gray), _NIQE_BLOCK)]
+    features = [_niqe_features(_mscn(gray), NIQE_BLOCK)]
     half = _matlab_imresize(gray, 0.5)
-    features.append(_niqe_features(_mscn(half), _NIQE_BLOCK // 2))
+    features.append(_niqe_features(_mscn(half), NIQE_BLOCK // 2))
     features = np.concatenate(features, axis=1)
 
     complete = features[~np.isnan(features).any(axis=1)]

