@@ -89,21 +89,29 @@ def test_the_reader_pairs_by_name_and_records_bad_partners(tmp_path):
         "lr/wrong.png": png(pattern(10, 16)),
         "hr/broken.png": png(hr),
         "lr/broken.png": b"not an image",
+        "hr/small.png": png(pattern(24, 40)),
+        "lr/small.png": png(pattern(12, 20)),
     }
     for relative, data in files.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_bytes(data)
     recorder, rows = Recorder(), []
-    for name in ("a/good.png", "orphan.png", "wrong.png", "broken.png"):
+    for name in ("a/good.png", "orphan.png", "wrong.png", "broken.png", "small.png"):
         path = str(root / "hr" / name)
         rows += decode_pair(
-            {"path": path, "bytes": files[f"hr/{name}"]}, str(root / "hr"), str(root / "lr"), 2, recorder
+            {"path": path, "bytes": files[f"hr/{name}"]},
+            str(root / "hr"),
+            str(root / "lr"),
+            2,
+            recorder,
+            crop=32,
         )
     assert [row["path"] for row in rows] == [str(root / "hr/a/good.png")]
     assert rows[0]["lr"].shape == (16, 16, 3) and rows[0]["image"].shape == (32, 32, 3)
     reasons = recorder.reasons
     assert reasons[str(root / "hr/orphan.png")] == "no readable file of the same name under lr/"
     assert reasons[str(root / "hr/wrong.png")] == "lr/ image is not the hr/ image ÷ 2"
+    assert reasons[str(root / "hr/small.png")] == "smaller than the 32² training crop"
     assert (
         str(root / "hr/broken.png") in reasons and "not an image" not in reasons[str(root / "hr/broken.png")]
     )

@@ -65,10 +65,11 @@ def decode_row(
 
 
 def decode_pair(
-    row: dict[str, Any], hr_root: str, lr_root: str, scale: int, skipped: Any = None
+    row: dict[str, Any], hr_root: str, lr_root: str, scale: int, skipped: Any = None, crop: int = 0
 ) -> list[dict[str, Any]]:
     """An ``hr/`` file's row → ``[{"path", "image", "lr"}]`` with the ``lr/`` file of the same relative name,
-    or ``[]`` (recorded) when either does not decode, the LR is missing, or it is not the HR ÷ ``scale``."""
+    or ``[]`` (recorded) when either does not decode, the LR is missing, it is not the HR ÷ ``scale``, or
+    the HR is smaller than the training ``crop``."""
     from pixelplexus.io.locations import read_uri
     from pixelplexus.io.s3 import S3Settings
 
@@ -90,6 +91,10 @@ def decode_pair(
         if skipped is not None:
             skipped.add.remote(path, f"lr/ image is not the hr/ image ÷ {scale}")
         return []
+    if min(lr.shape[:2]) < crop // scale:
+        if skipped is not None:
+            skipped.add.remote(path, f"smaller than the {crop}² training crop")
+        return []
     return [{"path": path, "image": hr, "lr": lr}]
 
 
@@ -99,12 +104,13 @@ def image_dataset(
     env: dict[str, str] | None = None,
     background: tuple[int, int, int] | None = None,
     pairs_scale: int | None = None,
+    pairs_crop: int = 0,
 ) -> ray.data.Dataset:
     """Decoded RGB images under ``uri`` (recursive; image extensions in any case), in a stable order.
 
     ``env``: environment variables for the reading and decoding tasks (e.g. ``AWS_ENDPOINT_URL``);
     ``background``: as for :func:`decode_row`. ``pairs_scale``: read training pairs instead — the images
-    under ``uri/hr`` with their partners of the same relative name under ``uri/lr`` (:func:`decode_pair`).
+    under ``uri/hr`` with their partners of the same relative name under ``uri/lr`` (:func:`decode_pair`), at least ``pairs_crop`` HR pixels a side.
     """
     runtime_env = {"env_vars": env} if env else None
     if pairs_scale:
@@ -112,7 +118,9 @@ def image_dataset(
         files = ray.data.read_binary_files(
             hr_root, include_paths=True, file_extensions=EXTENSIONS, runtime_env=runtime_env
         )
-        decode = partial(decode_pair, hr_root=hr_root, lr_root=lr_root, scale=pairs_scale, skipped=skipped)
+        decode = partial(
+            decode_pair, hr_root=hr_root, lr_root=lr_root, scale=pairs_scale, skipped=skipped, crop=pairs_crop
+        )
         return files.flat_map(decode, runtime_env=runtime_env)
     files = ray.data.read_binary_files(
         uri, include_paths=True, file_extensions=EXTENSIONS, runtime_env=runtime_env

@@ -170,7 +170,14 @@ def build_trainer(job: TrainJob, run_id: str, uri: str, resume_from: str | None,
         skipped=skipped,
     )
     scale = get_task(config).scale if pairs else None
-    dataset = image_dataset(data, skipped, env=env, background=config.image_background, pairs_scale=scale)
+    dataset = image_dataset(
+        data,
+        skipped,
+        env=env,
+        background=config.image_background,
+        pairs_scale=scale,
+        pairs_crop=config.crop_size,
+    )
     if config.train.cache_images:  # a few hundred photos: decode once, not once per epoch
         dataset.context.execution_options.preserve_order = True
         dataset = dataset.materialize()
