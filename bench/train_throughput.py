@@ -14,7 +14,12 @@ Train's rate is the median of the images/s it logs per interval after the first 
 workers, dataset) is reported separately. On a CUDA device the plain loop also runs with bf16 autocast
 for the mixed-precision ratio. Each path runs in a fresh process. Prints a Markdown table.
 
+3. plain with Real-ESRGAN's high-order degradations (``enhance.high_order``, its defaults): the same plain
+   loop with the LR made on the device by ``Task.device_batch``, timed apart from ``train_step``: the
+   degradation's cost per batch as a ratio of the generator step's, in the same run.
+
     .venv/bin/python bench/train_throughput.py [--steps 120] [--crop 64] [--batch-size 8] [--threads 2]
+        [--skip-ray]
 """
 
 from __future__ import annotations
@@ -42,8 +47,11 @@ config = load_config(sys.argv[9]).override(**{
     "crop_size": crop, "batch_size": batch, "train.max_steps": steps, "train.log_every": max(1, steps // 6),
     "train.eval_every": steps, "train.checkpoint_every": steps, "train.eval_images": 2, "train.eval_size": 64,
     "train.precision": precision})
+if mode == "high-order":
+    config = config.override(**{"enhance.high_order": {}})
 files = sorted(Path(folder, "images").glob("*.png"))
-if mode == "plain":
+if mode in ("plain", "high-order"):
+    from pixelplexus.training.state import step_generator
     from pixelplexus.training.step import Amp, build_networks, train_step
     from pixelplexus.tasks import get_task
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -53,16 +61,24 @@ if mode == "plain":
     images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
     rng = np.random.default_rng(0)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    degrading = stepping = 0.0
     for step in range(steps):
         if step == warmup:
-            sync(); start = time.perf_counter()
+            sync(); start = time.perf_counter(); degrading = stepping = 0.0
         picks = rng.integers(0, len(images), batch)
         samples = [task.training_sample(images[i], rng) for i in picks]
         batch_t = {k: v.to(device) for k, v in task.collate(samples).items()}
+        sync(); before = time.perf_counter()
+        batch_t = task.device_batch(batch_t, step_generator(0, 0, step, device))
+        sync(); between = time.perf_counter()
         train_step(task, nets, batch_t, step=step, amp=amp)
+        sync(); after = time.perf_counter()
+        degrading, stepping = degrading + between - before, stepping + after - between
     sync()
     seconds = time.perf_counter() - start
-    print(json.dumps({"images_per_s": (steps - warmup) * batch / seconds, "device": device.type}))
+    print(json.dumps({"images_per_s": (steps - warmup) * batch / seconds, "device": device.type,
+                      "device_batch_ms": 1000 * degrading / (steps - warmup),
+                      "step_ms": 1000 * stepping / (steps - warmup)}))
 else:
     from mlflow import MlflowClient
     from pixelplexus.training.trainer import TrainJob, run_training
@@ -115,12 +131,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--skip-ray", action="store_true", help="only the plain loops (no Ray Train run)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         make_images(Path(tmp), args.images, 160)
         plain = run_child("plain", tmp, args)
-        ray_train = run_child("ray", tmp, args)
+        high_order = run_child("high-order", tmp, args)
+        ray_train = None if args.skip_ray else run_child("ray", tmp, args)
         bf16 = run_child("plain", tmp, args, "bf16") if plain["device"] == "cuda" else None
 
     print(
@@ -130,18 +148,29 @@ def main() -> None:
     print("| path | images/s | vs plain loop |")
     print("|---|---|---|")
     print(f"| plain PyTorch loop, fp32 | {plain['images_per_s']:.1f} | 1.00 |")
-    ratio = ray_train["images_per_s"] / plain["images_per_s"]
-    print(f"| Ray Train loop (1 worker), fp32 | {ray_train['images_per_s']:.1f} | {ratio:.2f} |")
-    print(f"\nRay Train steps waited for data {ray_train['data_wait']:.0%} of the time (median interval)")
+    print(
+        f"| plain loop with enhance.high_order, fp32 | {high_order['images_per_s']:.1f} | "
+        f"{high_order['images_per_s'] / plain['images_per_s']:.2f} |"
+    )
+    if ray_train is not None:
+        ratio = ray_train["images_per_s"] / plain["images_per_s"]
+        print(f"| Ray Train loop (1 worker), fp32 | {ray_train['images_per_s']:.1f} | {ratio:.2f} |")
     if bf16 is not None:
         print(
             f"| plain PyTorch loop, bf16 autocast | {bf16['images_per_s']:.1f} | "
             f"{bf16['images_per_s'] / plain['images_per_s']:.2f} |"
         )
     print(
-        f"\nRay Train start-up (cluster, worker, dataset, MLflow run): {ray_train['startup_s']:.1f} s "
-        f"of {ray_train['wall_s']:.1f} s wall"
+        f"\nReal-ESRGAN's high-order degradations (Task.device_batch) per batch: "
+        f"{high_order['device_batch_ms']:.1f} ms; the training step: {high_order['step_ms']:.1f} ms; "
+        f"ratio {high_order['device_batch_ms'] / high_order['step_ms']:.2f}"
     )
+    if ray_train is not None:
+        print(f"\nRay Train steps waited for data {ray_train['data_wait']:.0%} of the time (median interval)")
+        print(
+            f"\nRay Train start-up (cluster, worker, dataset, MLflow run): {ray_train['startup_s']:.1f} s "
+            f"of {ray_train['wall_s']:.1f} s wall"
+        )
 
 
 if __name__ == "__main__":

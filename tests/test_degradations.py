@@ -8,7 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
-from pixelplexus.config import ConfigError, DegradationRound, HighOrderDegradationConfig, parse_config
+from pixelplexus.config import (
+    ConfigError,
+    DegradationRound,
+    HighOrderDegradationConfig,
+    parse_config,
+    shipped_config,
+)
 from pixelplexus.degradations import (
     add_noise,
     blur,
@@ -19,6 +25,8 @@ from pixelplexus.degradations import (
     sinc_kernels,
 )
 from pixelplexus.degradations.pipeline import RESIZE_MODES, random_resize_factor
+from pixelplexus.tasks import get_task
+from pixelplexus.training.state import step_generator
 from support.corpus import pattern
 
 ONE_KIND = {"kernel_probs": {"iso": 1.0}, "sinc_prob": 0.0, "blur_prob": 1.0}
@@ -183,6 +191,31 @@ def test_degrade_batch_is_determined_by_the_generator():
     first = degrade_batch(hr, 4, config, _generator(7))
     torch.testing.assert_close(first, degrade_batch(hr, 4, config, _generator(7)), rtol=0, atol=0)
     assert not torch.equal(first, degrade_batch(hr, 4, config, _generator(8)))
+
+
+def test_each_rank_and_step_draws_its_own_degradations():
+    hr, config = _photos(2, 32), HighOrderDegradationConfig()
+
+    def lr(seed, rank, step):
+        return degrade_batch(hr, 4, config, step_generator(seed, rank, step, hr.device))
+
+    torch.testing.assert_close(lr(0, 1, 5), lr(0, 1, 5), rtol=0, atol=0)  # what a resumed run redraws
+    for other in ((1, 1, 5), (0, 0, 5), (0, 1, 6)):
+        assert not torch.equal(lr(0, 1, 5), lr(*other)), other
+
+
+def test_enhance_makes_its_lr_on_the_device_with_the_high_order_model():
+    task = get_task(shipped_config("enhance-tiny").override(**{"enhance.high_order": {}}))
+    samples = [task.training_sample(pattern(40, 48, seed), np.random.default_rng(seed)) for seed in range(3)]
+    assert set(samples[0]) == {"hr"}  # the CPU side only crops
+    batch = task.device_batch(task.collate(samples), step_generator(0, 0, 0, "cpu"))
+    assert batch["hr"].shape == (3, 3, 32, 32) and batch["lr"].shape == (3, 3, 16, 16)
+    plain = get_task(shipped_config("enhance-tiny"))
+    sample = plain.training_sample(pattern(40, 48, 0), np.random.default_rng(0))
+    unchanged = plain.device_batch(plain.collate([sample]), step_generator(0, 0, 0, "cpu"))
+    assert unchanged.keys() == {"lr", "hr"} and torch.equal(
+        unchanged["lr"], torch.from_numpy(sample["lr"][None])
+    )
 
 
 def test_degrade_batch_degrades():

@@ -149,13 +149,16 @@ def test_generate_trains_from_an_s3_prefix(s3_bucket, tmp_path, mlflow_store, ra
     assert images[0].pixels.shape == (16, 16, 3) and not np.array_equal(images[0].pixels, images[1].pixels)
 
 
-def test_resume_is_exact(tmp_path, images, mlflow_store, ray_cluster, monkeypatch):
-    """8 steps straight equal 4 steps, then a resume from the step-4 checkpoint in MLflow, then 4 more."""
+@pytest.mark.parametrize("high_order", [None, {}], ids=["bicubic", "high-order"])
+def test_resume_is_exact(tmp_path, images, mlflow_store, ray_cluster, monkeypatch, high_order):
+    """8 steps straight equal 4 steps, then a resume from the step-4 checkpoint in MLflow, then 4 more; also
+    with Real-ESRGAN's degradations made on each worker's device from its (seed, rank, step) generator."""
     monkeypatch.chdir(tmp_path)
     config = tiny(
         "enhance",
         generator_only_steps=2,  # 48 images / 2 workers / batch 4 → 6 batches an epoch: the resume is mid-epoch
         **{"train.max_steps": 8, "train.checkpoint_every": 4, "train.log_every": 4, "train.eval_every": 4},
+        **{"enhance.high_order": high_order},
     )
     straight = train(tmp_path / "a", config, images, mlflow_store)
     halfway = f"runs:/{straight.run_id}/checkpoints/step-0000004"

@@ -22,7 +22,7 @@ from pixelplexus.config import (
 from pixelplexus.tasks import get_task
 from pixelplexus.training.command import add_arguments, build_config
 from pixelplexus.training.data import read_images
-from pixelplexus.training.state import EMA, RunState, checkpoint_config, lr_factor
+from pixelplexus.training.state import EMA, RunState, checkpoint_config, lr_factor, step_generator
 from pixelplexus.training.step import Amp, build_networks, train_step
 from pixelplexus.training.tracking import flatten
 from pixelplexus.transforms import archive_copy, degrade
@@ -121,9 +121,13 @@ def test_amp_is_fp32_on_cpu_and_refuses_half_precision_there():
         Amp.create("bf16", torch.device("cpu"))
 
 
-def test_checkpoint_restore_continues_exactly(tmp_path, tiny_config):
-    """Train 4 steps; or train 2, save, restore into fresh networks and train 2 more: same weights."""
-    config = shipped_config("enhance-tiny").override(generator_only_steps=1)
+@pytest.mark.parametrize("high_order", [None, {}], ids=["bicubic", "high-order"])
+def test_checkpoint_restore_continues_exactly(tmp_path, tiny_config, high_order):
+    """Train 4 steps; or train 2, save, restore into fresh networks and train 2 more: same weights (also with
+    the LR made on the device by Real-ESRGAN's degradations, from the step's generator)."""
+    config = shipped_config("enhance-tiny").override(
+        generator_only_steps=1, **{"enhance.high_order": high_order}
+    )
     images = [pattern(40, 48, seed=i) for i in range(4)]
 
     def fresh() -> RunState:
@@ -135,6 +139,8 @@ def test_checkpoint_restore_continues_exactly(tmp_path, tiny_config):
         for _ in range(count):
             samples = [state.task.training_sample(image, state.rng) for image in images]
             batch = state.task.collate(samples)
+            generator = step_generator(config.train.seed, 0, state.position.step, "cpu")
+            batch = state.task.device_batch(batch, generator)
             train_step(state.task, state.nets, batch, step=state.position.step)
             state.after_step()
 

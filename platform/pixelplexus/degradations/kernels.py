@@ -12,10 +12,14 @@ different sizes. Every draw comes from the ``torch.Generator`` passed in.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from pixelplexus.config import DegradationRound
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 
@@ -64,7 +68,9 @@ def _betas(n: int, beta_range: tuple[float, float], generator: torch.Generator) 
     return torch.where(torch.rand(n, generator=generator, device=generator.device) < 0.5, below, above)
 
 
-def random_kernels(n: int, settings, size_range: tuple[int, int], generator: torch.Generator) -> Tensor:
+def random_kernels(
+    n: int, settings: DegradationRound, size_range: tuple[int, int], generator: torch.Generator
+) -> Tensor:
     """``n`` blur kernels (n × K × K, K the largest size) drawn as one :class:`DegradationRound` says: a
     family from ``kernel_probs`` (or, with ``sinc_prob``, a sinc), a size, σ, rotation and β; samples
     not blurred (``blur_prob``) get the identity kernel."""

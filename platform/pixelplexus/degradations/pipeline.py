@@ -12,6 +12,8 @@ so the same generator state gives the same LR batch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -19,13 +21,20 @@ from torch import Tensor
 from pixelplexus.degradations.jpeg import jpeg
 from pixelplexus.degradations.kernels import blur, final_sinc_kernels, random_kernels, uniform
 
+if TYPE_CHECKING:
+    from pixelplexus.config import DegradationRound, HighOrderDegradationConfig
+
 RESIZE_MODES = ("area", "bilinear", "bicubic")
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-def _choice(generator: torch.Generator, weights: tuple[float, ...]) -> int:
-    probs = torch.tensor(weights, dtype=torch.float32, device=generator.device)
-    return int(torch.multinomial(probs, 1, generator=generator).item())
+def _per_batch(generator: torch.Generator, count: int) -> list[float]:
+    """``count`` uniform draws in [0, 1) as Python floats: the per-batch choices, in one device sync."""
+    return torch.rand(count, generator=generator, device=generator.device).tolist()
+
+
+def _mode(draw: float) -> str:
+    return RESIZE_MODES[min(int(draw * len(RESIZE_MODES)), len(RESIZE_MODES) - 1)]
 
 
 def resize(images: Tensor, size: tuple[int, int], mode: str) -> Tensor:
@@ -36,17 +45,19 @@ def resize(images: Tensor, size: tuple[int, int], mode: str) -> Tensor:
     return F.interpolate(images, size=size, mode=mode, align_corners=False)
 
 
-def random_resize_factor(settings, generator: torch.Generator) -> tuple[float, str]:
+def random_resize_factor(settings: DegradationRound, generator: torch.Generator) -> tuple[float, str]:
     """A factor (up, down or 1, by ``resize_prob``, within ``resize_range``) and a resize mode, per batch."""
-    direction = _choice(generator, settings.resize_prob)
+    direction, amount, mode = _per_batch(generator, 3)
+    up, down, _keep = settings.resize_prob
     low, high = settings.resize_range
-    bounds = ((1.0, high), (low, 1.0), (1.0, 1.0))[direction]
-    factor = float(uniform(1, *bounds, generator).item())
-    mode = RESIZE_MODES[_choice(generator, (1.0, 1.0, 1.0))]
-    return factor, mode
+    if direction < up:
+        return 1.0 + (high - 1.0) * amount, _mode(mode)
+    if direction < up + down:
+        return low + (1.0 - low) * amount, _mode(mode)
+    return 1.0, _mode(mode)
 
 
-def add_noise(images: Tensor, settings, generator: torch.Generator) -> Tensor:
+def add_noise(images: Tensor, settings: DegradationRound, generator: torch.Generator) -> Tensor:
     """Per sample, Gaussian noise (σ in ``noise_range``/255; with ``gaussian_noise_prob``) or Poisson noise
     (the 8-bit photon count's, times a scale in ``poisson_scale_range``); gray (the same in each channel)
     with ``gray_noise_prob``. Clamped to [0, 1]."""
@@ -61,16 +72,17 @@ def add_noise(images: Tensor, settings, generator: torch.Generator) -> Tensor:
 
     normal = torch.randn(images.shape, generator=generator, device=device, dtype=images.dtype)
     gaussian_noise = torch.where(gray, normal[:, :1].expand(-1, c, -1, -1), normal) * sigma
-    levels = (images.clamp(0, 1) * 255).round()
+    # Poisson counts of 0 (the samples that get other noise) cost nothing to draw on a CPU
+    levels = (images.clamp(0, 1) * 255).round() * (~gaussian & ~gray)
     weights = torch.tensor(_GRAY_WEIGHTS, dtype=images.dtype, device=device).view(1, 3, 1, 1)
-    gray_levels = (levels * weights).sum(1, keepdim=True).round()
+    gray_levels = (images.clamp(0, 1) * 255 * weights).sum(1, keepdim=True).round() * (~gaussian & gray)
     colour_shot = torch.poisson(levels, generator=generator) - levels
     gray_shot = torch.poisson(gray_levels, generator=generator) - gray_levels
     poisson_noise = torch.where(gray, gray_shot.expand(-1, c, -1, -1), colour_shot) / 255 * poisson_scale
     return (images + torch.where(gaussian, gaussian_noise, poisson_noise)).clamp(0, 1)
 
 
-def random_jpeg(images: Tensor, settings, generator: torch.Generator) -> Tensor:
+def random_jpeg(images: Tensor, settings: DegradationRound, generator: torch.Generator) -> Tensor:
     """JPEG at a quality per sample (integers in ``jpeg_range``), for the samples ``jpeg_prob`` picks."""
     n = images.shape[0]
     low, high = settings.jpeg_range
@@ -79,7 +91,9 @@ def random_jpeg(images: Tensor, settings, generator: torch.Generator) -> Tensor:
     return torch.where(chosen.view(-1, 1, 1, 1), jpeg(images, quality), images.clamp(0, 1))
 
 
-def degrade_batch(hr: Tensor, scale: int, config, generator: torch.Generator) -> Tensor:
+def degrade_batch(
+    hr: Tensor, scale: int, config: HighOrderDegradationConfig, generator: torch.Generator
+) -> Tensor:
     """Real-ESRGAN's high-order degradation of a batch of HR crops.
 
     ``hr``: N × 3 × H × W floats in [0, 1] (H and W multiples of ``scale``) on the generator's device;
@@ -91,7 +105,7 @@ def degrade_batch(hr: Tensor, scale: int, config, generator: torch.Generator) ->
     n, _, height, width = hr.shape
     if scale < 1 or height % scale or width % scale:
         raise ValueError(f"degrade_batch: the crop {height}×{width} is not a multiple of the scale {scale}")
-    if hr.device != generator.device:
+    if hr.device.type != generator.device.type:
         raise ValueError(f"degrade_batch: the batch is on {hr.device}, the generator on {generator.device}")
     first, second, sizes = config.first, config.second, config.kernel_size
     kernels1 = random_kernels(n, first, sizes, generator)
@@ -109,8 +123,8 @@ def degrade_batch(hr: Tensor, scale: int, config, generator: torch.Generator) ->
     out = resize(out, (height / scale * factor, width / scale * factor), mode)
     out = add_noise(out, second, generator)
 
-    jpeg_first = bool(torch.rand(1, generator=generator, device=generator.device).item() < 0.5)
-    mode = RESIZE_MODES[_choice(generator, (1.0, 1.0, 1.0))]  # ------------------------ the final stage
+    order, mode = _per_batch(generator, 2)  # ------------------------------------------------ the final stage
+    jpeg_first, mode = order < 0.5, _mode(mode)
     lr_size = (height // scale, width // scale)
     if jpeg_first:
         out = random_jpeg(out, second, generator)

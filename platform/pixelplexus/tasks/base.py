@@ -161,6 +161,13 @@ class Task(ABC):
         """Stack examples into a batch of tensors."""
         return {key: torch.from_numpy(np.stack([s[key] for s in samples])) for key in samples[0]}
 
+    def device_batch(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
+        """The batch once on the training device, completed there before the step: as it is here; a task
+        that makes inputs on the device (enhance's high-order degradations) adds them. ``generator`` (on the
+        device, seeded per run, rank and step: :func:`pixelplexus.training.state.step_generator`) is the
+        only source of randomness, so a resumed run makes the same batches."""
+        return batch
+
     # ------------------------------------------------------------------------------------ training step
     @abstractmethod
     def generator_output(self, generator: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:

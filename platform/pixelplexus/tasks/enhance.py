@@ -1,6 +1,8 @@
 """enhance: single-image super-resolution ×2/×3/×4.
 
-Training pairs are HR crops and their bicubic-downscaled LR (the standard SR protocol). Losses: pixel
+Training pairs are HR crops and their bicubic-downscaled LR (the standard SR protocol), or archive-like
+LR made per sample on the CPU (``enhance.degradation``) or batched on the training device by Real-ESRGAN's
+high-order model (``enhance.high_order``, in :meth:`EnhanceTask.device_batch`). Losses: pixel
 (L1/MSE/Charbonnier), VGG perceptual (Ledig et al. 2017), EnhanceNet patch-wise texture (Sajjadi et al.
 2017) and adversarial (SRGAN's, or ESRGAN's relativistic average). Inference works in RGB [0, 1]; gray
 images come back gray, 16-bit images 16-bit, and alpha is upscaled alongside. A weights file may ask for
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pixelplexus.config import ConfigError, LossConfig, NetworkSpec, OptimConfig, TaskConfig
+from pixelplexus.degradations import degrade_batch
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import NIQE_BLOCK, load_niqe_params, niqe, psnr, ssim
 from pixelplexus.options import EnhanceOptions, OptionsError
@@ -87,11 +90,19 @@ class EnhanceTask(Task):
             return {"lr": to_chw(lr) / 255.0, "hr": to_chw(hr) / 255.0}
         hr = random_flip(random_crop(ensure_min_size(rgb, size), size, rng), rng, rotate=True)
         degradation = self.config.enhance.degradation
+        if self.config.enhance.high_order is not None:
+            return {"hr": to_chw(hr) / 255.0}  # the LR input is made on the device: device_batch
         if degradation.active:
             lr = degrade(hr, self.scale, degradation, rng)
         else:
             lr = resize(hr, (size // self.scale, size // self.scale))
         return {"lr": to_chw(lr) / 255.0, "hr": to_chw(hr) / 255.0}
+
+    def device_batch(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
+        high_order = self.config.enhance.high_order
+        if high_order is not None and "lr" not in batch:
+            batch = {**batch, "lr": degrade_batch(batch["hr"], self.scale, high_order, generator)}
+        return super().device_batch(batch, generator)
 
     # ------------------------------------------------------------------------------------ training step
     def generator_output(self, generator: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:

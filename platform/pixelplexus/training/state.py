@@ -39,6 +39,15 @@ GENERATOR_FILE = "generator.safetensors"
 EMA_FILE = "ema.safetensors"
 
 
+def step_generator(seed: int, rank: int, step: int, device: torch.device | str) -> torch.Generator:
+    """The ``torch.Generator`` of one rank's training step, on ``device``, for the draws a task makes on the
+    device (:meth:`Task.device_batch`): seeded from (seed, rank, step) alone, so a run resumed at any step
+    draws what the straight run drew, with no state to checkpoint."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(np.random.SeedSequence([seed, rank, step]).generate_state(1, np.uint64)[0]))
+    return generator
+
+
 class EMA:
     """Exponential moving average of the generator's weights (Karras et al. 2018; Yazıcı et al. 2019).
 
