@@ -97,6 +97,20 @@ def _cmd_models_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models_interpolate(args: argparse.Namespace) -> int:
+    from pixelplexus.references import ModelReferenceError, interpolate_models
+
+    try:
+        info = interpolate_models(args.first, args.second, args.task, args.weight, args.dest)
+    except ModelReferenceError as exc:
+        print(f"pixelplexus models interpolate: {exc}; nothing was written", file=sys.stderr)
+        return 2
+    print(
+        f"{args.dest}: {info.arch} ×{info.scale}, {1 - args.weight:g} × {args.first} + {args.weight:g} × {args.second}"
+    )
+    return 0
+
+
 def _cmd_models_import(args: argparse.Namespace) -> int:
     from pixelplexus.community.importer import import_weights
     from pixelplexus.weights import WeightsError
@@ -162,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     archs.set_defaults(func=_cmd_archs)
 
     models = sub.add_parser(
-        "models", help="list models; import the community's weights; export any model's weights to a file"
+        "models",
+        help="list models; import the community's weights; export any model's weights to a file; "
+        "interpolate two trainings of one network",
     )
     models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     listing = models_sub.add_parser("list", help="the bundled models, and the weights files given")
@@ -186,6 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
         "({'params_ema': …}) that BasicSR, Real-ESRGAN and chaiNNer load",
     )
     export.set_defaults(func=_cmd_models_export)
+    interpolate = models_sub.add_parser(
+        "interpolate",
+        help="blend two trainings of one network: (1 - W) x FIRST + W x SECOND (ESRGAN's network "
+        "interpolation: a PSNR model and its GAN fine-tune give faithful-to-sharp in between)",
+    )
+    interpolate.add_argument("task", choices=TASK_NAMES)
+    interpolate.add_argument("first", help="model reference (bundled name, weights file, s3://, MLflow URI)")
+    interpolate.add_argument("second", help="model reference of the same network")
+    interpolate.add_argument("dest", help="the weights file to write")
+    interpolate.add_argument("--weight", type=float, required=True, help="SECOND's share, 0..1")
+    interpolate.set_defaults(func=_cmd_models_interpolate)
     importing = models_sub.add_parser(
         "import",
         help="turn a Real-ESRGAN / BasicSR / ESRGAN checkpoint or an ncnn model into a weights file",

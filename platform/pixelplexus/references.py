@@ -24,7 +24,14 @@ import torch
 from torch import nn
 
 from pixelplexus.io.files import localize, scheme_of, write_atomic
-from pixelplexus.weights import WeightsError, WeightsInfo, load_generator, read_info, weights_file
+from pixelplexus.weights import (
+    WeightsError,
+    WeightsInfo,
+    generator_bytes,
+    load_generator,
+    read_info,
+    weights_file,
+)
 
 if TYPE_CHECKING:
     from pixelplexus.tasks.base import Task
@@ -130,6 +137,37 @@ def export_model(reference: str, task: str, dest: str | Path) -> ResolvedModel:
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(dest, resolved.data)
     return resolved
+
+
+def interpolate_models(first: str, second: str, task: str, weight: float, dest: str | Path) -> WeightsInfo:
+    """Write ``(1 − weight) · first + weight · second`` — network interpolation (Wang et al. 2018, ESRGAN,
+    §3.4) — to the local weights file ``dest``.
+
+    Both models must be the same network (architecture and arguments), typically a PSNR-oriented model and
+    the GAN fine-tuned from it: ``weight`` then sets the balance between faithful and sharp/textured output,
+    with no retraining. The result keeps ``second``'s run id and records both sources (reference and digest)
+    and the weight under ``extra.interpolated``.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ModelReferenceError(f"the interpolation weight must be in [0, 1], got {weight}")
+    a, b = resolve_model(first, task), resolve_model(second, task)
+    if (a.info.arch, a.info.args) != (b.info.arch, b.info.args):
+        raise ModelReferenceError(
+            f"{first} ({a.info.arch} {a.info.args}) and {second} ({b.info.arch} {b.info.args}) are different "
+            "networks; only the same network can be interpolated"
+        )
+    net_a, net_b = a.load(), b.load()
+    state_b = net_b.state_dict()
+    with torch.no_grad():
+        for name, tensor in net_a.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.lerp_(state_b[name], weight)
+    sources = [{"reference": m.reference, "digest": m.digest} for m in (a, b)]
+    extra = {**b.info.extra, "interpolated": {"from": sources, "weight": weight}}
+    info = WeightsInfo(a.info.task, a.info.arch, a.info.args, a.info.scale, b.info.run_id, extra)
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(dest, generator_bytes(net_a, info))
+    return info
 
 
 def load_initial_weights(generator: nn.Module, reference: str, task: Task) -> None:
