@@ -146,7 +146,7 @@ def interpolate_models(first: str, second: str, task: str, weight: float, dest: 
     Both models must be the same network (architecture and arguments), typically a PSNR-oriented model and
     the GAN fine-tuned from it: ``weight`` then sets the balance between faithful and sharp/textured output,
     with no retraining. The result keeps ``second``'s run id and records both sources (reference and digest)
-    and the weight under ``extra.interpolated``.
+    and the weight under ``extra.interpolated`` (a local file by its name only).
     """
     if not 0.0 <= weight <= 1.0:
         raise ModelReferenceError(f"the interpolation weight must be in [0, 1], got {weight}")
@@ -162,7 +162,11 @@ def interpolate_models(first: str, second: str, task: str, weight: float, dest: 
         for name, tensor in net_a.state_dict().items():
             if tensor.is_floating_point():
                 tensor.lerp_(state_b[name], weight)
-    sources = [{"reference": m.reference, "digest": m.digest} for m in (a, b)]
+    # a local file is named, never its folder (as imports record their sources)
+    sources = [
+        {"reference": m.reference if scheme_of(m.reference) else Path(m.reference).name, "digest": m.digest}
+        for m in (a, b)
+    ]
     extra = {**b.info.extra, "interpolated": {"from": sources, "weight": weight}}
     info = WeightsInfo(a.info.task, a.info.arch, a.info.args, a.info.scale, b.info.run_id, extra)
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
