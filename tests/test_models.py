@@ -6,6 +6,7 @@ import boto3
 import pytest
 import torch
 
+from pixelplexus import demo
 from pixelplexus.config import parse_config
 from pixelplexus.references import ModelReferenceError, bundled_models, default_reference, resolve_model
 from pixelplexus.tasks import get_task
@@ -56,7 +57,14 @@ def test_a_file_that_is_not_weights_is_refused(tmp_path):
         resolve_model(path, "enhance")
 
 
-BUNDLED = {"enhance-x4": 4, "enhance-x2": 2, "enhance-x4-gan": 4, "colorize": None, "generate": None}
+BUNDLED = {
+    "enhance-x4": 4,
+    "enhance-x2": 2,
+    "enhance-x4-gan": 4,
+    "enhance-x4-archive": 4,
+    "colorize": None,
+    "generate": None,
+}
 
 
 def test_the_package_ships_trained_defaults_for_every_task():
@@ -72,6 +80,9 @@ def test_the_package_ships_trained_defaults_for_every_task():
         assert model.info.scale == scale and model.info.run_id, name  # produced by a tracked training run
         assert model.load() is not None
     assert resolve_model(None, "colorize").reference == "colorize"
+    assert (
+        demo.resolve_models()["enhance"].reference == "enhance-x4-archive"
+    )  # the demo's inputs are archive copies
     with pytest.raises(ModelReferenceError, match="no bundled weights named 'enhance-x3'"):
         default_reference("enhance", scale=3)
 
@@ -144,3 +155,40 @@ def test_init_generator_must_fit_the_configured_generator(weights, tiny_config):
     )
     with pytest.raises(ModelReferenceError, match="is a 'compact' generator; the config builds 'srresnet'"):
         build_networks(get_task(other_arch))
+
+
+def test_interpolation_blends_two_trainings_of_one_network(tmp_path, weights, capsys):
+    from dataclasses import replace
+
+    from pixelplexus.archs import build_network
+    from pixelplexus.cli import main
+
+    first = str(weights["enhance"])
+    info = resolve_model(first, "enhance").info
+    torch.manual_seed(1)
+    other = build_network(info.arch, **info.args)
+    second = save_generator(tmp_path / "second.safetensors", other, replace(info, run_id="run-b"))
+    states = [resolve_model(ref, "enhance").load().state_dict() for ref in (first, second)]
+    for weight in (0.0, 0.3, 1.0):
+        dest = tmp_path / f"blend-{weight}.safetensors"
+        assert (
+            main(["models", "interpolate", "enhance", first, str(second), str(dest), "--weight", str(weight)])
+            == 0
+        )
+        blended = resolve_model(str(dest), "enhance")
+        for name, tensor in blended.load().state_dict().items():
+            torch.testing.assert_close(tensor, (1 - weight) * states[0][name] + weight * states[1][name])
+        assert blended.info.run_id == "run-b" and blended.info.extra["interpolated"]["weight"] == weight
+    sources = blended.info.extra["interpolated"]["from"]
+    assert [s["reference"] for s in sources] == ["enhance.safetensors", "second.safetensors"]
+    wider_args = {**info.args, "num_feat": info.args["num_feat"] * 2}
+    wider = build_network(info.arch, **wider_args)
+    wider_path = save_generator(tmp_path / "wider.safetensors", wider, replace(info, args=wider_args))
+    refused = tmp_path / "refused.safetensors"
+    argv = ["models", "interpolate", "enhance", first, str(wider_path), str(refused), "--weight", "0.5"]
+    assert main(argv) == 2
+    assert "different networks" in capsys.readouterr().err and not refused.exists()
+    assert (
+        main(["models", "interpolate", "enhance", first, str(second), str(refused), "--weight", "1.5"]) == 2
+    )
+    assert not refused.exists()

@@ -36,18 +36,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pixelplexus.config import TASK_NAMES, TaskConfig, shipped_config
+from pixelplexus.config import TASK_NAMES, DegradationConfig, TaskConfig, shipped_config
 from pixelplexus.io.images import ImageRecord, read_image_file, write_image_file
 from pixelplexus.metrics import psnr
 from pixelplexus.options import parse_options
 from pixelplexus.photos import PHOTOS, sample_photos
-from pixelplexus.references import ModelReferenceError, ResolvedModel, resolve_model
+from pixelplexus.references import ModelReferenceError, ResolvedModel, bundled_models, resolve_model
 from pixelplexus.tasks import inference_task
 from pixelplexus.tasks.generate import TRUNCATION_SWEEP
-from pixelplexus.transforms import resize
+from pixelplexus.transforms import ARCHIVE_BLUR_SIGMA, ARCHIVE_NOISE_SIGMA, degrade, resize
 from pixelplexus.visual import as_rgb8
 
 EXPERIMENT = "pixelplexus-demo"
+DEMO_DEFAULTS = {"enhance": "enhance-x4-archive"}
+"""The demo's inputs are archive copies: the bundled model made for those, where installed."""
 JPEG_QUALITY = 40  # an archive copy: visibly compressed
 SCORES = ("bicubic", "enhance", "gray", "colorize")  # PSNRs per photo: baseline and output of each task
 SHEETS = {
@@ -81,11 +83,16 @@ class DemoResult:
     seconds: float
 
 
-def archive_jpegs(image: np.ndarray, *, factor: int = 4, quality: int = JPEG_QUALITY) -> tuple[bytes, bytes]:
+def archive_jpegs(
+    image: np.ndarray, *, factor: int = 4, quality: int = JPEG_QUALITY, seed: int = 0
+) -> tuple[bytes, bytes]:
     """A small JPEG (for enhance) and a grayscale JPEG (for colorize), as an old scan might be: the demo's
-    files. The archive measurements (training evaluation, ``bench/quality.py --archive``) use the harsher
-    :func:`pixelplexus.transforms.archive_copy`."""
-    small = resize(image, (image.shape[1] // factor, image.shape[0] // factor))
+    files. The small one is damaged as the archive measurements' copies are (:func:`pixelplexus.transforms.
+    archive_copy`'s blur and sensor noise, drawn from ``seed``), then saved once as JPEG ``quality``."""
+    recipe = DegradationConfig(
+        blur_prob=1.0, blur_sigma=ARCHIVE_BLUR_SIGMA, noise_prob=1.0, noise_sigma=ARCHIVE_NOISE_SIGMA
+    )
+    small = degrade(image, factor, recipe, np.random.default_rng(seed))
     gray = Image.fromarray(image).convert("L")
     buffers = []
     for pil in (Image.fromarray(small), gray):
@@ -103,6 +110,9 @@ def resolve_models(models: Mapping[str, str] | None = None) -> dict[str, Resolve
         raise ModelReferenceError(
             f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASK_NAMES)}"
         )
+    for task, name in DEMO_DEFAULTS.items():
+        if task not in models and name in bundled_models():
+            models[task] = name
     return {task: resolve_model(models.get(task), task) for task in TASK_NAMES}
 
 
@@ -171,13 +181,15 @@ def run_demo(
 
     with _stage("archive copies", stages, log):
         photos = sample_photos(size)
-        for name, original in photos.items():
-            small, gray = archive_jpegs(original, factor=scale)
+        for index, (name, original) in enumerate(photos.items()):
+            small, gray = archive_jpegs(original, factor=scale, seed=index)
             write_image_file(folders["originals"] / f"{name}.png", _rgb_record(original))
             (folders["archive/enhance"] / f"{name}.jpg").write_bytes(small)
             (folders["archive/colorize"] / f"{name}.jpg").write_bytes(gray)
             _write_patches(original, config.crop_size, folders["training/patches"], name)
-        log(f"[demo] {len(photos)} photos, {size}² → ×{scale} smaller and gray JPEG (quality {JPEG_QUALITY})")
+        log(
+            f"[demo] {len(photos)} photos, {size}² → blurred, ×{scale} smaller, noisy, and gray; JPEG (quality {JPEG_QUALITY})"
+        )
 
     tracking_uri = f"sqlite:///{out_dir / 'mlflow.db'}"
     with _local_ray(log):
