@@ -13,13 +13,14 @@ messages name the file and the reason, never the file's bytes.
 
 from __future__ import annotations
 
+import io
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load
 
 from pixelplexus.weights import WeightsError
 
@@ -49,16 +50,25 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise WeightsError(f"{name} is empty")
-    loaded = _read_safetensors(path) if suffix == SAFETENSORS_SUFFIX else _read_pickle(path)
+    return state_from_bytes(path.read_bytes(), name)
+
+
+def state_from_bytes(data: bytes, name: str) -> dict[str, torch.Tensor]:
+    """:func:`read_state_dict` of a file's bytes already read (``name`` ends in its suffix): a caller that
+    also hashes the file reads it once, and what is hashed is what is loaded."""
+    if not data:
+        raise WeightsError(f"{name} is empty")
+    safetensors = name.lower().endswith(SAFETENSORS_SUFFIX)
+    loaded = _read_safetensors(data, name) if safetensors else _read_pickle(data, name)
     return _flat_state(loaded, name)
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def _read_safetensors(data: bytes, name: str) -> dict[str, torch.Tensor]:
     try:
-        return load_file(str(path), device="cpu")
+        return load(data)
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(
-            f"{path.name}: not a readable safetensors file, truncated or corrupt ({_safetensors_reason(exc)})"
+            f"{name}: not a readable safetensors file, truncated or corrupt ({_safetensors_reason(exc)})"
         ) from None
 
 
@@ -69,31 +79,29 @@ def _safetensors_reason(exc: Exception) -> str:
     return text.split(":", 1)[0].strip()[:120] or type(exc).__name__
 
 
-def _read_pickle(path: Path) -> object:
+def _read_pickle(data: bytes, name: str) -> object:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # The weights-only unpickler met something other than tensors and plain containers (a class, a
         # function such as os.system); it refuses before building it. A legacy-format checkpoint cut short
         # can read the same way.
         raise WeightsError(
-            f"{path.name} holds Python objects other than tensors, so it was not loaded (checkpoints are "
+            f"{name} holds Python objects other than tensors, so it was not loaded (checkpoints are "
             "read with weights_only=True, which never runs code; a truncated legacy checkpoint reads the "
             "same way)"
         ) from None
     except EOFError:
-        raise WeightsError(
-            f"{path.name}: not a readable PyTorch checkpoint (it ends early: truncated)"
-        ) from None
+        raise WeightsError(f"{name}: not a readable PyTorch checkpoint (it ends early: truncated)") from None
     except RuntimeError as exc:
         if "zip archive" in str(exc):
             raise WeightsError(
-                f"{path.name}: not a readable PyTorch checkpoint (a damaged zip archive: truncated or corrupt)"
+                f"{name}: not a readable PyTorch checkpoint (a damaged zip archive: truncated or corrupt)"
             ) from None
-        raise WeightsError(f"{path.name}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
+        raise WeightsError(f"{name}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
     except Exception as exc:  # torch.load fails in many ways on bytes that are not a checkpoint
         raise WeightsError(
-            f"{path.name}: not a readable PyTorch checkpoint, truncated or corrupt ({type(exc).__name__})"
+            f"{name}: not a readable PyTorch checkpoint, truncated or corrupt ({type(exc).__name__})"
         ) from None
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from pixelplexus.archs import build_network
-from pixelplexus.community.checkpoints import read_state_dict
+from pixelplexus.community.checkpoints import state_from_bytes
 from pixelplexus.community.detect import Detected, detect_architecture, to_basicsr
-from pixelplexus.community.ncnn import read_ncnn
+from pixelplexus.community.ncnn import ncnn_from_bytes, read_param_bytes
 from pixelplexus.io.files import localize, write_atomic
 from pixelplexus.weights import WeightsError, WeightsInfo, generator_bytes
 
@@ -42,12 +42,8 @@ class SourceFile:
     sha256: str
 
     @classmethod
-    def of(cls, path: Path) -> SourceFile:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        return cls(path.name, digest.hexdigest())
+    def of(cls, name: str, data: bytes) -> SourceFile:
+        return cls(name, hashlib.sha256(data).hexdigest())
 
 
 def import_weights(
@@ -119,7 +115,9 @@ def _read_source(source: str | Path, scale: int | None) -> tuple[Detected, list[
                 raise WeightsError(
                     f"an ncnn model is a .param and a .bin side by side; {part.name} is missing"
                 )
-        return read_ncnn(param, bin_), [SourceFile.of(param), SourceFile.of(bin_)]
+        param_data, bin_data = read_param_bytes(param), bin_.read_bytes()  # read once: hashed is loaded
+        detected = ncnn_from_bytes(param_data, bin_data, param.name, bin_.name)
+        return detected, [SourceFile.of(param.name, param_data), SourceFile.of(bin_.name, bin_data)]
     if suffix not in CHECKPOINT_SUFFIXES:
         raise WeightsError(
             f"{Path(text).name}: unknown model format; import takes {', '.join(CHECKPOINT_SUFFIXES)} checkpoints "
@@ -131,8 +129,10 @@ def _read_source(source: str | Path, scale: int | None) -> tuple[Detected, list[
         raise WeightsError(f"cannot read {text}: {exc}") from None
     if not path.is_file():
         raise WeightsError(f"checkpoint not found: {text}")
-    detected = detect_architecture(read_state_dict(path), scale=scale)  # the scale: a hint; _at_scale judges
-    return detected, [SourceFile.of(path)]
+    data = path.read_bytes()  # read once: what is hashed is what is loaded
+    state = state_from_bytes(data, path.name)
+    detected = detect_architecture(state, scale=scale)  # the scale: a hint; _at_scale judges
+    return detected, [SourceFile.of(path.name, data)]
 
 
 def _at_scale(detected: Detected, scale: int | None) -> Detected:

@@ -234,15 +234,29 @@ class _Reader:
 
 def read_ncnn(param_path: Path, bin_path: Path) -> Detected:
     """Recognise and read an ncnn super-resolution model as a PixelPlexus network's state dict."""
-    param_name, bin_name = param_path.name, bin_path.name
-    if param_path.stat().st_size > MAX_PARAM_BYTES:
-        raise WeightsError(f"{param_name}: {param_path.stat().st_size} bytes is too large for an ncnn .param")
+    return ncnn_from_bytes(
+        read_param_bytes(param_path), bin_path.read_bytes(), param_path.name, bin_path.name
+    )
+
+
+def read_param_bytes(path: Path) -> bytes:
+    """A ``.param`` file's bytes, refused unread when it is larger than any ncnn graph description."""
+    size = path.stat().st_size
+    if size > MAX_PARAM_BYTES:
+        raise WeightsError(f"{path.name}: {size} bytes is too large for an ncnn .param")
+    return path.read_bytes()
+
+
+def ncnn_from_bytes(param_data: bytes, bin_data: bytes, param_name: str, bin_name: str) -> Detected:
+    """:func:`read_ncnn` of the two files' bytes already read (a caller that also hashes them reads once)."""
+    if len(param_data) > MAX_PARAM_BYTES:
+        raise WeightsError(f"{param_name}: {len(param_data)} bytes is too large for an ncnn .param")
     try:
-        text = param_path.read_text(encoding="ascii")
+        text = param_data.decode("ascii").replace("\r\n", "\n").replace("\r", "\n")  # as read_text reads
     except UnicodeDecodeError:
         raise WeightsError(f"{param_name}: not a text ncnn .param file") from None
     layers = parse_param(text, param_name)
-    weighted = read_weights(layers, bin_path.read_bytes(), bin_name)
+    weighted = read_weights(layers, bin_data, bin_name)
     arch, args, layout = _recognise(layers, weighted, param_name)
     network = build_network(arch, **args)
     state = _match(network, weighted, f"{param_name} ({layout})")
