@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pixelplexus.config import TASK_NAMES, DegradationConfig, TaskConfig, shipped_config
+from pixelplexus.config import TASK_NAMES, TaskConfig, shipped_config
 from pixelplexus.io.images import ImageRecord, read_image_file, write_image_file
 from pixelplexus.metrics import psnr
 from pixelplexus.options import parse_options
@@ -44,7 +44,7 @@ from pixelplexus.photos import PHOTOS, sample_photos
 from pixelplexus.references import ModelReferenceError, ResolvedModel, bundled_models, resolve_model
 from pixelplexus.tasks import inference_task
 from pixelplexus.tasks.generate import TRUNCATION_SWEEP
-from pixelplexus.transforms import ARCHIVE_BLUR_SIGMA, ARCHIVE_NOISE_SIGMA, degrade, resize
+from pixelplexus.transforms import archive_copy, resize
 from pixelplexus.visual import as_rgb8
 
 EXPERIMENT = "pixelplexus-demo"
@@ -89,10 +89,7 @@ def archive_jpegs(
     """A small JPEG (for enhance) and a grayscale JPEG (for colorize), as an old scan might be: the demo's
     files. The small one is damaged as the archive measurements' copies are (:func:`pixelplexus.transforms.
     archive_copy`'s blur and sensor noise, drawn from ``seed``), then saved once as JPEG ``quality``."""
-    recipe = DegradationConfig(
-        blur_prob=1.0, blur_sigma=ARCHIVE_BLUR_SIGMA, noise_prob=1.0, noise_sigma=ARCHIVE_NOISE_SIGMA
-    )
-    small = degrade(image, factor, recipe, np.random.default_rng(seed))
+    small = archive_copy(image, factor, seed, jpeg=False)
     gray = Image.fromarray(image).convert("L")
     buffers = []
     for pil in (Image.fromarray(small), gray):

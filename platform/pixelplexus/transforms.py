@@ -198,18 +198,19 @@ ARCHIVE_JPEG_QUALITY = (35, 55)
 """…and its strong JPEG compression (quality, inclusive)."""
 
 
-def archive_copy(hr: np.ndarray, scale: int, seed: int) -> np.ndarray:
+def archive_copy(hr: np.ndarray, scale: int, seed: int, *, jpeg: bool = True) -> np.ndarray:
     """The fixed archive-like copy of an H×W×3 uint8 image, as the archive measurements score them: Gaussian
     blur (σ in :data:`ARCHIVE_BLUR_SIGMA`), bicubic ×1/scale, Gaussian noise (σ in
     :data:`ARCHIVE_NOISE_SIGMA`), JPEG (quality in :data:`ARCHIVE_JPEG_QUALITY`) — :func:`degrade` with every
     step on, its strengths drawn from ``numpy.random.default_rng(seed)``. Pass the image's index in its set
-    as ``seed``: the same image and seed always give the same copy."""
+    as ``seed``: the same image and seed always give the same copy. ``jpeg=False`` leaves the compression
+    to the caller (the demo saves the copy once as a JPEG file); the other draws stay the same."""
     recipe = DegradationConfig(
         blur_prob=1.0,
         blur_sigma=ARCHIVE_BLUR_SIGMA,
         noise_prob=1.0,
         noise_sigma=ARCHIVE_NOISE_SIGMA,
-        jpeg_prob=1.0,
+        jpeg_prob=1.0 if jpeg else 0.0,
         jpeg_quality=ARCHIVE_JPEG_QUALITY,
     )
     return degrade(hr, scale, recipe, np.random.default_rng(seed))
