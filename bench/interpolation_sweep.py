@@ -40,28 +40,27 @@ def selection_images(data: Path) -> list[np.ndarray]:
     return images
 
 
-def bicubic_niqe(images: list[np.ndarray]) -> float:
-    """Mean NIQE of bicubic upscaling of the same archive copies (the baseline to beat)."""
-    values = []
+def archive_inputs(images: list[np.ndarray]) -> tuple[list[tuple[np.ndarray, np.ndarray, float]], float]:
+    """Per image: its archive copy (seeded by its index), the original and bicubic's Y-PSNR on the copy —
+    made once, shared by every weight — and bicubic's mean NIQE (the baseline to beat)."""
+    inputs, niqes = [], []
     for seed, hr in enumerate(images):
         lr = archive_copy(hr, 4, seed)
-        values.append(niqe(resize(lr, (hr.shape[1], hr.shape[0])), crop_border=4))
-    return float(np.mean(values))
+        bicubic = resize(lr, (hr.shape[1], hr.shape[0]))
+        inputs.append((lr, hr, psnr(bicubic, hr, crop_border=4, y_channel=True)))
+        niqes.append(niqe(bicubic, crop_border=4))
+    return inputs, float(np.mean(niqes))
 
 
-def score(reference: str, images: list[np.ndarray]) -> tuple[float, float]:
+def score(reference: str, inputs: list[tuple[np.ndarray, np.ndarray, float]]) -> tuple[float, float]:
     """Mean archive Y-PSNR gain over bicubic and mean NIQE of the restorations."""
     model = resolve_model(reference, "enhance")
     task, network = inference_task(model.info), model.load()
     gains, niqes = [], []
-    for seed, hr in enumerate(images):
-        lr = archive_copy(hr, 4, seed)
+    for lr, hr, bicubic_psnr in inputs:
         with torch.inference_mode():
             out = task.predict(network, [ImageRecord(lr)], {"tile": 0})[0].pixels
-        bicubic = resize(lr, (hr.shape[1], hr.shape[0]))
-        gains.append(
-            psnr(out, hr, crop_border=4, y_channel=True) - psnr(bicubic, hr, crop_border=4, y_channel=True)
-        )
+        gains.append(psnr(out, hr, crop_border=4, y_channel=True) - bicubic_psnr)
         niqes.append(niqe(out, crop_border=4))
     return float(np.mean(gains)), float(np.mean(niqes))
 
@@ -78,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     images = selection_images(args.data)
-    rows, chosen = [f"| bicubic | 0 | {bicubic_niqe(images):.2f} |"], None
+    inputs, baseline_niqe = archive_inputs(images)
+    rows, chosen = [f"| bicubic | 0 | {baseline_niqe:.2f} |"], None
     print(rows[0], flush=True)
     for weight in [float(w) for w in args.weights.split(",")]:
         dest = args.out / f"blend-{weight:g}.safetensors"
         interpolate_models(args.psnr_model, args.gan_model, "enhance", weight, dest)
-        gain, quality = score(str(dest), images)
+        gain, quality = score(str(dest), inputs)
         rows.append(f"| {weight:g} | {gain:+.2f} | {quality:.2f} |")
         if gain >= args.min_gain:
             chosen = weight
