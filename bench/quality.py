@@ -406,7 +406,7 @@ def archive_table(entries: list[Entry], image_sets: dict[str, list[np.ndarray]])
     for set_name, images in image_sets.items():
         if has_niqe:
             originals[set_name] = float(
-                np.mean([niqe(_whole(image), crop_border=ARCHIVE_SCALE) for image in images])
+                np.mean([niqe(whole_image(image), crop_border=ARCHIVE_SCALE) for image in images])
             )
         for name, task, generator in methods:
             timed = Timed(generator)
@@ -464,7 +464,7 @@ def archive_table(entries: list[Entry], image_sets: dict[str, list[np.ndarray]])
     return lines
 
 
-def _whole(image: np.ndarray) -> np.ndarray:
+def whole_image(image: np.ndarray) -> np.ndarray:
     """An image cropped to a multiple of the archive scale, as ``evaluate`` crops it."""
     height, width = image.shape[:2]
     return image[: height - height % ARCHIVE_SCALE, : width - width % ARCHIVE_SCALE]
