@@ -33,7 +33,7 @@ from pixelplexus.tasks import inference_task
 from pixelplexus.transforms import archive_copy, resize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import archive_image_sets, whole_image  # noqa: E402
+from quality import archive_image_sets, whole_image
 
 
 def restorer(reference: str):
