@@ -27,6 +27,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 
 CHILD = r"""
 import io, json, os, sys, threading, time
@@ -43,8 +44,8 @@ task = inference_task(model.info)
 options = task.parse_options(tile=None)
 files = sorted((folder / "in").glob("*.png"))[:n]
 
-if mode == "floor":
-    generator = model.load(device)
+if mode.startswith("floor"):  # "floor": the model as a hand-written loop runs it; "floor-cl": as pixelplexus does
+    generator = model.load_for_inference(device) if mode == "floor-cl" else model.load(device)
     x = [torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1).float() / 255 for f in files]
     x = [t.to(device) for t in x]
     sync()
@@ -112,6 +113,26 @@ def child(mode: str, folder: str, n: int, batch: int, threads: int, device: str)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def whole_processes(folder: str, n: int, batch: int, threads: int, device: str) -> tuple[float, float]:
+    """Wall seconds of two whole processes, interpreter start to exit, on the same N images: the
+    hand-written loop (imports, model load, the loop) and ``pixelplexus enhance`` (Ray's start and stop
+    included), as a user would time them."""
+    start = time.perf_counter()
+    child("loop", folder, n, batch, threads, device)
+    loop = time.perf_counter() - start
+    listing = os.path.join(folder, f"list-{n}.txt")
+    command = [os.path.join(os.path.dirname(sys.executable), "pixelplexus"), "enhance", listing]
+    command += [os.path.join(folder, f"cli-{n}"), "--model", os.path.join(folder, "enhance.safetensors")]
+    command += ["--batch-size", str(batch), "--threads-per-worker", str(threads), "--tile", "0"]
+    command += ["--gpus-per-worker", "1" if device == "cuda" else "0"]
+    start = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True)
+    cli = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"pixelplexus enhance failed:\n{out.stderr[-4000:]}")
+    return loop, cli
+
+
 def make_inputs(folder: str, n: int, size: int) -> None:
     import numpy as np
     from PIL import Image
@@ -151,12 +172,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         make_inputs(folder, n, args.size)
         first_floor = child("floor", folder, n, batch, threads, args.device)
+        first_floor_cl = child("floor-cl", folder, n, batch, threads, args.device)
         loop = child("loop", folder, n, batch, threads, args.device)
         small = child("pipeline", folder, n_small, batch, threads, args.device)
         full = child("pipeline", folder, n, batch, threads, args.device)
+        whole_loop, whole_cli = whole_processes(folder, n, batch, threads, args.device)
         last_floor = child("floor", folder, n, batch, threads, args.device)
+        last_floor_cl = child("floor-cl", folder, n, batch, threads, args.device)
     assert full["ok"] == n and small["ok"] == n_small, (full, small)
     floor_rate = n / min(first_floor["seconds"], last_floor["seconds"])
+    floor_cl_rate = n / min(first_floor_cl["seconds"], last_floor_cl["seconds"])
     loop_rate, end_to_end = n / loop["seconds"], n / full["seconds"]
     steady = (n - n_small) / (full["seconds"] - small["seconds"])
     print(
@@ -166,6 +191,10 @@ def main() -> None:
     print("| path | images/s | vs loop | vs model only |")
     print("|---|---|---|---|")
     print(f"| model only (floor) | {floor_rate:.2f} | {floor_rate / loop_rate:.2f} | 1.00 |")
+    print(
+        f"| model only, channels-last (as pixelplexus runs it) | {floor_cl_rate:.2f} | "
+        f"{floor_cl_rate / loop_rate:.2f} | {floor_cl_rate / floor_rate:.2f} |"
+    )
     print(f"| sequential loop (PIL → model → PIL) | {loop_rate:.2f} | 1.00 | {loop_rate / floor_rate:.2f} |")
     print(
         f"| pixelplexus, steady state | {steady:.2f} | {steady / loop_rate:.2f} | {steady / floor_rate:.2f} |"
@@ -175,7 +204,12 @@ def main() -> None:
         f"{end_to_end / floor_rate:.2f} |"
     )
     print(
-        f"\nfloor runs: {first_floor['seconds']:.1f} s and {last_floor['seconds']:.1f} s; pixelplexus end to "
+        f"\nwhole processes (interpreter start to exit, {n} images): hand-written loop {whole_loop:.1f} s, "
+        f"`pixelplexus enhance` {whole_cli:.1f} s ({whole_loop / whole_cli:.2f}× the loop's speed)"
+    )
+    print(
+        f"floor runs: {first_floor['seconds']:.1f} s and {last_floor['seconds']:.1f} s (channels-last "
+        f"{first_floor_cl['seconds']:.1f} s and {last_floor_cl['seconds']:.1f} s); pixelplexus end to "
         f"end: {small['seconds']:.1f} s (N={n_small}), {full['seconds']:.1f} s (N={n}); start-up until the "
         f"first results: {full['startup']:.1f} s"
     )

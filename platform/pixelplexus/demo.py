@@ -279,7 +279,7 @@ def _generate(model: ResolvedModel, folder: Path) -> dict[str, Path]:
     """New images (:meth:`GenerateTask.sample_sheets`): a grid of seeds, a truncation sweep, latent walks;
     name → the PNG written into ``folder``."""
     task = inference_task(model.info)
-    sheets = task.sample_sheets(model.load(), **SHEETS)
+    sheets = task.sample_sheets(model.load_for_inference(), **SHEETS)
     paths = {name: folder / f"{name}.png" for name in sheets}
     for name, picture in sheets.items():
         write_image_file(paths[name], _rgb_record(picture))

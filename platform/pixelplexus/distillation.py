@@ -82,7 +82,7 @@ def prepare_pairs(
     task = inference_task(resolved.info)
     if task.scale != scale:
         raise ValueError(f"the teacher {teacher} upscales ×{task.scale}, not ×{scale}")
-    network = resolved.load()
+    network = resolved.load_for_inference()
     output, settings = Location.parse(out), S3Settings.from_env()
     output.check(settings, create=True)
     skipped: dict[str, str] = {}

@@ -206,7 +206,7 @@ class Predictor:
             torch.set_num_threads(threads or max(1, cores // concurrency))
         self.task = inference_task(model.info)
         self.options = self.task.parse_options(options)
-        self.generator = model.load(device)
+        self.generator = model.load_for_inference(device)
         self.batch_size = batch_size
 
     def __call__(self, batch: Batch) -> Batch:

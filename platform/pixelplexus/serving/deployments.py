@@ -74,7 +74,7 @@ class LoadedModel:
 def load_model(task: str, reference: str | None, device: str) -> LoadedModel:
     """Resolve ``reference`` for ``task`` and load its generator (raises ModelReferenceError)."""
     resolved = resolve_model(reference, task)
-    return LoadedModel(resolved, resolved.load(device), inference_task(resolved.info), device)
+    return LoadedModel(resolved, resolved.load_for_inference(device), inference_task(resolved.info), device)
 
 
 @dataclass(frozen=True)
