@@ -68,13 +68,34 @@ def dead_nodes(head: Node) -> list[str]:
     )
 
 
+def command(argv: list[str], env: dict[str, str], console: Path) -> subprocess.Popen:
+    """``pixelplexus ARGV`` joining the cluster at ``RAY_ADDRESS``, its console written to ``console`` (a
+    file, not a pipe: nobody reads while the test waits, and a full pipe would stall the command)."""
+    with open(console, "w") as out:
+        return subprocess.Popen(
+            [COMMAND, *argv], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=console.parent
+        )
+
+
+def finished(run: subprocess.Popen, console: Path) -> str:
+    """The console of ``run`` once it has succeeded (killed if it has not ended within 300 s)."""
+    try:
+        run.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        raise
+    text = console.read_text()
+    assert run.returncode == 0, text[-3000:]
+    return text
+
+
 def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 300):
     """Poll ``condition()`` until it returns something true (returned); fail naming ``what`` if ``process``
     (the command under test) ends first or after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
         if process.poll() is not None:
-            pytest.fail(f"the command ended before {what}:\n{process.stdout.read()[-3000:]}")
+            pytest.fail(f"the command ended (exit code {process.returncode}) before {what}")
         assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s"
         time.sleep(0.05)
     return value
@@ -93,13 +114,8 @@ def test_a_batch_run_that_loses_a_worker_node_accounts_for_every_input(ray_nodes
     write_folder(tmp_path / "in", images)
     out = tmp_path / "out"
     flags = ["--model", str(weights["enhance"]), "--tile", "0", "--batch-size", "8", "--concurrency", "2"]
-    run = subprocess.Popen(
-        [COMMAND, "enhance", str(tmp_path / "in"), str(out), *flags, "--threads-per-worker", "1"],
-        env=env | {"RAY_ADDRESS": head.address},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    argv = ["enhance", str(tmp_path / "in"), str(out), *flags, "--threads-per-worker", "1"]
+    run = command(argv, env | {"RAY_ADDRESS": head.address}, tmp_path / "console.txt")
 
     def written() -> int:
         return sum(1 for _ in out.glob("*/*.png"))
@@ -112,9 +128,8 @@ def test_a_batch_run_that_loses_a_worker_node_accounts_for_every_input(ray_nodes
     )
     lost.kill()
     written_before = written()
-    console, _ = run.communicate(timeout=300)
+    finished(run, tmp_path / "console.txt")
 
-    assert run.returncode == 0, console[-3000:]
     assert written_before < count, "the run was over before the node was lost"
     assert dead_nodes(head) == ["node_a" if lost is a else "node_b"]
     manifest = read_manifest(str(out))
@@ -133,7 +148,7 @@ def test_training_that_loses_a_worker_node_resumes_from_its_checkpoint_exactly(r
     head, a, b = three_nodes(ray_nodes, env, cpus=(1, 1, 1))
     write_folder(tmp_path / "images", image_files(with_bad=False))
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    argv = [COMMAND, "train", "enhance", "--data", str(tmp_path / "images"), "--workers", "2"]
+    argv = ["train", "enhance", "--data", str(tmp_path / "images"), "--workers", "2"]
     argv += ["--config", str(shipped_config_path("enhance-tiny")), "--tracking-uri", tracking]
     argv += ["--experiment", "tests", "--storage", str(tmp_path / "ray")]  # one disk: every node reaches it
     for change in (
@@ -144,26 +159,18 @@ def test_training_that_loses_a_worker_node_resumes_from_its_checkpoint_exactly(r
     ):
         argv += ["--set", change]
 
-    def start() -> subprocess.Popen:
-        return subprocess.Popen(
-            argv,
-            env=env | {"RAY_ADDRESS": head.address},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=tmp_path,
-        )
+    def start(name: str) -> subprocess.Popen:
+        return command(argv, env | {"RAY_ADDRESS": head.address}, tmp_path / f"{name}.txt")
 
-    def finish(run: subprocess.Popen) -> tuple[str, dict]:
+    def finish(run: subprocess.Popen, name: str) -> tuple[str, dict]:
         """The run's MLflow run id and final training state, once the command succeeded."""
-        console, _ = run.communicate(timeout=300)
-        assert run.returncode == 0, console[-3000:]
+        console = finished(run, tmp_path / f"{name}.txt")
         checkpoint = re.search(r"checkpoint (\S+?)(;|$)", console, re.M).group(1)
         return re.search(r"MLflow run ([0-9a-f]{32})", console).group(1), final_state(checkpoint)
 
-    straight_id, straight = finish(start())
+    straight_id, straight = finish(start("straight"), "straight")
 
-    run = start()
+    run = start("interrupted")
     client = MlflowClient(tracking)
     experiment = client.get_experiment_by_name("tests").experiment_id
 
@@ -175,7 +182,7 @@ def test_training_that_loses_a_worker_node_resumes_from_its_checkpoint_exactly(r
     wait_for(lambda: max(logged_steps(), default=0) >= 10, run, "the step-10 log")
     lost = next(n for n in (a, b) if n.runs("ray::RayTrainWorker"))
     lost.kill()
-    run_id, resumed = finish(run)
+    run_id, resumed = finish(run, "interrupted")
 
     assert dead_nodes(head) == ["node_a" if lost is a else "node_b"]
     resumed_at = client.get_metric_history(run_id, "resumed_at_step")

@@ -110,12 +110,15 @@ def start_node(env: dict[str, str], *args: str, head: Node | None = None, wait: 
         start_new_session=True,
     )
     node = Node(process, temp_dir, address, dashboard)
-    if head is None:
-        # public in every auth mode: KubeRay's probes and submitter use it without a token
-        processes.wait_for_http(f"{dashboard}/api/gcs_healthz", process, "the Ray head")
-        return node
-    if wait:
-        wait_for_nodes(head, expected, [node])
+    try:
+        if head is None:
+            # public in every auth mode: KubeRay's probes and submitter use it without a token
+            processes.wait_for_http(f"{dashboard}/api/gcs_healthz", process, "the Ray head")
+        elif wait:
+            wait_for_nodes(head, expected, [node])
+    except BaseException:  # Ctrl-C included: nobody else knows of this node yet
+        node.stop()
+        raise
     return node
 
 
