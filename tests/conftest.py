@@ -145,50 +145,26 @@ def stop_process_tree():
 
 
 @pytest.fixture
-def ray_head(free_port):
-    """``ray_head(env, *args)`` → the dashboard URL of a ``ray start --head`` of this test's own, on loopback.
+def ray_nodes():
+    """``ray_nodes(env, *args, head=None, wait=True)`` → a :class:`support.ray_nodes.Node`: a ``ray start``
+    head of this test's own on loopback, or a worker node joining ``head`` (own ports, own temp dir; ``args``
+    add ``ray start`` flags, ``--num-cpus=1`` unless given; see :func:`support.ray_nodes.start_node`). Every node is stopped with its whole process tree at
+    teardown: ``ray stop`` would stop every Ray on the machine."""
+    from support.ray_nodes import start_node
 
-    Own ports (fixed defaults would clash with the session's Ray cluster), own temp dir, own session; ``args``
-    add ``ray start`` flags (``--num-cpus=1`` unless given). Stopped with its whole process tree at teardown:
-    ``ray stop`` would stop every Ray on the machine.
-    """
-    import shutil
-    import tempfile
+    started = []
 
-    started: list[tuple[subprocess.Popen, str]] = []
-
-    def start(env: dict[str, str], *args: str) -> str:
-        dashboard = free_port()
-        ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
-        flags = [
-            f"--port={free_port()}",
-            f"--dashboard-port={dashboard}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
-            f"--ray-client-server-port={free_port()}",
-            "--node-ip-address=127.0.0.1",
-            "--dashboard-host=127.0.0.1",
-            "--include-dashboard=true",
-            "--disable-usage-stats",
-            f"--temp-dir={ray_tmp}",
-            *(args if any(a.startswith("--num-cpus") for a in args) else ("--num-cpus=1", *args)),
-        ]
-        head = subprocess.Popen(
-            [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", *flags],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        started.append((head, ray_tmp))
-        url = f"http://127.0.0.1:{dashboard}"
-        # public in every auth mode: KubeRay's probes and submitter use it without a token
-        processes.wait_for_http(f"{url}/api/gcs_healthz", head, "the Ray head")
-        return url
+    def start(env: dict[str, str], *args: str, head=None, wait: bool = True):
+        started.append(start_node(env, *args, head=head, wait=wait))
+        return started[-1]
 
     yield start
-    for head, ray_tmp in started:
-        processes.stop_tree(head)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    for node in reversed(started):
+        node.stop()
+
+
+@pytest.fixture
+def ray_head(ray_nodes):
+    """``ray_head(env, *args)`` → the dashboard URL of a ``ray start --head`` of this test's own
+    (:func:`ray_nodes`)."""
+    return lambda env, *args: ray_nodes(env, *args).dashboard

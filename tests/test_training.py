@@ -6,7 +6,6 @@ and images the test makes; what it logs is read back through MLflow's own client
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -22,45 +21,25 @@ import torch
 from mlflow import MlflowClient
 from PIL import Image
 
-from pixelplexus.config import TaskConfig, shipped_config, shipped_config_path
+from pixelplexus.config import shipped_config_path
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.tasks import get_task
 from pixelplexus.training.state import STATE_FILE
-from pixelplexus.training.trainer import TrainJob, TrainResult, run_training
+from pixelplexus.training.trainer import TrainJob
 from pixelplexus.weights import load_generator
 from support import processes
 from support.corpus import bad_images, pattern
+from support.training import BAD, final_state, image_files, tiny, train
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-BAD = ("empty", "text_named_jpg", "truncated_png", "bomb_png_81_megapixels")
 
 
 @pytest.fixture(autouse=True)
 def _quick_train_controller(monkeypatch):
     """Ray Train's controller polls its workers every 2 s by default; every run ends up to a poll later."""
     monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-
-
-def tiny(task: str, **changes) -> TaskConfig:
-    config = shipped_config(f"{task}-tiny")
-    return config.override(**changes) if changes else config
-
-
-def image_files(count: int = 48, *, with_bad: bool = True) -> dict[str, bytes]:
-    """Relative path → bytes: ``count`` photo-like PNG/JPEG images in nested folders, plus bad files."""
-    files = {}
-    for i in range(count):
-        buffer = io.BytesIO()
-        fmt = "PNG" if i % 2 else "JPEG"
-        Image.fromarray(pattern(40 + 4 * (i % 3), 48, seed=i)).save(buffer, format=fmt)
-        files[f"set{i % 2}/img{i:02d}.{'png' if i % 2 else 'JPG'}"] = buffer.getvalue()
-    if with_bad:
-        corpus = bad_images()
-        for name in BAD:
-            files[f"bad/{name}{corpus[name].extension}"] = corpus[name].data
-    return files
 
 
 @pytest.fixture
@@ -72,25 +51,8 @@ def images(tmp_path) -> Path:
     return folder
 
 
-def train(tmp_path: Path, config: TaskConfig, data, tracking_uri: str, **options) -> TrainResult:
-    job = TrainJob(
-        config=config,
-        data=str(data),
-        workers=options.pop("workers", 2),
-        tracking_uri=tracking_uri,
-        experiment=options.pop("experiment", "tests"),
-        storage=str(tmp_path / "ray"),
-        **options,
-    )
-    return run_training(job)
-
-
 def artifact_names(client: MlflowClient, run_id: str, path: str) -> list[str]:
     return sorted(Path(entry.path).name for entry in client.list_artifacts(run_id, path))
-
-
-def final_state(result: TrainResult) -> dict:
-    return torch.load(Path(result.checkpoint) / STATE_FILE, weights_only=True)
 
 
 @pytest.mark.parametrize(("task", "val_metric"), [("enhance", "val_psnr_y"), ("colorize", "val_psnr_rgb")])

@@ -26,7 +26,10 @@ EXTENSIONS = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 
 @ray.remote(num_cpus=0)
 class SkippedImages:
-    """Images that could not be used, by path, with the reason (each counted once however many epochs)."""
+    """Images that could not be used, by path, with the reason (each counted once however many epochs).
+
+    One per run, started by :func:`skipped_images_here` on the driver's node.
+    """
 
     def __init__(self) -> None:
         self._reasons: dict[str, str] = {}
@@ -42,6 +45,16 @@ class SkippedImages:
 
     def by_reason(self) -> dict[str, int]:
         return dict(Counter(self._reasons.values()))
+
+
+def skipped_images_here() -> Any:
+    """A run's :class:`SkippedImages`, placed on the calling process's node (the driver's): the workers ask
+    it for the count at every log, so one on a worker node that is lost would fail every restart of the
+    worker group; on the driver's node it lives as long as the run can."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return SkippedImages.options(scheduling_strategy=here).remote()
 
 
 def decode_row(

@@ -100,7 +100,7 @@ def local_resources(job: TrainJob) -> dict[str, Any]:
 def run_training(job: TrainJob) -> TrainResult:
     import ray
 
-    from pixelplexus.training.data import SkippedImages
+    from pixelplexus.training.data import skipped_images_here
 
     config = job.config
     task = config.task
@@ -119,7 +119,7 @@ def run_training(job: TrainJob) -> TrainResult:
     if not ray.is_initialized():
         localray.start(**local_resources(job))  # a local instance ends with this process, even a killed one
     quiet_ray_console()  # our progress lines, not Ray's bookkeeping (which stays in its log files)
-    skipped = SkippedImages.remote()
+    skipped = skipped_images_here()  # on the driver's node: not lost with a worker node
     try:
         result = build_trainer(job, run_id, uri, resume_from, skipped).fit()
         if result.checkpoint is None:
