@@ -180,31 +180,27 @@ def decide(request: BatchRequest, output: Location, listing: Listing) -> Plan:
     outs = pa.concat_arrays(
         [pa.array([], pa.string())]
         + [
-            pa.array(
-                [
-                    None if refused else output_key(key, request.format)
-                    for key, refused in zip(
-                        listing.keys.slice(i, CHUNK).to_pylist(), listing.refused.slice(i, CHUNK).to_pylist()
-                    )
-                ],
-                pa.string(),
-            )
+            _output_keys(listing.keys.slice(i, CHUNK), listing.refused.slice(i, CHUNK), request.format)
             for i in range(0, listing.num_rows, CHUNK)
         ]
-    )  # null for refused inputs
-    reserved = pc.starts_with(outs, RESERVED + "/").fill_null(True)
-    collisions = _collisions(listing.keys, outs, pc.invert(reserved))
-    previous, present = None, None
+    )
+    reserved = pc.coalesce(pc.starts_with(outs, RESERVED + "/"), pc.starts_with(listing.keys, RESERVED + "/"))
+    eligible = pc.invert(pc.or_(listing.refused, reserved))
+    collisions = _collisions(listing.keys, outs, eligible)
+    previous, existing = None, None
     result = Plan(output)
     with Spill("pixelplexus-manifest-") as spill:
         if not request.overwrite:
-            present = pc.is_in(outs, value_set=_existing_outputs(output, request))
+            existing = _existing_outputs(output, request)
             bounds = listing.keys.take(pa.array(listing.starts[1:], pa.int64()))
             previous = _manifest_ranges(output, request, spill, bounds)
         for index, (start, items) in enumerate(listing.ranges()):
-            items = items.append_column("output_key", outs.slice(start, items.num_rows))
-            if present is not None:
-                items = items.append_column("present", present.slice(start, items.num_rows))
+            out = pc.coalesce(outs.slice(start, items.num_rows), items.column("key"))
+            items = items.append_column("output_key", out)
+            if existing is not None:
+                # the outputs present (both ways round: two hash tables of a range's keys, not of OUTPUT's)
+                hits = existing.filter(pc.is_in(existing, value_set=out))
+                items = items.append_column("present", pc.is_in(out, value_set=hits))
             earlier = newest_per_key(read(previous[index])) if previous else None
             todo, done, refused = _decide_range(items, collisions, earlier)
             result.add("todo", todo)
@@ -213,18 +209,31 @@ def decide(request: BatchRequest, output: Location, listing: Listing) -> Plan:
     return result
 
 
+def _output_keys(keys: pa.Array, refused: pa.Array, format: str) -> pa.Array:
+    """:func:`output_key` of each of ``keys``, null where it is the key itself (most often) or the input is
+    refused (its key need not name an image): the output keys of a million inputs in a few MB."""
+    outs = []
+    for key, no in zip(keys.to_pylist(), refused.to_pylist()):
+        out = None if no else output_key(key, format)
+        outs.append(None if out == key else out)
+    return pa.array(outs, pa.string())
+
+
 def _collisions(keys: pa.Array, outs: pa.Array, eligible: pa.Array) -> pa.Table:
-    """Of the ``eligible`` inputs with the same output key, the first by input key claims it: the others,
-    as a table of their ``key`` and the ``claimer``'s (few, usually none)."""
-    counts = pc.value_counts(outs.filter(eligible))
+    """Of the ``eligible`` inputs with the same output key (``outs``, null: the key itself), the first by
+    input key claims it: the others, as a table of their ``key`` and the ``claimer``'s (few, usually
+    none). Two inputs share an output key only when one of them has an output key of its own: only the
+    inputs whose output key is one of those are compared."""
+    own = outs.drop_null()
+    shared = pc.and_(eligible, pc.or_(pc.is_valid(outs), pc.is_in(keys, value_set=own)))
+    candidates = pa.table({"key": keys, "output_key": pc.coalesce(outs, keys)}).filter(shared)
+    counts = pc.value_counts(candidates.column("output_key"))
     claimed = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
-    shared = pa.table({"key": keys, "output_key": outs}).filter(
-        pc.and_(eligible, pc.is_in(outs, value_set=claimed))
-    )
-    claims = shared.group_by("output_key", use_threads=False).aggregate([("key", "min")])
-    shared = shared.join(claims, "output_key", use_threads=False)
-    shared = shared.filter(pc.not_equal(shared.column("key"), shared.column("key_min")))
-    return pa.table({"key": shared.column("key"), "claimer": shared.column("key_min")})
+    candidates = candidates.filter(pc.is_in(candidates.column("output_key"), value_set=claimed))
+    claims = candidates.group_by("output_key", use_threads=False).aggregate([("key", "min")])
+    candidates = candidates.join(claims, "output_key", use_threads=False)
+    candidates = candidates.filter(pc.not_equal(candidates.column("key"), candidates.column("key_min")))
+    return pa.table({"key": candidates.column("key"), "claimer": candidates.column("key_min")})
 
 
 def _manifest_ranges(output: Location, request: BatchRequest, spill: Spill, bounds: pa.Array) -> list[str]:

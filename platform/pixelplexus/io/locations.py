@@ -442,10 +442,11 @@ def scan_table(
     everyone, flags = pa.concat_arrays(keys), pa.concat_arrays(refused)
     del keys, refused
     by_key = pc.sort_indices(everyone)  # stable: of equal keys, the first listed comes first
-    first = _first_of_each_key(pa.table({"key": everyone.take(by_key), "row": by_key})).column("row")
-    first = first.combine_chunks()
-    keys, flags = everyone.take(first), flags.take(first)
-    del everyone, by_key, first
+    first = _first_of_each_key(pa.table({"key": everyone.take(by_key), "row": by_key}))
+    del everyone, by_key
+    keys = first.column("key").combine_chunks()
+    flags = flags.take(first.column("row"))
+    del first
     starts = range_starts(len(keys))
     bounds = keys.take(pa.array(starts[1:], pa.int64()))
     rows = pq.ParquetFile(spill.path("listing"))

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-RANGE_ROWS = 100_000  # keys of a range at least: the driver holds about one range's rows at a time
-MAX_RANGES = 64  # ranges at most (files open at once while cutting): beyond, ranges grow
+RANGE_ROWS = 25_000  # keys of a range at least: the driver holds about one range's rows at a time
+MAX_RANGES = 256  # ranges at most (files open at once while cutting): beyond, ranges grow
 
 
 def range_starts(count: int) -> list[int]:
