@@ -19,12 +19,13 @@ import pytest
 import torch
 
 from pixelplexus.batch import run as batch_run
-from pixelplexus.batch.manifest import read_manifest
+from pixelplexus.batch.manifest import ManifestWriter, conform, read_manifest
 from pixelplexus.batch.pipeline import Predictor
 from pixelplexus.batch.planning import output_key, plan
 from pixelplexus.batch.run import run_batch
 from pixelplexus.cli import main
 from pixelplexus.color import rgb_to_lab
+from pixelplexus.io import ranges
 from pixelplexus.io.formats import format_for_path
 from pixelplexus.io.images import ImageRecord, decode_image, encode_image, read_image_file
 from pixelplexus.io.locations import Location, LocationError, list_inputs, scan_inputs
@@ -103,6 +104,48 @@ def test_plan_refuses_output_collisions_and_trusts_outputs_of_an_interrupted_run
     assert [(r["input_key"], r["status"]) for r in the_plan.done.to_pylist()] == [("b.bmp", "ok")]
     again = plan(request(weights, "enhance", tmp_path / "in", tmp_path / "out", overwrite=True))
     assert again.done.num_rows == 0
+
+
+def test_planning_a_range_of_keys_at_a_time_decides_as_planning_at_once(tmp_path, weights, monkeypatch):
+    """Ranges of 2 keys (io.ranges) give the plan one range gives: a collision across a range bound (a.png
+    claims a.png from a.tif, keys apart), a list's duplicate, the newest manifest row of each input."""
+    png = corpus.good_images()["png_rgb"].data
+    keys = ["a.png", "a.q/x.png", "a.r.png", "a.tif", "b.jpg", "c.gif", "c.png", "d.png", "e.bmp", "f.png"]
+    write_folder(tmp_path / "in", dict.fromkeys(keys, png))
+    (tmp_path / "in" / "list.txt").write_text("\n".join([*reversed(keys), "b.jpg", "../x.png"]))
+    write_folder(tmp_path / "out", dict.fromkeys(["b.png", "d.png", "e.png", "f.png"], png))
+    out = Location.parse(str(tmp_path / "out"))
+    for run_id, status in (("20260101T000000.000Z-aaaaaa", "ok"), ("20260102T000000.000Z-bbbbbb", "error")):
+        writer = ManifestWriter(out, run_id, {}, S3Settings())
+        rows = {"input_key": ["d.png", "e.bmp"], "output_key": ["d.png", "e.png"], "status": ["ok", status]}
+        writer.add(conform(pa.table(rows), run_id=run_id))
+        writer.finish({})
+
+    def decided() -> dict:
+        the_plan = plan(
+            request(weights, "enhance", tmp_path / "in" / "list.txt", tmp_path / "out", format="png")
+        )
+        return {kind: the_plan.table(kind).to_pylist() for kind in ("todo", "done", "refused")}
+
+    at_once = decided()
+    monkeypatch.setattr(ranges, "RANGE_ROWS", 2)
+    assert decided() == at_once
+    assert [row["input_key"] for row in at_once["todo"]] == [
+        "a.png",
+        "a.q/x.png",
+        "a.r.png",
+        "c.gif",
+        "e.bmp",
+    ]
+    assert [(row["input_key"], row["run_id"]) for row in at_once["done"]] == [
+        ("b.jpg", ""),  # output present, no manifest row
+        ("d.png", "20260102T000000.000Z-bbbbbb"),  # the newest row, carried over
+        ("f.png", ""),
+    ]
+    refused = {row["input_key"]: row["detail"] for row in at_once["refused"]}
+    assert refused.keys() == {"../x.png", "a.tif", "c.png"}
+    assert refused["a.tif"].startswith("a.png has the same output key")
+    assert refused["c.png"].startswith("c.gif has the same output key")
 
 
 # ------------------------------------------------------------------------------------------- with Ray

@@ -1,10 +1,12 @@
 """What a batch run will do with each input, decided on Arrow tables: process it, carry its earlier row, refuse it.
 
 :func:`gather` checks the request and lists the inputs (:func:`~pixelplexus.io.locations.scan_table`);
-:func:`decide` compares them with what OUTPUT holds (its outputs, and every run's manifest parts) and
-returns a :class:`Plan` of three tables; :func:`write_plan` writes the inputs to process as Parquet parts
-under ``OUTPUT/_pixelplexus/plan-<run id>/``, one per Ray Data block, which the pipeline reads
-(:func:`~pixelplexus.batch.pipeline.read_plan_part`). The driver holds columns, never a Python row per input.
+:func:`decide` compares them with what OUTPUT holds (its outputs, and every run's manifest parts), one range
+of input keys at a time (:mod:`pixelplexus.io.ranges`), and returns a :class:`Plan` of three tables spilled
+to a local temporary folder; :func:`write_plan` writes the inputs to process as Parquet parts under
+``OUTPUT/_pixelplexus/plan-<run id>/``, one per Ray Data block, which the pipeline reads
+(:func:`~pixelplexus.batch.pipeline.read_plan_part`). The driver holds key columns and one range's rows,
+never a Python row per input.
 
 An input is *done* when its output exists under OUTPUT and no later manifest row says otherwise (an error,
 or a different output key); done inputs are not processed again unless ``overwrite``, and their earlier rows
@@ -17,24 +19,35 @@ from __future__ import annotations
 
 import math
 import posixpath
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pixelplexus.batch.manifest import MANIFEST_DIR, SCHEMA, conform, parquet_bytes, part_name, read_manifest
+from pixelplexus.batch.manifest import (
+    MANIFEST_DIR,
+    SCHEMA,
+    conform,
+    manifest_parts,
+    newest_per_key,
+    parquet_bytes,
+    part_name,
+    read_parts,
+)
 from pixelplexus.io.formats import ENCODE_FORMATS, IMAGE_EXTENSIONS, format_for_path, writable_format
 from pixelplexus.io.locations import (
     RESERVED,
     UNSAFE,
+    Listing,
     Location,
     LocationError,
     remove_folder,
     scan_table,
     write_output,
 )
+from pixelplexus.io.ranges import Spill, read
 
 if TYPE_CHECKING:
     from pixelplexus.batch.run import BatchRequest
@@ -44,6 +57,7 @@ MIN_BLOCKS = 200  # plan parts (Ray Data blocks of input rows) a large run is cu
 MAX_PART_ROWS = 1024  # inputs of a plan part at most: a part is one task of each stage
 PLAN_COLUMNS = ("input", "input_key", "output_key", "within")
 WRITERS = 8  # plan parts written at once (S3 round trips overlap)
+CHUNK = 100_000  # output keys made (in Python) at a time
 
 
 def output_key(key: str, format: str) -> str:
@@ -57,24 +71,68 @@ def output_key(key: str, format: str) -> str:
     return key if format_for_path(key) == writable_format(format) else f"{stem}.{format}"
 
 
-@dataclass
-class Plan:
-    """What a run does, as tables: ``todo`` (:data:`PLAN_COLUMNS`: the inputs to process, by key),
-    ``done`` (manifest rows of inputs done earlier, carried over) and ``refused`` (error rows of inputs
-    that cannot be processed: unsafe, collisions; their ``run_id`` is filled in by the run)."""
+TODO_SCHEMA = pa.schema([(name, pa.string()) for name in PLAN_COLUMNS])
+KINDS = {"todo": TODO_SCHEMA, "done": SCHEMA, "refused": SCHEMA}
 
-    output: Location
-    todo: pa.Table
-    done: pa.Table
-    refused: pa.Table
+
+class Plan:
+    """What a run does, as three tables, each written range by range of input keys to a local temporary
+    folder (:class:`~pixelplexus.io.ranges.Spill`) rather than held: ``todo`` (:data:`PLAN_COLUMNS`: the
+    inputs to process, by key), ``done`` (manifest rows of inputs done earlier, carried over) and
+    ``refused`` (error rows of inputs that cannot be processed: unsafe, collisions; their ``run_id`` is
+    filled in by the run), each sorted by input key. :meth:`tables` reads one back a range at a time;
+    the properties read it whole (small plans, tests). :meth:`close` removes the folder."""
+
+    def __init__(self, output: Location) -> None:
+        self.output = output
+        self.spill = Spill("pixelplexus-plan-")
+        self.paths: dict[str, list[str]] = {kind: [] for kind in KINDS}
+        self.rows: dict[str, int] = dict.fromkeys(KINDS, 0)
+
+    def add(self, kind: str, table: pa.Table) -> None:
+        """Append ``table`` (the next range's rows, after those added before) to ``kind``."""
+        if table.num_rows:
+            self.paths[kind].append(self.spill.write(f"{kind}-{len(self.paths[kind]):05d}", table))
+            self.rows[kind] += table.num_rows
+
+    def tables(self, kind: str) -> Iterator[pa.Table]:
+        for path in self.paths[kind]:
+            yield read(path)
+
+    def table(self, kind: str) -> pa.Table:
+        return pa.concat_tables([KINDS[kind].empty_table(), *self.tables(kind)])
+
+    @property
+    def todo(self) -> pa.Table:
+        return self.table("todo")
+
+    @property
+    def done(self) -> pa.Table:
+        return self.table("done")
+
+    @property
+    def refused(self) -> pa.Table:
+        return self.table("refused")
+
+    def close(self) -> None:
+        self.spill.close()
+
+    def __enter__(self) -> Plan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def plan(request: BatchRequest) -> Plan:
-    """List the inputs and decide what to do with each; writes nothing (a run does this under its lease)."""
-    return decide(request, *gather(request))
+    """List the inputs and decide what to do with each; writes nothing under OUTPUT (a run does this under
+    its lease)."""
+    output, listing = gather(request)
+    with listing:
+        return decide(request, output, listing)
 
 
-def gather(request: BatchRequest) -> tuple[Location, pa.Table]:
+def gather(request: BatchRequest) -> tuple[Location, Listing]:
     """Check the request and list its inputs (refused ones included); raises before anything is written."""
     if request.format != "keep" and request.format not in FORMATS:
         raise ValueError(f"--format must be keep or one of {', '.join(FORMATS)}, got {request.format!r}")
@@ -85,17 +143,18 @@ def gather(request: BatchRequest) -> tuple[Location, pa.Table]:
     output = Location.parse(request.output)
     if output.is_s3:
         output.check(request.s3)
-    items = scan_table(
+    listing = scan_table(
         request.input,
         request.s3,
         column=request.column,
         exclude=output,
         follow_symlinks=request.follow_symlinks,
     )
-    if items.num_rows == 0:
+    if listing.num_rows == 0:
+        listing.close()
         extensions = " ".join(sorted(IMAGE_EXTENSIONS))
         raise LocationError(f"no images under {request.input} (looked for {extensions}, in any case)")
-    return output, items
+    return output, listing
 
 
 def _refusals(table: pa.Table, reason: str, details: list[str], output_keys: bool) -> pa.Table:
@@ -110,9 +169,86 @@ def _refusals(table: pa.Table, reason: str, details: list[str], output_keys: boo
     return conform(pa.table(rows))
 
 
-def decide(request: BatchRequest, output: Location, items: pa.Table) -> Plan:
-    """What to do with each input (``items``: :func:`~pixelplexus.io.locations.scan_table`'s table, by key),
-    given what OUTPUT holds: process it, carry its earlier row, or refuse it."""
+def decide(request: BatchRequest, output: Location, listing: Listing) -> Plan:
+    """What to do with each input (``listing``: :func:`~pixelplexus.io.locations.scan_table`'s), given what
+    OUTPUT holds: process it, carry its earlier row, or refuse it.
+
+    What needs every input at once is decided first on key columns (output keys, their collisions, the
+    outputs present); the rest one range of input keys at a time, against the same range of the
+    manifest, so that the driver holds one range's rows.
+    """
+    outs = pa.concat_arrays(
+        [pa.array([], pa.string())]
+        + [
+            _output_keys(listing.keys.slice(i, CHUNK), listing.refused.slice(i, CHUNK), request.format)
+            for i in range(0, listing.num_rows, CHUNK)
+        ]
+    )
+    reserved = pc.coalesce(pc.starts_with(outs, RESERVED + "/"), pc.starts_with(listing.keys, RESERVED + "/"))
+    eligible = pc.invert(pc.or_(listing.refused, reserved))
+    collisions = _collisions(listing.keys, outs, eligible)
+    previous, existing = None, None
+    result = Plan(output)
+    with Spill("pixelplexus-manifest-") as spill:
+        if not request.overwrite:
+            existing = _existing_outputs(output, request)
+            bounds = listing.keys.take(pa.array(listing.starts[1:], pa.int64()))
+            previous = _manifest_ranges(output, request, spill, bounds)
+        for index, (start, items) in enumerate(listing.ranges()):
+            out = pc.coalesce(outs.slice(start, items.num_rows), items.column("key"))
+            items = items.append_column("output_key", out)
+            if existing is not None:
+                # the outputs present (both ways round: two hash tables of a range's keys, not of OUTPUT's)
+                hits = existing.filter(pc.is_in(existing, value_set=out))
+                items = items.append_column("present", pc.is_in(out, value_set=hits))
+            earlier = newest_per_key(read(previous[index])) if previous else None
+            todo, done, refused = _decide_range(items, collisions, earlier)
+            result.add("todo", todo)
+            result.add("done", done)
+            result.add("refused", refused)
+    return result
+
+
+def _output_keys(keys: pa.Array, refused: pa.Array, format: str) -> pa.Array:
+    """:func:`output_key` of each of ``keys``, null where it is the key itself (most often) or the input is
+    refused (its key need not name an image): the output keys of a million inputs in a few MB."""
+    outs = []
+    for key, no in zip(keys.to_pylist(), refused.to_pylist()):
+        out = None if no else output_key(key, format)
+        outs.append(None if out == key else out)
+    return pa.array(outs, pa.string())
+
+
+def _collisions(keys: pa.Array, outs: pa.Array, eligible: pa.Array) -> pa.Table:
+    """Of the ``eligible`` inputs with the same output key (``outs``, null: the key itself), the first by
+    input key claims it: the others, as a table of their ``key`` and the ``claimer``'s (few, usually
+    none). Two inputs share an output key only when one of them has an output key of its own: only the
+    inputs whose output key is one of those are compared."""
+    own = outs.drop_null()
+    shared = pc.and_(eligible, pc.or_(pc.is_valid(outs), pc.is_in(keys, value_set=own)))
+    candidates = pa.table({"key": keys, "output_key": pc.coalesce(outs, keys)}).filter(shared)
+    counts = pc.value_counts(candidates.column("output_key"))
+    claimed = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    candidates = candidates.filter(pc.is_in(candidates.column("output_key"), value_set=claimed))
+    claims = candidates.group_by("output_key", use_threads=False).aggregate([("key", "min")])
+    candidates = candidates.join(claims, "output_key", use_threads=False)
+    candidates = candidates.filter(pc.not_equal(candidates.column("key"), candidates.column("key_min")))
+    return pa.table({"key": candidates.column("key"), "claimer": candidates.column("key_min")})
+
+
+def _manifest_ranges(output: Location, request: BatchRequest, spill: Spill, bounds: pa.Array) -> list[str]:
+    """Every run's manifest rows (in run and part order), cut at ``bounds`` of input keys into ``spill``."""
+    keys = manifest_parts(output, request.s3)
+    tables = (read_parts(output, [key], request.s3) for key in keys)
+    return spill.cut("manifest", tables, "input_key", bounds, SCHEMA)
+
+
+def _decide_range(
+    items: pa.Table, collisions: pa.Table, earlier: pa.Table | None
+) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """One range of inputs (sorted by key, with their ``output_key``, and ``present`` unless overwriting)
+    → the inputs to process, the rows of those done earlier (``earlier``: the range's newest manifest
+    rows; None when overwriting), the rows of those refused."""
     refused = []
     has_reason = pc.not_equal(items.column("reason"), "")
     bad = items.filter(has_reason)
@@ -125,15 +261,7 @@ def decide(request: BatchRequest, output: Location, items: pa.Table) -> Plan:
         refused.append(
             conform(pa.table(rows | {"reason": bad.column("reason"), "detail": bad.column("detail")}))
         )
-    live = items.filter(pc.invert(has_reason)).select(["uri", "key", "within"])
-    outs = pa.chunked_array(
-        [
-            pa.array([output_key(key, request.format) for key in chunk.to_pylist()], pa.string())
-            for chunk in live.column("key").chunks
-        ],
-        pa.string(),
-    )
-    live = live.append_column("output_key", outs)
+    live = items.filter(pc.invert(has_reason)).drop_columns(["reason", "detail"])
 
     reserved = pc.starts_with(live.column("output_key"), RESERVED + "/")
     if pc.any(reserved).as_py():
@@ -145,23 +273,19 @@ def decide(request: BatchRequest, output: Location, items: pa.Table) -> Plan:
         refused.append(_refusals(hit, UNSAFE, details, output_keys=False))
         live = live.filter(pc.invert(reserved))
 
-    # of inputs with the same output key, the first by input key claims it; the others are refused
-    claims = live.group_by("output_key", use_threads=False).aggregate([("key", "min")])
-    live = live.join(claims, "output_key", use_threads=False).sort_by("key")
-    collided = pc.not_equal(live.column("key"), live.column("key_min"))
+    collided = pc.is_in(live.column("key"), value_set=collisions.column("key"))
     if pc.any(collided).as_py():
-        hit = live.filter(collided)
+        hit = live.filter(collided).join(collisions, "key", use_threads=False).sort_by("key")
         details = [
             f"{claimer} has the same output key; rename one of them or use --format keep"
-            for claimer in hit.column("key_min").to_pylist()
+            for claimer in hit.column("claimer").to_pylist()
         ]
         refused.append(_refusals(hit, "output key collision", details, output_keys=True))
         live = live.filter(pc.invert(collided))
-    live = live.drop_columns(["key_min"])
 
     done = SCHEMA.empty_table()
-    if not request.overwrite and live.num_rows:
-        live, done = _done_earlier(request, output, live)
+    if earlier is not None and live.num_rows:
+        live, done = _done_earlier(live, earlier)
     todo = pa.table(
         {
             "input": live.column("uri"),
@@ -171,14 +295,11 @@ def decide(request: BatchRequest, output: Location, items: pa.Table) -> Plan:
         }
     ).combine_chunks()
     refused_table = pa.concat_tables(refused).sort_by("input_key") if refused else SCHEMA.empty_table()
-    return Plan(output, todo, done, refused_table)
+    return todo, done, refused_table
 
 
-def _done_earlier(request: BatchRequest, output: Location, live: pa.Table) -> tuple[pa.Table, pa.Table]:
+def _done_earlier(live: pa.Table, previous: pa.Table) -> tuple[pa.Table, pa.Table]:
     """``live`` less the inputs done earlier, and the manifest rows of those (carried over or new)."""
-    previous = read_manifest(output, request.s3)
-    existing = _existing_outputs(output, request)
-    present = pc.is_in(live.column("output_key"), value_set=existing)
     index = pa.table(
         {
             "key": previous.column("input_key"),
@@ -187,7 +308,7 @@ def _done_earlier(request: BatchRequest, output: Location, live: pa.Table) -> tu
             "earlier_row": pa.array(range(previous.num_rows), pa.int64()),
         }
     )
-    live = live.append_column("present", present).join(index, "key", use_threads=False).sort_by("key")
+    live = live.join(index, "key", use_threads=False).sort_by("key")
     present = live.column("present")
     no_row = pc.and_(present, pc.is_null(live.column("earlier_row")))
     carried = pc.and_kleene(
@@ -239,19 +360,33 @@ def write_plan(the_plan: Plan, run_id: str, batch_size: int, request: BatchReque
     :data:`MIN_BLOCKS` × that: fewer, larger tasks cost less per input. Memory does not grow with a
     part: the stages take it ``batch_size`` rows at a time and Ray Data cuts their output into blocks.
     """
-    todo = the_plan.todo
-    per_block = max(batch_size, min(MAX_PART_ROWS, math.ceil(todo.num_rows / MIN_BLOCKS)))
+    per_block = max(batch_size, min(MAX_PART_ROWS, math.ceil(the_plan.rows["todo"] / MIN_BLOCKS)))
     folder = plan_folder(run_id)
+    keys: list[str] = []
 
-    def write(index: int) -> str:
-        key = f"{folder}/{part_name(index)}"
-        write_output(
-            the_plan.output, key, parquet_bytes(todo.slice(index * per_block, per_block)), request.s3
-        )
+    def write(part: tuple[int, pa.Table]) -> str:
+        key = f"{folder}/{part_name(part[0])}"
+        write_output(the_plan.output, key, parquet_bytes(part[1]), request.s3)
         return key
 
+    def parts(rows: pa.Table) -> list[tuple[int, pa.Table]]:
+        whole = rows.num_rows - rows.num_rows % per_block
+        return [
+            (len(keys) + i, rows.slice(start, per_block))
+            for i, start in enumerate(range(0, whole, per_block))
+        ]
+
+    # a range at a time (the parts of a range are written at once), the rows left over carried to the next
+    left = TODO_SCHEMA.empty_table()
     with ThreadPoolExecutor(WRITERS) as pool:
-        return list(pool.map(write, range(math.ceil(todo.num_rows / per_block))))
+        for table in the_plan.tables("todo"):
+            rows = pa.concat_tables([left, table])
+            ready = parts(rows)
+            keys += pool.map(write, ready)
+            left = rows.slice(len(ready) * per_block)
+        if left.num_rows:
+            keys.append(write((len(keys), left)))
+    return keys
 
 
 def remove_plans(output: Location, request: BatchRequest) -> None:

@@ -51,7 +51,7 @@ from pixelplexus.batch.pipeline import (
     read_plan_part,
 )
 from pixelplexus.batch.planning import Plan, decide, gather, plan_folder, remove_plans, write_plan
-from pixelplexus.io.locations import Location, S3Settings, remove_folder
+from pixelplexus.io.locations import Listing, Location, S3Settings, remove_folder
 from pixelplexus.references import ResolvedModel
 from pixelplexus.tasks import inference_task
 
@@ -109,18 +109,19 @@ class BatchResult:
 def run_batch(request: BatchRequest, *, progress: Progress | None = None) -> BatchResult:
     """Run ``request`` on the current Ray cluster (started or joined here if needed); see the module docs."""
     started = time.perf_counter()
-    output, items = gather(request)
-    run_id = new_run_id()
-    output.check(request.s3, create=True)
-    lease = Lease.acquire(output, request.s3, run_id, seconds=request.lease_seconds, force=request.force)
-    with lease:
-        return _run(request, output, items, run_id, lease, progress, started)
+    output, listing = gather(request)
+    with listing:
+        run_id = new_run_id()
+        output.check(request.s3, create=True)
+        lease = Lease.acquire(output, request.s3, run_id, seconds=request.lease_seconds, force=request.force)
+        with lease:
+            return _run(request, output, listing, run_id, lease, progress, started)
 
 
 def _run(
     request: BatchRequest,
     output: Location,
-    items: pa.Table,
+    listing: Listing,
     run_id: str,
     lease: Lease,
     progress: Progress | None,
@@ -128,9 +129,22 @@ def _run(
 ) -> BatchResult:
     """The run under its lease: decide, write the rows known now, process, write the rest."""
     remove_plans(output, request)  # left by runs that were killed: none is running (we hold the lease)
-    the_plan = decide(request, output, items)
-    del items
-    if the_plan.todo.num_rows:
+    with decide(request, output, listing) as the_plan:
+        listing.close()  # the plan holds what it needs of it
+        return _carry_out(request, the_plan, run_id, lease, progress, started)
+
+
+def _carry_out(
+    request: BatchRequest,
+    the_plan: Plan,
+    run_id: str,
+    lease: Lease,
+    progress: Progress | None,
+    started: float,
+) -> BatchResult:
+    """The plan's rows known now into the manifest, then the pipeline on its inputs, then the rest."""
+    output = the_plan.output
+    if the_plan.rows["todo"]:
         connect(request)  # before any row is written: a cluster that cannot run the model is exit 2
     metadata = {
         "run_id": run_id,
@@ -146,11 +160,13 @@ def _run(
         "force": request.force,
     }
     writer = ManifestWriter(output, run_id, metadata, request.s3)
-    writer.add(conform(the_plan.refused, run_id=run_id))
-    writer.add(the_plan.done)
+    for table in the_plan.tables("refused"):
+        writer.add(conform(table, run_id=run_id))
+    for table in the_plan.tables("done"):
+        writer.add(table)
     writer.flush()
     failure, seconds, startup = None, 0.0, time.perf_counter() - started
-    if the_plan.todo.num_rows:
+    if the_plan.rows["todo"]:
         failure, startup, seconds = _process(request, the_plan, run_id, writer, progress, started)
     if lease.lost and not failure:
         failure = f"LeaseLost: {lease.lost}: another run may have written here too; check its manifest"
@@ -188,8 +204,7 @@ def _process(
 ) -> tuple[str | None, float, float]:
     """Run the pipeline on the plan's inputs, writing their rows → (failure, start-up s, processing s)."""
     parts = write_plan(the_plan, run_id, request.batch_size, request)
-    total = the_plan.todo.num_rows
-    the_plan.todo = the_plan.todo.slice(0, 0)  # the parts hold it now; read back at the end
+    total = the_plan.rows["todo"]
     begin = time.perf_counter()
     startup = begin - started
     counts: Counter = Counter()

@@ -375,6 +375,40 @@ INPUT_COLUMNS = ("uri", "key", "reason", "detail", "within")
 SCAN_CHUNK = 10_000  # inputs turned into Arrow at a time while listing
 
 
+class Listing:
+    """:func:`scan_inputs` for millions of inputs: the keys in memory, the rows on disk by key range.
+
+    ``keys`` is every input's key, sorted, once each (a list's first entry wins), and ``refused`` says
+    (aligned with it) which inputs have a ``reason``; :meth:`ranges` reads the rows (columns
+    :data:`INPUT_COLUMNS`) back one range of keys at a time, from a local temporary folder
+    (:class:`~pixelplexus.io.ranges.Spill`) that :meth:`close` removes.
+    """
+
+    def __init__(self, keys, refused, starts: list[int], paths: list[str], spill) -> None:
+        self.keys, self.refused, self.starts, self.paths, self.spill = keys, refused, starts, paths, spill
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.keys)
+
+    def ranges(self):
+        """``(start, table)`` per range of keys, in key order: ``table`` holds ``keys[start:start + n]``'s rows."""
+        from pixelplexus.io.ranges import read
+
+        for start, path in zip(self.starts, self.paths):
+            table = read(path).sort_by([("key", "ascending"), ("order", "ascending")])
+            yield start, _first_of_each_key(table).drop_columns(["order"])
+
+    def close(self) -> None:
+        self.spill.close()
+
+    def __enter__(self) -> Listing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def scan_table(
     text: str,
     settings: S3Settings,
@@ -382,41 +416,77 @@ def scan_table(
     column: str | None = None,
     exclude: Location | None = None,
     follow_symlinks: bool = False,
-):
-    """:func:`scan_inputs` as an Arrow table (columns :data:`INPUT_COLUMNS`), for millions of inputs.
+) -> Listing:
+    """The inputs of :func:`scan_inputs` as a :class:`Listing`, for millions of inputs.
 
-    The listing is turned into Arrow :data:`SCAN_CHUNK` inputs at a time, so no Python object per input
-    outlives its chunk; duplicates (first entry wins) and the sort by key are Arrow's work.
+    The listing is turned into Arrow :data:`SCAN_CHUNK` inputs at a time and written to a local
+    temporary file, so no Python object per input outlives its chunk, and only the key column stays in
+    memory; the keys are sorted (duplicates: the first entry wins) and the rows cut into ranges of keys
+    (:mod:`pixelplexus.io.ranges`), which are sorted one at a time when read.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from pixelplexus.io.ranges import Spill, range_starts
 
     schema = pa.schema([(name, pa.string()) for name in INPUT_COLUMNS] + [("order", pa.int64())])
-    chunks, chunk, order = [], [], 0
+    spill = Spill("pixelplexus-listing-")
+    keys, refused = [pa.array([], pa.string())], [pa.array([], pa.bool_())]
     listing = iter_inputs(text, settings, column=column, exclude=exclude, follow_symlinks=follow_symlinks)
-    for item in listing:
-        chunk.append(item)
-        if len(chunk) == SCAN_CHUNK:
-            chunks.append(_chunk_table(chunk, order, schema))
-            order, chunk = order + len(chunk), []
-    if chunk:
-        chunks.append(_chunk_table(chunk, order, schema))
-    table = pa.Table.from_batches(chunks, schema).combine_chunks() if chunks else schema.empty_table()
-    table = table.sort_by([("key", "ascending"), ("order", "ascending")])
+    with pq.ParquetWriter(spill.path("listing"), schema) as writer:
+        for batch in _batches(listing, schema):
+            writer.write_batch(batch)
+            keys.append(batch.column("key"))
+            refused.append(pc.not_equal(batch.column("reason"), ""))
+    everyone, flags = pa.concat_arrays(keys), pa.concat_arrays(refused)
+    del keys, refused
+    by_key = pc.sort_indices(everyone)  # stable: of equal keys, the first listed comes first
+    first = _first_of_each_key(pa.table({"key": everyone.take(by_key), "row": by_key}))
+    del everyone, by_key
+    keys = first.column("key").combine_chunks()
+    flags = flags.take(first.column("row"))
+    del first
+    starts = range_starts(len(keys))
+    bounds = keys.take(pa.array(starts[1:], pa.int64()))
+    rows = pq.ParquetFile(spill.path("listing"))
+    paths = spill.cut(
+        "range", (pa.Table.from_batches([b]) for b in rows.iter_batches(SCAN_CHUNK)), "key", bounds, schema
+    )
+    rows.close()
+    os.remove(spill.path("listing"))
+    return Listing(keys, flags, starts, paths, spill)
+
+
+def _first_of_each_key(table):
+    """``table`` (sorted by key) less every row whose key is the previous row's."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if table.num_rows < 2:
+        return table
     keys = table.column("key")
-    if table.num_rows > 1:  # the first of each run of equal keys
-        first = pc.not_equal(keys.slice(1), keys.slice(0, table.num_rows - 1))
-        table = table.filter(pa.concat_arrays([pa.array([True]), first.combine_chunks()]))
-    return table.drop_columns(["order"])
+    first = pc.not_equal(keys.slice(1), keys.slice(0, table.num_rows - 1))
+    return table.filter(pa.concat_arrays([pa.array([True]), first.combine_chunks()]))
 
 
-def _chunk_table(items: list[InputItem], start: int, schema):
+def _batches(items: Iterator[InputItem], schema):
+    """``items`` as Arrow record batches of :data:`SCAN_CHUNK` rows, numbered in listing order (``order``)."""
     import pyarrow as pa
 
-    columns = [pa.array([getattr(item, name) for item in items], pa.string()) for name in INPUT_COLUMNS]
-    return pa.RecordBatch.from_arrays(
-        [*columns, pa.array(range(start, start + len(items)), pa.int64())], schema=schema
-    )
+    def batch(chunk: list[InputItem], start: int):
+        columns = [pa.array([getattr(item, name) for item in chunk], pa.string()) for name in INPUT_COLUMNS]
+        order = pa.array(range(start, start + len(chunk)), pa.int64())
+        return pa.RecordBatch.from_arrays([*columns, order], schema=schema)
+
+    chunk, start = [], 0
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == SCAN_CHUNK:
+            yield batch(chunk, start)
+            chunk, start = [], start + SCAN_CHUNK
+    if chunk:
+        yield batch(chunk, start)
 
 
 def iter_inputs(
