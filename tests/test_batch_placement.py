@@ -24,3 +24,20 @@ def test_a_model_actor_needing_a_gpu_no_node_has_fails_fast(ray_cluster, tmp_pat
     err = capsys.readouterr().err
     assert "no node of the Ray cluster has 1 GPU" in err and "--gpus-per-worker 0" in err, err
     assert read_manifest(str(tmp_path / "out")).num_rows == 0  # nothing was done
+
+
+def test_model_actors_that_would_hold_every_cpu_are_refused_at_once(ray_cluster, tmp_path, weights, capsys):
+    """Each model actor holds a CPU: as many actors as the cluster has CPUs would leave the read and write
+    tasks none, and the run would wait forever."""
+    import ray
+
+    cpus = int(ray.cluster_resources()["CPU"])
+    png = corpus.good_images(size=(8, 6))["png_rgb"].data
+    write_folder(tmp_path / "in", {f"{i}.png": png for i in range(3)})
+    start = time.monotonic()
+    flags = ["--model", str(weights["enhance"]), "--tile", "0", "--concurrency", str(cpus)]
+    code = main(["enhance", str(tmp_path / "in"), str(tmp_path / "out"), *flags])
+    assert code == 2 and time.monotonic() - start < 30
+    err = capsys.readouterr().err
+    assert f"the Ray cluster has {cpus} CPU(s)" in err and f"--concurrency {cpus - 1} or less" in err, err
+    assert read_manifest(str(tmp_path / "out")).num_rows == 0

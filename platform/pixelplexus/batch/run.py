@@ -176,8 +176,10 @@ def _carry_out(
 
 
 def connect(request: BatchRequest) -> None:
-    """Start (or join) Ray, and check that a model actor can be placed: with ``gpus_per_worker``, some
-    live node must have that many GPUs, or the actors would wait for one forever. Raises ValueError."""
+    """Start (or join) Ray, and check that the pipeline can run: with ``gpus_per_worker``, some live node
+    must have that many GPUs, or the actors would wait for one forever; and the model actors (one CPU
+    each) must leave a CPU to the read and write tasks, or none of those could ever start. Raises
+    ValueError."""
     import ray
 
     if not ray.is_initialized():
@@ -192,6 +194,13 @@ def connect(request: BatchRequest) -> None:
                 f"node has is {most:g}), so no model actor could start; run on a cluster with GPU nodes, or "
                 "pass --gpus-per-worker 0 to run on CPUs"
             )
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if request.concurrency and request.concurrency >= cpus:
+        raise ValueError(
+            f"--concurrency {request.concurrency}: the Ray cluster has {cpus} CPU(s) and each model actor "
+            "holds one, so no CPU would be left to read and write images and the run would never progress; "
+            f"pass --concurrency {max(1, cpus - 1)} or less (use --threads-per-worker for more threads per actor)"
+        )
 
 
 def _process(
