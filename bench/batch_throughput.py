@@ -2,7 +2,8 @@
 
 The same N PNG images (``--size`` px, a photo-like test pattern) go through
 
-1. the model alone on pre-decoded tensors, in batches (the floor: nothing can be faster);
+1. the model alone on pre-decoded tensors, in batches, in PyTorch's default layout (the floor of a
+   hand-written loop) and channels-last as pixelplexus runs it (``ResolvedModel.load_for_inference``);
 2. a hand-written sequential loop: PIL decode → the same model, same batches → PIL encode → write;
 3. the batch pipeline (:func:`pixelplexus.batch.run.run_batch`, what ``pixelplexus enhance`` runs) on a
    fresh local Ray cluster.
@@ -13,7 +14,9 @@ threads. Each runs in a fresh process; the floor is measured first and last and 
 the difference of the two (3N/4 images over the difference of the end-to-end times), so start-up — Ray,
 workers, model load — cancels out; start-up itself is reported as the time until the first results. Its
 peak memory is the largest sum of resident memory over the driver and every process it started (Ray's
-included), sampled every 0.2 s, at both sizes: it must not grow with N. Prints a Markdown table.
+included), sampled every 0.2 s, at both sizes: it must not grow with N. Then two whole processes,
+interpreter start to exit, as a user would time them: the loop script and ``pixelplexus enhance``. Prints a
+Markdown table.
 
     .venv/bin/python bench/batch_throughput.py [--n 256] [--size 128] [--batch-size 8] [--threads 2] [--device cuda]
 """
