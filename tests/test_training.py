@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -138,56 +137,6 @@ def test_resume_is_exact(tmp_path, images, mlflow_store, ray_cluster, monkeypatc
             assert torch.equal(state["exp_avg"], b[part]["state"][index]["exp_avg"])
     history = MlflowClient(mlflow_store).get_metric_history(resumed.run_id, "g_loss")
     assert [m.step for m in history] == [8]  # the resumed run starts logging where the checkpoint was
-
-
-def _logged_steps(client: MlflowClient, metric: str) -> list[int]:
-    runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
-    return [m.step for run in runs for m in client.get_metric_history(run.info.run_id, metric)]
-
-
-def _train_worker_pids() -> list[int]:
-    import psutil
-
-    found = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
-        if cmdline.startswith("ray::RayTrainWorker"):
-            found.append(process.info["pid"])
-    return found
-
-
-def test_a_killed_worker_restarts_from_the_latest_checkpoint(
-    tmp_path, images, mlflow_store, ray_cluster, monkeypatch
-):
-    monkeypatch.chdir(tmp_path)
-    config = tiny(
-        "enhance",
-        **{
-            "train.max_steps": 60,
-            "train.checkpoint_every": 10,
-            "train.log_every": 10,
-            "train.eval_every": 60,
-        },
-    )
-    outcome: dict = {}
-    runner = threading.Thread(
-        target=lambda: outcome.update(result=train(tmp_path, config, images, mlflow_store)), daemon=True
-    )
-    runner.start()
-    # Logs at step 20 mean the step-10 report (and its checkpoint) completed: kill a worker then.
-    client, deadline = MlflowClient(mlflow_store), time.monotonic() + 180
-    while not _logged_steps(client, "g_loss") or max(_logged_steps(client, "g_loss")) < 20:
-        assert time.monotonic() < deadline and runner.is_alive(), "training did not reach step 20"
-        time.sleep(0.5)
-    pids = _train_worker_pids()
-    assert len(pids) == 2, pids
-    os.kill(pids[-1], 9)
-    runner.join(timeout=300)
-    result = outcome["result"]
-
-    assert final_state(result)["position"]["step"] == 60
-    resumed_at = MlflowClient(mlflow_store).get_metric_history(result.run_id, "resumed_at_step")
-    assert resumed_at[0].value == 0 and max(m.value for m in resumed_at) >= 10, resumed_at
 
 
 def test_training_against_a_remote_mlflow_server_with_artifacts_on_s3(
