@@ -68,7 +68,9 @@ if mode == "stages":  # the same work without Ray: the three stage functions in 
     from pixelplexus.io.locations import Location
     from pixelplexus.tasks import inference_task
     task = inference_task(request.model.info)
-    settings = StageSettings(request.s3, Location.parse(f"{folder}/stages"), task, task.parse_options(request.options))
+    settings = StageSettings(
+        request.s3, Location.parse(f"{folder}/stages"), task.passthrough_rule(task.parse_options(request.options))
+    )
     os.makedirs(f"{folder}/stages", exist_ok=True)
     predictor = Predictor(request.model, request.options, batch_size=8, device="cpu", threads=1, concurrency=1)
     keys = [line.strip() for line in open(request.input)]

@@ -6,6 +6,7 @@ The models are tiny, freshly initialised generators: what is checked is the pipe
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -52,6 +53,55 @@ def check_invariant(result, inputs: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------ without Ray
+
+
+STAGES_WITHOUT_TORCH = """
+import json, pickle, sys
+read_and_decode, encode_and_write, settings, batch = pickle.load(open(sys.argv[1], "rb"))
+read = read_and_decode(batch, settings)
+written = encode_and_write(read, settings)
+print(json.dumps({"status": list(written["status"]), "reason": list(written["reason"]),
+                  "torch": "torch" in sys.modules}))
+"""
+
+
+def test_the_read_and_encode_stages_run_without_importing_torch(tmp_path, tiny_config):
+    """Ray's read/encode workers unpickle the stage functions and their settings as a fresh process does here
+    (cloudpickle, by reference): with colorize's pass-through rule they decode, judge colour and write
+    without importing torch (~3 s of CPU per worker otherwise)."""
+    from ray import cloudpickle
+
+    from pixelplexus.batch.pipeline import StageSettings, encode_and_write, read_and_decode
+    from pixelplexus.tasks import get_task
+
+    images = corpus.good_images(size=(40, 32))
+    files = {"colour.png": images["png_rgb"].data, "gray.png": images["png_gray"].data}
+    write_folder(tmp_path / "in", files)
+    items = scan_inputs(str(tmp_path / "in"), S3Settings())
+    columns = {"input": "uri", "input_key": "key", "output_key": "key", "within": "within"}
+    batch = {name: np.array([getattr(i, f) for i in items], dtype=object) for name, f in columns.items()}
+    task = get_task(tiny_config("colorize"))
+    rule = task.passthrough_rule(task.parse_options(skip_color=True))
+    (tmp_path / "out").mkdir()
+    settings = StageSettings(S3Settings(), Location.parse(str(tmp_path / "out")), rule)
+    (tmp_path / "stages.pkl").write_bytes(
+        cloudpickle.dumps((read_and_decode, encode_and_write, settings, batch))
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", STAGES_WITHOUT_TORCH, str(tmp_path / "stages.pkl")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPO / "platform")),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    by_key = dict(zip([i.key for i in items], zip(result["status"], result["reason"])))
+    assert by_key == {"colour.png": ("skipped", "already in colour"), "gray.png": ("ok", "")}
+    assert result["torch"] is False
+    assert (tmp_path / "out" / "colour.png").read_bytes() == files["colour.png"]
+    written = decode_image((tmp_path / "out" / "gray.png").read_bytes())
+    assert (written.width, written.height) == (40, 32)
 
 
 def test_inputs_come_from_folders_and_list_files(tmp_path):

@@ -307,7 +307,7 @@ def test_colorize_keeps_lightness_and_sizes(tiny_config):
 
 def test_colorize_keeps_l_exactly_even_for_colours_outside_srgb(tiny_config):
     """Out-of-gamut predictions lose chroma, not lightness: L changes only by the output's rounding."""
-    from pixelplexus.tasks.colorize import has_color
+    from pixelplexus.metrics import has_color
 
     task = get_task(tiny_config("colorize"))
     options = task.parse_options(render_size=32)

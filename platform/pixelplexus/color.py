@@ -24,17 +24,13 @@ import torch
 from kornia import color as kc
 from torch import Tensor
 
+from pixelplexus.metrics import BT601_Y_OFFSET, BT601_Y_WEIGHTS  # declared there, free of torch
+
 L_SCALE = 50.0
 """L in [0, 100] is modelled as ``L / L_SCALE - 1`` ∈ [-1, 1]."""
 
 AB_SCALE = 110.0
 """a, b (about [-110, 110] for sRGB colours) are modelled as ``ab / AB_SCALE``."""
-
-BT601_Y_WEIGHTS = (65.481, 128.553, 24.966)
-"""ITU-R BT.601 luma weights: Y on 0..255 for R, G, B in [0, 1] (MATLAB ``rgb2ycbcr``, first row)."""
-
-BT601_Y_OFFSET = 16.0
-"""Offset of studio-swing Y on the 0..255 scale (Y ∈ [16, 235])."""
 
 
 def _check_rgb(image: Tensor, name: str) -> None:

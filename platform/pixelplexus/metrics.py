@@ -7,6 +7,9 @@ implements): optionally on the BT.601 Y channel (:func:`pixelplexus.color.rgb_to
 with ``crop_border`` pixels removed on every side (usually the upscale factor). They agree with
 ``skimage.metrics`` to floating-point precision; the tests check that. NIQE, the no-reference measure of
 Real-ESRGAN's tables, follows the authors' MATLAB code (:func:`niqe`).
+
+Importing this module does not import torch (the Lab conversion imports it when a colour measure needs it):
+the batch pipeline's read workers judge colourfulness (:class:`AlreadyInColour`) without paying for torch.
 """
 
 from __future__ import annotations
@@ -15,12 +18,19 @@ import functools
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from pixelplexus.color import BT601_Y_OFFSET, BT601_Y_WEIGHTS, rgb_to_lab
+from pixelplexus.io.images import ImageRecord
+from pixelplexus.transforms import resize, rgb_float
+
+BT601_Y_WEIGHTS = (65.481, 128.553, 24.966)
+"""ITU-R BT.601 luma weights: Y on 0..255 for R, G, B in [0, 1] (MATLAB ``rgb2ycbcr``, first row)."""
+
+BT601_Y_OFFSET = 16.0
+"""Offset of studio-swing Y on the 0..255 scale (Y ∈ [16, 235])."""
 
 # ----------------------------------------------------------------------------------------- PSNR / SSIM
 
@@ -600,6 +610,35 @@ def colorfulness(img: np.ndarray) -> float:
     return sigma + 0.3 * mu
 
 
+COLOR_THRESHOLD = 15.0
+"""Colourfulness (Hasler & Süsstrunk) from which an image counts as already in colour: "nearly gray" ends
+about there. Uniformly tinted scans (sepia, cyanotype) score higher and count as colour too."""
+
+
+def has_color(record: ImageRecord, threshold: float = COLOR_THRESHOLD, *, size: int = 256) -> bool:
+    """Whether an image is already in colour: its colourfulness, on a thumbnail of at most ``size`` px."""
+    if record.is_gray:
+        return False
+    rgb = rgb_float(record)
+    height, width = rgb.shape[:2]
+    factor = size / max(height, width)
+    if factor < 1.0:
+        rgb = resize(rgb, (max(1, round(width * factor)), max(1, round(height * factor))))
+    return colorfulness(rgb * 255.0) >= threshold
+
+
+@dataclass(frozen=True)
+class AlreadyInColour:
+    """A pass-through rule (:meth:`pixelplexus.tasks.base.Task.passthrough_rule`): an image already in colour
+    (:func:`has_color`) is handed back untouched, with this reason."""
+
+    threshold: float = COLOR_THRESHOLD
+    reason: str = "already in colour"
+
+    def __call__(self, record: ImageRecord) -> str | None:
+        return self.reason if has_color(record, self.threshold) else None
+
+
 # ------------------------------------------------------------------------- colorization: hue and chroma
 
 HUE_MIN_CHROMA = 15.0
@@ -619,6 +658,10 @@ def _ab(img: np.ndarray, name: str) -> np.ndarray:
     array = _as_channels(img, name)
     if array.shape[2] == 1:
         return np.zeros((2, array.shape[0] * array.shape[1]))
+    import torch
+
+    from pixelplexus.color import rgb_to_lab
+
     rgb = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)) / 255.0).float()
     return rgb_to_lab(rgb.clamp(0.0, 1.0))[1:].reshape(2, -1).double().numpy()
 

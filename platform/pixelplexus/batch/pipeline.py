@@ -5,7 +5,10 @@ failure of a row into that row's ``status = "error"`` with a ``reason``: nothing
 Ray Data never drops a block because of one bad image, and every stage returns exactly the rows it got.
 A row is pending while ``status`` is ""; ``payload`` carries what the next stage needs: the decoded image
 (pickled between this job's own stages), or, for an input the task passes through untouched
-(:meth:`Task.passthrough`: colorize's ``--skip-color`` on a colour image), the original file's bytes.
+(:meth:`Task.passthrough_rule`: colorize's ``--skip-color`` on a colour image), the original file's bytes.
+
+Only the model stage imports torch: the read and encode stages carry the task's pass-through rule, not the
+task, so their Ray workers start without torch's import (~3 s of CPU each).
 
 Error details name the input and the problem, never its content: a decoder's message that quotes the
 file's bytes (Pillow's and ours have done so: ``b'root:x:0:0:root:'`` for ``/etc/passwd`` behind a link)
@@ -25,6 +28,7 @@ import os
 import pickle
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +46,6 @@ from pixelplexus.io.locations import (
     write_output,
 )
 from pixelplexus.io.s3 import S3Settings
-from pixelplexus.tasks.base import InferenceOptions, Task
 
 Batch = dict[str, np.ndarray]
 
@@ -52,13 +55,12 @@ MODEL_ACTOR_MEMORY = 1 << 30
 
 @dataclass(frozen=True)
 class StageSettings:
-    """What the stages need besides the rows: the S3 settings, where outputs go, and the task with its
-    options, which say what passes through untouched (None: nothing does)."""
+    """What the stages need besides the rows: the S3 settings, where outputs go, and the rule that says
+    which images pass through untouched (:meth:`Task.passthrough_rule`; None: none do)."""
 
     s3: S3Settings
     output: Location
-    task: Task | None = None
-    options: InferenceOptions | None = None
+    passthrough: Callable[[ImageRecord], str | None] | None = None
 
 
 def read_plan_part(batch: Batch, settings: StageSettings):
@@ -164,7 +166,7 @@ def read_and_decode(batch: Batch, settings: StageSettings) -> Batch:
                 _fail(row, "cannot decode image", detail=detail)
             else:
                 row.update(width=record.width, height=record.height)
-                passed = settings.task and settings.task.passthrough(record, settings.options)
+                passed = settings.passthrough and settings.passthrough(record)
                 if passed:
                     row.update(status="skipped", reason=passed, payload=data)
                 else:

@@ -276,7 +276,9 @@ def _dataset(request: BatchRequest, the_plan: Plan, parts: list[str]):
         max(1, int(ray.cluster_resources().get("GPU", 0) // gpus)) if gpus else 1
     )
     task = inference_task(request.model.info)
-    settings = StageSettings(request.s3, the_plan.output, task, task.parse_options(request.options))
+    settings = StageSettings(
+        request.s3, the_plan.output, task.passthrough_rule(task.parse_options(request.options))
+    )
     # one row (a plan part's URI) per block: the blocks of input rows are read by Ray Data's tasks
     uris = [the_plan.output.join(key) for key in parts]
     ds = ray.data.from_items([{"part": uri} for uri in uris], override_num_blocks=len(uris))

@@ -13,7 +13,7 @@ from pixelplexus.options import (
     InferenceOptions,
     OptionsError,
 )
-from pixelplexus.tasks.base import Task, rgb_float, unwrap
+from pixelplexus.tasks.base import Task, unwrap
 from pixelplexus.tasks.colorize import ColorizeTask
 from pixelplexus.tasks.enhance import EnhanceTask
 from pixelplexus.tasks.generate import GenerateTask, latent, slerp
@@ -56,7 +56,6 @@ __all__ = [
     "get_task",
     "inference_task",
     "latent",
-    "rgb_float",
     "slerp",
     "unwrap",
 ]

@@ -7,7 +7,7 @@ A task (``generate``, ``enhance``, ``colorize``) knows
 * its data — :meth:`Task.training_sample` turns one decoded RGB image into one training example;
 * one training step's losses — :meth:`Task.generator_output` (the "fake"), :meth:`Task.discriminator_loss`
   and :meth:`Task.generator_loss`;
-* inference — :meth:`Task.passthrough` (inputs to hand back untouched), :meth:`Task.prepare` (item → model
+* inference — :meth:`Task.passthrough_rule` (inputs to hand back untouched), :meth:`Task.prepare` (item → model
   input), :meth:`Task.run` (the network, tiled where it helps) and :meth:`Task.finish` (model output →
   image), composed by :meth:`Task.predict`; its options are the task's ``Options`` model, declared once in
   :mod:`pixelplexus.options` (the CLI flags and the HTTP query parameters are derived from it).
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -34,7 +34,6 @@ from pixelplexus.io.images import ImageRecord
 from pixelplexus.losses import AdversarialLoss, PixelLoss, load_vgg19, r1_penalty
 from pixelplexus.losses.perceptual import PerceptualLoss, TextureLoss
 from pixelplexus.options import InferenceOptions, parse_options
-from pixelplexus.transforms import to_float
 from pixelplexus.weights import WeightsInfo
 
 Logs = dict[str, float]
@@ -54,12 +53,6 @@ def unwrap(module: nn.Module) -> nn.Module:
     while hasattr(module, "module"):
         module = module.module
     return getattr(module, "_orig_mod", module)
-
-
-def rgb_float(record: ImageRecord) -> np.ndarray:
-    """An image record's pixels as H×W×3 float32 in [0, 1] (gray is repeated into three channels)."""
-    pixels = to_float(record)
-    return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
 
 
 class Task(ABC):
@@ -238,9 +231,16 @@ class Task(ABC):
         """Raise :class:`OptionsError` when ``options`` ask for what this task's generator cannot do."""
         return None
 
-    def passthrough(self, item: Any, options: Any) -> str | None:
-        """Why ``item`` should be handed back untouched instead of run (e.g. "already in colour"), or None."""
+    def passthrough_rule(self, options: Any) -> Callable[[Any], str | None] | None:
+        """The rule that says why an item is handed back untouched instead of run (e.g. "already in
+        colour"), or None when every item runs. The batch pipeline calls it in its read workers, so it must
+        pickle and import without torch (e.g. :class:`pixelplexus.metrics.AlreadyInColour`)."""
         return None
+
+    def passthrough(self, item: Any, options: Any) -> str | None:
+        """Why ``item`` should be handed back untouched instead of run, or None (:meth:`passthrough_rule`)."""
+        rule = self.passthrough_rule(options)
+        return rule(item) if rule else None
 
     @abstractmethod
     def prepare(self, item: Any, options: Any, generator: nn.Module) -> Tensor:

@@ -47,9 +47,9 @@ from pixelplexus.config import (
     TaskConfig,
 )
 from pixelplexus.io.images import ImageRecord
-from pixelplexus.metrics import balanced_hue_accuracy, chroma_spread, colorfulness, psnr
+from pixelplexus.metrics import AlreadyInColour, balanced_hue_accuracy, chroma_spread, colorfulness, psnr
 from pixelplexus.options import ColorizeOptions
-from pixelplexus.tasks.base import Evaluation, Logs, Task, rgb_float
+from pixelplexus.tasks.base import Evaluation, Logs, Task
 from pixelplexus.transforms import (
     center_crop,
     ensure_min_size,
@@ -57,30 +57,15 @@ from pixelplexus.transforms import (
     random_crop,
     random_flip,
     resize,
+    rgb_float,
     to_chw,
 )
 from pixelplexus.weights import WeightsInfo
-
-COLOR_THRESHOLD = 15.0
-"""Colourfulness (Hasler & Süsstrunk) from which an image counts as already in colour: "nearly gray" ends
-about there. Uniformly tinted scans (sepia, cyanotype) score higher and count as colour too."""
 
 
 def _lab(rgb: np.ndarray) -> Tensor:
     """H×W×3 float RGB in [0, 1] → 3×H×W Lab tensor."""
     return rgb_to_lab(torch.from_numpy(to_chw(rgb)))
-
-
-def has_color(record: ImageRecord, threshold: float = COLOR_THRESHOLD, *, size: int = 256) -> bool:
-    """Whether an image is already in colour: its colourfulness, on a thumbnail of at most ``size`` px."""
-    if record.is_gray:
-        return False
-    rgb = rgb_float(record)
-    height, width = rgb.shape[:2]
-    factor = size / max(height, width)
-    if factor < 1.0:
-        rgb = resize(rgb, (max(1, round(width * factor)), max(1, round(height * factor))))
-    return colorfulness(rgb * 255.0) >= threshold
 
 
 def _rgb_keeping_lightness(lab: Tensor, steps: int = 8) -> Tensor:
@@ -243,8 +228,8 @@ class ColorizeTask(Task):
         return None if not seen else (float(self._ab_sum[0] / seen), float(self._ab_sum[1] / seen))
 
     # ---------------------------------------------------------------------------------------- inference
-    def passthrough(self, item: ImageRecord, options: ColorizeOptions) -> str | None:
-        return "already in colour" if options.skip_color and has_color(item) else None
+    def passthrough_rule(self, options: ColorizeOptions) -> AlreadyInColour | None:
+        return AlreadyInColour() if options.skip_color else None
 
     def prepare(self, item: ImageRecord, options: ColorizeOptions, generator: nn.Module) -> Tensor:
         rgb = rgb_float(item)

@@ -24,7 +24,7 @@ from pixelplexus.degradations import degrade_batch
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import NIQE_BLOCK, load_niqe_params, niqe, psnr, ssim
 from pixelplexus.options import EnhanceOptions, OptionsError
-from pixelplexus.tasks.base import Evaluation, Logs, Task, rgb_float, unwrap
+from pixelplexus.tasks.base import Evaluation, Logs, Task, unwrap
 from pixelplexus.tiling import tiled_forward
 from pixelplexus.transforms import (
     archive_copy,
@@ -37,6 +37,7 @@ from pixelplexus.transforms import (
     random_flip,
     random_flips,
     resize,
+    rgb_float,
     to_chw,
 )
 from pixelplexus.weights import WeightsInfo
