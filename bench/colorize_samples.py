@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for model in models:
             task = inference_task(model.info)
             with torch.no_grad():
-                row.append(task.predict(model.load(), [gray], {"render_size": args.width})[0].pixels)
+                row.append(task.predict(model.load(), [gray], {})[0].pixels)  # at its own render size
         rows.append([*row, truth])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_image_file(args.out, ImageRecord(image_grid(rows)))

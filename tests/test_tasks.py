@@ -465,9 +465,12 @@ def test_colorize_classify_learns_one_image_and_its_weights_carry_the_decoding(t
     picture = record(pattern(24, 28, seed=2))
     want = task.predict(generator, [picture], {"render_size": 32})[0].pixels
     assert np.array_equal(alone.predict(generator, [picture], {"render_size": 32})[0].pixels, want)
-    # a regression weights file (no colorize metadata) still decodes as regression
+    # a regression weights file says so; one without colorize metadata (older files) decodes as regression
     regress = get_task(tiny_config("colorize"))
-    assert inference_task(regress.weights_info(regress.build_generator())).bins is None
+    info = regress.weights_info(regress.build_generator())
+    assert info.extra["colorize"]["head"] == "regress" and inference_task(info).bins is None
+    info.extra.pop("colorize")
+    assert inference_task(info).bins is None and inference_task(info).head.render_size is None
 
 
 def test_colorize_classify_decodes_the_annealed_mean_and_checks_the_generator(tiny_config):
@@ -502,3 +505,35 @@ def test_colorize_evaluate_scores_colours_beside_gray_and_a_constant_tint(tiny_c
     assert metrics["psnr_over_gray"] == pytest.approx(
         metrics["psnr_rgb"] - metrics["psnr_gray_baseline"], abs=1e-6
     )
+
+
+def test_colorize_scene_view_sees_the_whole_scene_and_the_model_names_its_render_size(tiny_config):
+    """``scene_scale``: each sample is most of the photo, shrunk (sky above and grass below in every one),
+    where plain crops at full size often see one of them only; ``render_size`` travels in the weights."""
+    photo = np.empty((200, 300, 3), np.uint8)
+    photo[:100], photo[100:] = (70, 130, 220), (60, 160, 50)  # sky over grass
+    rng = np.random.default_rng(0)
+
+    def sky_and_grass(task):
+        sample = task.training_sample(photo, rng)
+        assert sample["L"].shape == (1, 32, 32) and sample["ab"].shape == (2, 32, 32)
+        a, b = sample["ab"][0], sample["ab"][1]
+        return bool((b[0] < -0.1).all()), bool((a[-1] < -0.1).all())  # top row blue, bottom row green
+
+    config = tiny_config("colorize")
+    config["colorize"] = {"scene_scale": 1.25, "render_size": 48}
+    scene = get_task(config)
+    assert all(sky_and_grass(scene) == (True, True) for _ in range(20))
+    crops = get_task(tiny_config("colorize"))
+    assert any(sky_and_grass(crops) != (True, True) for _ in range(20))
+
+    generator = scene.build_generator().eval()
+    alone = inference_task(scene.weights_info(generator))
+    assert alone.head.render_size == 48
+    picture = record(photo)
+    assert alone.prepare(picture, alone.parse_options(), generator).shape == (1, 32, 48)
+    assert alone.prepare(picture, alone.parse_options(render_size=96), generator).shape == (1, 64, 96)
+    plain = get_task(tiny_config("colorize"))  # no render size anywhere: 256 on the longer side
+    assert plain.prepare(picture, plain.parse_options(), generator).shape == (1, 171, 256)
+    out = alone.predict(generator, [picture])[0]
+    assert (out.width, out.height) == (300, 200)

@@ -323,6 +323,14 @@ class ColorizeSection(_Strict):
     empirical prior of the bins, smoothed with a Gaussian of σ = ``sigma``, mixed with the uniform
     distribution (weight ``rebalance``, the paper's λ = 0.5) and inverted. Decoding is the annealed mean
     at ``temperature`` (0.38 in the paper; 1 = the mean, → 0 = the mode).
+
+    What the network sees: with ``scene_scale`` unset, random ``crop_size`` crops at the photo's own
+    resolution (texture, a small part of the scene). With ``scene_scale`` s ≥ 1, whole scenes: each photo is
+    first shrunk so that its short side is s × ``crop_size``, then a random square window of ``crop_size`` to
+    that short side is cut and resized to ``crop_size``, so the network learns what is where (sky above,
+    ground below) at the scale it then runs at. ``render_size`` is that scale for inference: the longer
+    side an image is shrunk to before the network runs when the caller does not set ``render_size``
+    (:class:`pixelplexus.options.ColorizeOptions`; unset: 256); weights files carry it.
     """
 
     head: Literal["regress", "classify"] = "regress"
@@ -331,6 +339,8 @@ class ColorizeSection(_Strict):
     temperature: float = Field(0.38, gt=0, le=1)
     sigma: float = Field(5.0, gt=0)
     neighbours: int = Field(5, ge=1)
+    scene_scale: float | None = Field(None, ge=1)
+    render_size: int | None = Field(None, ge=32, le=2048)
 
 
 class ScheduleConfig(_Strict):

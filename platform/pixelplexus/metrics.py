@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pixelplexus.io.images import ImageRecord
-from pixelplexus.transforms import resize, rgb_float
+from pixelplexus.transforms import fit_within, rgb_float
 
 BT601_Y_WEIGHTS = (65.481, 128.553, 24.966)
 """ITU-R BT.601 luma weights: Y on 0..255 for R, G, B in [0, 1] (MATLAB ``rgb2ycbcr``, first row)."""
@@ -619,12 +619,7 @@ def has_color(record: ImageRecord, threshold: float = COLOR_THRESHOLD, *, size: 
     """Whether an image is already in colour: its colourfulness, on a thumbnail of at most ``size`` px."""
     if record.is_gray:
         return False
-    rgb = rgb_float(record)
-    height, width = rgb.shape[:2]
-    factor = size / max(height, width)
-    if factor < 1.0:
-        rgb = resize(rgb, (max(1, round(width * factor)), max(1, round(height * factor))))
-    return colorfulness(rgb * 255.0) >= threshold
+    return colorfulness(fit_within(rgb_float(record), size) * 255.0) >= threshold
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,12 @@ class EnhanceOptions(InferenceOptions):
 class ColorizeOptions(InferenceOptions):
     """How ``colorize`` runs an image, and which images it passes through untouched."""
 
-    render_size: int = Field(256, ge=32, le=2048, description="longer side the network sees (default: 256)")
+    render_size: int | None = Field(
+        None,
+        ge=32,
+        le=2048,
+        description="longer side the network sees (default: the model's own, from its weights; else 256)",
+    )
     strength: float = Field(1.0, ge=0.0, le=1.0, description="scale of the added colour, 0..1")
     skip_color: bool = Field(
         False, description="pass images already in colour through untouched (marked skipped in the manifest)"

@@ -103,6 +103,15 @@ def resize_short_side(image: np.ndarray, size: int) -> np.ndarray:
     return resize(image, (max(size, round(width * factor)), max(size, round(height * factor))))
 
 
+def fit_within(image: np.ndarray, size: int) -> np.ndarray:
+    """Shrink (bicubic, antialiased) so that the longer side is at most ``size``; smaller images are kept."""
+    height, width = image.shape[:2]
+    factor = size / max(height, width)
+    if factor >= 1.0:
+        return image
+    return resize(image, (max(1, round(width * factor)), max(1, round(height * factor))))
+
+
 def center_crop(image: np.ndarray, size: int, *, multiple: int = 1) -> np.ndarray:
     """The central crop of at most ``size`` per side, with both sides a multiple of ``multiple``."""
     height, width = image.shape[:2]

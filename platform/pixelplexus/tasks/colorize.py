@@ -51,16 +51,20 @@ from pixelplexus.metrics import AlreadyInColour, balanced_hue_accuracy, chroma_s
 from pixelplexus.options import ColorizeOptions
 from pixelplexus.tasks.base import Evaluation, Logs, Task
 from pixelplexus.transforms import (
-    center_crop,
     ensure_min_size,
+    fit_within,
     from_float,
     random_crop,
     random_flip,
     resize,
+    resize_short_side,
     rgb_float,
     to_chw,
 )
 from pixelplexus.weights import WeightsInfo
+
+DEFAULT_RENDER_SIZE = 256
+"""The longer side a colorize network sees when neither the caller nor the model names one."""
 
 
 def _lab(rgb: np.ndarray) -> Tensor:
@@ -138,8 +142,9 @@ class ColorizeTask(Task):
             )
 
     def weights_info(self, generator: nn.Module, *, run_id: str | None = None, **extra: Any) -> WeightsInfo:
-        if self.bins is not None:  # inference must know the bins and the decoding
-            extra = {**extra, "colorize": self.head.model_dump(), "ab_bins": self.bins.tolist()}
+        extra = {**extra, "colorize": self.head.model_dump()}  # the head, its decoding, its render size
+        if self.bins is not None:
+            extra["ab_bins"] = self.bins.tolist()
         return super().weights_info(generator, run_id=run_id, **extra)
 
     @classmethod
@@ -158,8 +163,15 @@ class ColorizeTask(Task):
 
     # --------------------------------------------------------------------------------------------- data
     def training_sample(self, rgb: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        size = self.config.crop_size
-        crop = random_flip(random_crop(ensure_min_size(rgb, size), size, rng), rng)
+        size, scene = self.config.crop_size, self.head.scene_scale
+        if scene is None:  # texture: a crop at the photo's own resolution
+            crop = random_crop(ensure_min_size(rgb, size), size, rng)
+        else:  # the scene: a window of most of the photo, shrunk to the size the network runs at
+            photo = resize_short_side(rgb, round(scene * size))
+            window = int(rng.integers(size, min(photo.shape[:2]) + 1))
+            crop = random_crop(photo, window, rng)
+            crop = crop if window == size else resize(crop, (size, size), "box")
+        crop = random_flip(crop, rng)
         lightness, ab = lab_to_model(_lab(crop.astype(np.float32) / 255.0))
         return {"L": lightness.numpy(), "ab": ab.numpy()}
 
@@ -231,12 +243,12 @@ class ColorizeTask(Task):
     def passthrough_rule(self, options: ColorizeOptions) -> AlreadyInColour | None:
         return AlreadyInColour() if options.skip_color else None
 
+    def render_size(self, options: ColorizeOptions) -> int:
+        """The longer side the network sees: the caller's ``render_size``, else the model's, else 256."""
+        return options.render_size or self.head.render_size or DEFAULT_RENDER_SIZE
+
     def prepare(self, item: ImageRecord, options: ColorizeOptions, generator: nn.Module) -> Tensor:
-        rgb = rgb_float(item)
-        height, width = rgb.shape[:2]
-        factor = min(1.0, options.render_size / max(height, width))
-        if factor < 1.0:
-            rgb = resize(rgb, (max(1, round(width * factor)), max(1, round(height * factor))))
+        rgb = fit_within(rgb_float(item), self.render_size(options))
         lightness, _ = lab_to_model(_lab(rgb))
         return lightness
 
@@ -260,7 +272,8 @@ class ColorizeTask(Task):
         *,
         tint: Sequence[float] | None = None,
     ) -> Evaluation:
-        """Score the colours on centre crops of ``images`` against their truth, beside two baselines: gray
+        """Score the colours of whole ``images`` (shrunk to ``train.eval_size`` on their longer side) against
+        their truth, beside two baselines: gray
         (ab = 0, the image's own L) and a constant tint (``tint``, default the mean ab of the training
         targets seen so far; left out when there is none).
 
@@ -273,9 +286,10 @@ class ColorizeTask(Task):
         truths, rows = [], []
         size = self.config.train.eval_size
         for rgb in images:
-            real = center_crop(rgb, size)
+            real = fit_within(np.asarray(rgb), size)
             record = ImageRecord(real)
-            options = self.parse_options(render_size=max(32, max(real.shape[:2])))
+            # as the model runs by default; a model that names no render size sees the image as it is
+            options = self.parse_options(render_size=self.head.render_size or max(32, max(real.shape[:2])))
             outputs["model"].append(self.predict(generator, [record], options)[0].pixels)
             outputs["gray"].append(self.finish(torch.zeros(2, 1, 1), record, options).pixels)
             if tint is not None:
