@@ -157,22 +157,15 @@ def check_demo_output(out: Path, stdout: str, scale: int) -> None:
 
 
 @pytest.mark.slow
-def test_demo_runs_the_batch_jobs_generates_trains_and_writes_the_page(tmp_path):
-    flags = tiny_weights(tmp_path, scale=2)
-    result = run_demo(tmp_path, *flags, "--train-steps", "4")
-    check_demo_output(tmp_path / "out", result.stdout, scale=2)
-    for stage in ("batch enhance", "batch colorize", "generate", "training"):
-        assert f"[demo] {stage}: " in result.stdout  # each stage is timed
-
-
-@pytest.mark.slow
 @pytest.mark.skipif(
     not {"enhance-x4", "colorize", "generate"} <= set(bundled_models()),
     reason="the bundled weights (enhance-x4, colorize, generate) are not installed yet",
 )
-def test_demo_runs_on_the_bundled_weights(tmp_path):
+def test_demo_runs_the_batch_jobs_generates_trains_and_writes_the_page_on_the_bundled_weights(tmp_path):
     result = run_demo(tmp_path, "--train-steps", "4")
     check_demo_output(tmp_path / "out", result.stdout, scale=4)
+    for stage in ("batch enhance", "batch colorize", "generate", "training"):
+        assert f"[demo] {stage}: " in result.stdout  # each stage is timed
     for name in ("enhance-x4-archive", "colorize", "generate"):  # the archive copies get the archive model
         assert f"<code>{name}</code>" in (tmp_path / "out" / "index.html").read_text()
 
