@@ -208,7 +208,7 @@ def test_training_images_composite_alpha_over_the_configs_background(tmp_path):
     assert (emoji_dropped[:, :8] == (255, 0, 0)).all()  # alpha dropped: the stored colour
     assert (emoji[:, 8:] == (0, 90, 200)).all() and (emoji_dropped[:, 8:] == (0, 90, 200)).all()
     np.testing.assert_array_equal(photo, photo_dropped)  # no alpha, nothing to do
-    config = load_config(CONFIGS / "bundled" / "generate-emoji.yaml")
+    config = load_config(CONFIGS / "bundled" / "generate.yaml")
     (emoji_config, _), _ = read_images(str(folder), 10, background=config.image_background)
     np.testing.assert_array_equal(emoji_config, emoji)
 
