@@ -105,11 +105,11 @@ def test_a_batch_run_that_loses_a_worker_node_accounts_for_every_input(ray_nodes
     env = cluster_env()
     # The head's one CPU can host at most one of the two model actors: a worker node holds the other.
     head, a, b = three_nodes(ray_nodes, env, cpus=(1, 2, 2))
-    count = 200
+    count = 300  # enough work that the node is lost mid-run on a fast machine too
     images = {}
     for i in range(count):
         buffer = io.BytesIO()
-        Image.fromarray(pattern(24, 32, seed=i)).save(buffer, format="PNG")
+        Image.fromarray(pattern(48, 64, seed=i)).save(buffer, format="PNG")
         images[f"{i // 60}/{i:03d}.png"] = buffer.getvalue()
     write_folder(tmp_path / "in", images)
     out = tmp_path / "out"
@@ -138,7 +138,7 @@ def test_a_batch_run_that_loses_a_worker_node_accounts_for_every_input(ray_nodes
         pc.not_equal(manifest.column("status"), "ok")
     ).to_pylist()[:3]
     for key in images:
-        assert decode_image((out / key).read_bytes()).pixels.shape[:2] == (48, 64), key
+        assert decode_image((out / key).read_bytes()).pixels.shape[:2] == (96, 128), key
 
 
 def test_training_that_loses_a_worker_node_resumes_from_its_checkpoint_exactly(ray_nodes, tmp_path):
