@@ -278,10 +278,10 @@ def test_an_inference_task_comes_from_the_weights_metadata_alone(tiny_config):
 def test_colorize_passes_colour_through_only_when_asked(tiny_config):
     task = get_task(tiny_config("colorize"))
     gray, color = record(pattern(30, 40)[..., :1]), record(pattern(30, 40))
-    skip = task.parse_options(skip_color=True)
-    assert task.passthrough(color, skip) == "already in colour" and task.passthrough(gray, skip) is None
-    assert task.passthrough(color, task.parse_options()) is None
-    assert get_task(tiny_config("enhance")).passthrough(color, TASKS["enhance"].parse_options()) is None
+    rule = task.passthrough_rule(task.parse_options(skip_color=True))
+    assert rule(color) == "already in colour" and rule(gray) is None
+    assert task.passthrough_rule(task.parse_options()) is None  # not asked: every image runs
+    assert get_task(tiny_config("enhance")).passthrough_rule(TASKS["enhance"].parse_options()) is None
 
 
 def test_colorize_keeps_lightness_and_sizes(tiny_config):

@@ -619,7 +619,7 @@ def has_color(record: ImageRecord, threshold: float = COLOR_THRESHOLD, *, size: 
     """Whether an image is already in colour: its colourfulness, on a thumbnail of at most ``size`` px."""
     if record.is_gray:
         return False
-    return colorfulness(fit_within(rgb_float(record), size) * 255.0) >= threshold
+    return colorfulness(rgb_float(fit_within(record.pixels, size)) * 255.0) >= threshold  # shrink, then float
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ def to_float(record: ImageRecord | np.ndarray) -> np.ndarray:
     return pixels.astype(np.float32) / np.float32(np.iinfo(pixels.dtype).max)
 
 
-def rgb_float(record: ImageRecord) -> np.ndarray:
-    """An image record's pixels as H×W×3 float32 in [0, 1] (gray is repeated into three channels)."""
+def rgb_float(record: ImageRecord | np.ndarray) -> np.ndarray:
+    """An image's pixels as H×W×3 float32 in [0, 1] (gray is repeated into three channels)."""
     pixels = to_float(record)
     return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
 

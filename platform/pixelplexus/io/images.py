@@ -73,7 +73,8 @@ PNG and TIFF keep 16 bits (gray and RGB, with or without alpha); JPEG, WebP and 
 ``v / 257``). Alpha is written to PNG, WebP and TIFF; for JPEG and BMP it is flattened over white. Gray stays
 gray except in WebP (the format has no gray; it decodes as RGB with three equal channels). The ICC profile is
 written to PNG, JPEG, WebP and TIFF when it matches the pixels (see above). PNG, 8 or 16 bits, is written
-by :mod:`pixelplexus.io.png` (Paeth filter, libdeflate: files as small as Pillow's in half its CPU time);
+by :mod:`pixelplexus.io.png` (libpng's per-row filters, libdeflate: about half Pillow's CPU time, files as
+small for smooth images and up to a few per cent larger for noisy photos);
 16-bit TIFF (Pillow cannot write 16-bit colour) by ``tifffile``, deflate with horizontal predictor. A 16-bit gray+alpha TIFF is a true 2-sample
 image: this module reads it back as gray + alpha, but Pillow alone cannot open it.
 

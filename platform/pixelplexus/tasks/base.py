@@ -237,11 +237,6 @@ class Task(ABC):
         pickle and import without torch (e.g. :class:`pixelplexus.metrics.AlreadyInColour`)."""
         return None
 
-    def passthrough(self, item: Any, options: Any) -> str | None:
-        """Why ``item`` should be handed back untouched instead of run, or None (:meth:`passthrough_rule`)."""
-        rule = self.passthrough_rule(options)
-        return rule(item) if rule else None
-
     @abstractmethod
     def prepare(self, item: Any, options: Any, generator: nn.Module) -> Tensor:
         """One input item (an image record, or a seed for generate) → the network's C×H×W input."""
