@@ -13,6 +13,10 @@ client, or the direct call) and of each process of the Ray instance it started, 
 ingress replica, the enhance replica, the rest of Ray), and prints the CPU milliseconds each request cost
 there. Unlike latency, CPU time changes little with what else runs on the machine (except for threads that
 spin while they wait for a core, as torch's do), so it compares code versions measured on a busy machine.
+And at concurrency 1 with batching off, each request's id (``X-Request-ID``) is looked up in Serve's access
+logs, where the proxy, the ingress replica and the model replica each record the milliseconds from the
+request's arrival to its answer leaving: the medians, beside the client's latency and the direct call, say
+which hop the overhead is spent on.
 
 Every row is measured in each of ``--rounds`` interleaved rounds, so a change in background load hits all
 rows alike: p50/p99 pool the rounds' latencies, req/s is the median round. Overhead is the service's p50 at
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import socket
 import statistics
 import tempfile
@@ -122,12 +127,15 @@ def direct(task, generator, data: bytes, requests_: int, device: str) -> list[fl
     return latencies
 
 
-def load(url: str, data: bytes | None, concurrency: int, requests_: int) -> tuple[list[float], float]:
+def load(
+    url: str, data: bytes | None, concurrency: int, requests_: int, ids: dict[str, float] | None = None
+) -> tuple[list[float], float]:
     """``requests_`` POSTs of ``data`` to /v1/enhance (None: GETs of /healthz) from ``concurrency`` threads;
-    returns the latencies and the wall time."""
+    returns the latencies and the wall time. ``ids`` collects each measured request's id (Serve's
+    ``X-Request-ID``) → its latency."""
     local = threading.local()
 
-    def call(_: int) -> float:
+    def call(_: int) -> tuple[float, str]:
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
         start = time.perf_counter()
@@ -136,13 +144,53 @@ def load(url: str, data: bytes | None, concurrency: int, requests_: int) -> tupl
         else:
             response = session.post(f"{url}/v1/enhance", data=data, timeout=300)
         response.raise_for_status()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, response.headers.get("x-request-id", "")
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(call, range(min(concurrency, requests_))))  # warm-up: connections, first batches
         start = time.perf_counter()
-        latencies = list(pool.map(call, range(requests_)))
-        return latencies, time.perf_counter() - start
+        answers = list(pool.map(call, range(requests_)))
+        wall = time.perf_counter() - start
+    if ids is not None:
+        ids.update((request_id, seconds) for seconds, request_id in answers)
+    return [seconds for seconds, _ in answers], wall
+
+
+ACCESS_LOG = re.compile(
+    r" ([0-9a-f]{32}) -- (?:POST /v1/enhance 200|GET /healthz 200|CALL __call__ OK) ([0-9.]+)ms$"
+)
+LOG_ROLES = {
+    "proxy_": "proxy",
+    "replica_pixelplexus_ingress_": "ingress",
+    "replica_pixelplexus_enhance_": "model",
+}
+
+
+def access_log_ms(session_dir: str) -> dict[str, dict[str, float]]:
+    """Request id → role (proxy, ingress, model) → the milliseconds Serve's access log recorded for it there:
+    from a request's arrival at that process to its answer leaving it."""
+    times: dict[str, dict[str, float]] = defaultdict(dict)
+    for path in Path(session_dir, "logs", "serve").glob("*.log"):
+        role = next((r for prefix, r in LOG_ROLES.items() if path.name.startswith(prefix)), None)
+        if role is None:
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            match = ACCESS_LOG.search(line)
+            if match:
+                times[match.group(1)][role] = float(match.group(2))
+    return times
+
+
+def breakdown(ids: dict[str, float], logged: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Median milliseconds a request spent in each process, outermost first: the client's latency, then what
+    Serve's access log says for the proxy, the ingress replica and the model replica (each from the
+    request's arrival there to the process's log line, which comes after the answer left)."""
+    spent = defaultdict(list)
+    for request_id, seconds in ids.items():
+        spent["client (whole request)"].append(1000 * seconds)
+        for role, ms in logged.get(request_id, {}).items():
+            spent[role].append(ms)
+    return {where: statistics.median(values) for where, values in spent.items()}
 
 
 def main() -> None:
@@ -219,6 +267,8 @@ def main() -> None:
             walls[row] += time.perf_counter() - started
 
         latencies: dict[tuple[int, int], list[float]] = defaultdict(list)
+        health_ids: dict[str, float] = {}  # request id → latency: GET /healthz
+        model_ids: dict[str, float] = {}  # the same for the model at concurrency 1, batching off
         rates: dict[tuple[int, int], list[float]] = defaultdict(list)
         try:
             # Rounds interleave every configuration, so a change in background load hits them all alike.
@@ -235,11 +285,17 @@ def main() -> None:
                         time.sleep(IDLE_S)  # what the service burns with no request: subtracted below
                         account(IDLE, before, 0, started)
                         before, started = cpu_seconds(), time.perf_counter()
-                        health_latencies += load(url, None, 1, args.requests)[0]
+                        health_latencies += load(url, None, 1, args.requests, health_ids)[0]
                         account("GET /healthz", before, args.requests + 1, started)  # with the warm-up
                     for concurrency in args.concurrency:
                         before, started = cpu_seconds(), time.perf_counter()
-                        seconds, wall = load(url, data, concurrency, args.requests)
+                        seconds, wall = load(
+                            url,
+                            data,
+                            concurrency,
+                            args.requests,
+                            model_ids if (batch, concurrency) == (1, 1) else None,
+                        )
                         account(
                             f"Serve HTTP, max_batch_size {batch}, concurrency {concurrency}",
                             before,
@@ -249,6 +305,7 @@ def main() -> None:
                         latencies[batch, concurrency] += seconds
                         rates[batch, concurrency].append(args.requests / wall)
             served = requests.get(f"{url}/v1/models", timeout=30).json()["models"]
+            logged = access_log_ms(ray._private.worker._global_node.get_session_dir_path())
         finally:
             serve.shutdown()
             ray.shutdown()
@@ -289,6 +346,18 @@ def main() -> None:
         per_request = {role: 1000 * busy.get(role, 0.0) / counted[row] for role in COLUMNS}
         cells = " | ".join(f"{per_request[role]:.1f}" if role in roles else "–" for role in COLUMNS)
         print(f"| {row} | {cells} | {sum(per_request.values()):.1f} |")
+    print()
+    print(
+        "Where a request's time goes at concurrency 1 (batching off): medians of the client's latency and of "
+        "the milliseconds Serve's access log records in each process the request crosses:\n"
+    )
+    health, model = breakdown(health_ids, logged), breakdown(model_ids, logged)
+    print("| where | GET /healthz ms | POST /v1/enhance ms |")
+    print("|---|---|---|")
+    for where in ("client (whole request)", "proxy", "ingress", "model"):
+        cells = [f"{row[where]:.1f}" if where in row else "–" for row in (health, model)]
+        print(f"| {where} | {' | '.join(cells)} |")
+    print(f"| direct call (decode, predict, encode) | – | {d50:.1f} |")
     print()
     for concurrency in args.concurrency:
         ratio = statistics.median(rates[args.batch, concurrency]) / statistics.median(rates[1, concurrency])
