@@ -4,6 +4,7 @@ cluster with tiny models (:mod:`support.serving`), driven the way a client drive
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import functools
 import io
@@ -173,6 +174,24 @@ def test_models_health_and_docs(service):
     assert {"/v1/enhance", "/v1/colorize", "/v1/generate", "/v1/models"} <= set(
         service.get("/openapi.json").json()["paths"]
     )
+
+
+def test_the_proxies_use_serves_grpc_data_plane(service):
+    """The proxies that run PixelPlexus's hook also send requests to the ingress over gRPC (the config's
+    controller environment reaches them): the setting behind half the serving overhead (docs/benchmarks.md)."""
+    import psutil
+
+    from pixelplexus.serving.proxy import CALLBACK, CALLBACK_ENV, GRPC_ENV
+
+    environments = []
+    for process in psutil.process_iter(["cmdline"]):
+        if "ray::ProxyActor" in " ".join(process.info["cmdline"] or []):
+            with contextlib.suppress(psutil.Error, OSError):
+                environments.append(process.environ())
+    ours = [env for env in environments if env.get(CALLBACK_ENV) == CALLBACK]
+    assert ours, "no Serve proxy with PixelPlexus's hook is running"
+    assert all(env.get(GRPC_ENV) == "1" for env in ours)
+    assert service.get("/healthz").json() == {"status": "ok"}
 
 
 # ------------------------------------------------------------------------------------------------ errors

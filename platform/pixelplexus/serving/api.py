@@ -5,8 +5,8 @@ from the options model in :mod:`pixelplexus.options`: names, types, help), check
 route then reads the upload within the byte limit and hands the file's bytes to the task's model deployment,
 which decodes them within the pixel limit (:func:`~pixelplexus.io.images.decode_image` checks the header
 before it decodes any pixels), runs the model and answers the result encoded
-(:class:`~pixelplexus.serving.deployments.EncodedImage`): bytes cross the handle both ways, small enough
-to travel inline rather than through Ray's object store, and the ingress does no image work.
+(:class:`~pixelplexus.serving.deployments.EncodedImage`): encoded bytes cross the handle both ways (by
+value, over Serve's gRPC data plane), and the ingress does no image work.
 
 Every error is JSON ``{"error": code, "detail": what to do, "request_id": id}`` with the request id that
 Ray Serve's proxy also returns in the ``X-Request-ID`` header:

@@ -41,7 +41,10 @@ class Ingress:
     """The FastAPI app (:func:`build_api`), built on the replica with its handles, limits and API key."""
 
     def __init__(self, models: dict[str, DeploymentHandle], limits: dict[str, Any]):
-        self.models = models
+        # Requests and answers travel to the model replicas over Serve's gRPC data plane (each replica's
+        # inter-deployment gRPC server, under Ray's token authentication) rather than as Ray object
+        # references: the ingress → model hop costs a third less (docs/benchmarks.md, "gRPC data plane").
+        self.models = {task: handle.options(_by_reference=False) for task, handle in models.items()}
         self.limits = Limits.model_validate(limits)
         self.api_key = os.environ.get(API_KEY_ENV) or None  # the edge reads the environment, once
 

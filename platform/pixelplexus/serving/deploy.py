@@ -20,7 +20,13 @@ from typing import Any
 import yaml
 
 from pixelplexus.references import ResolvedModel, resolve_model
-from pixelplexus.serving.proxy import CALLBACK, CALLBACK_ENV, DEFAULT_HEADER_TIMEOUT_S, HEADER_TIMEOUT_ENV
+from pixelplexus.serving.proxy import (
+    CALLBACK,
+    CALLBACK_ENV,
+    DEFAULT_HEADER_TIMEOUT_S,
+    GRPC_ENV,
+    HEADER_TIMEOUT_ENV,
+)
 from pixelplexus.tasks import TASKS
 
 APP_IMPORT_PATH = "pixelplexus.serving.app:build"
@@ -30,7 +36,11 @@ DEFAULT_CONFIG: dict[str, Any] = {  # the embedded defaults: everything else com
     "http_options": {"request_timeout_s": REQUEST_TIMEOUT_S, "keep_alive_timeout_s": KEEP_ALIVE_TIMEOUT_S},
     "controller_options": {  # the proxies inherit the controller's environment: pixelplexus.serving.proxy
         "runtime_env": {
-            "env_vars": {CALLBACK_ENV: CALLBACK, HEADER_TIMEOUT_ENV: f"{DEFAULT_HEADER_TIMEOUT_S:g}"}
+            "env_vars": {
+                CALLBACK_ENV: CALLBACK,
+                HEADER_TIMEOUT_ENV: f"{DEFAULT_HEADER_TIMEOUT_S:g}",
+                GRPC_ENV: "1",
+            }
         }
     },
     "applications": [{"name": "pixelplexus", "route_prefix": "/", "import_path": APP_IMPORT_PATH}],

@@ -9,8 +9,8 @@ on to the model it started with, so a version change drops no request.
 
 A request crosses the handle as bytes both ways: the upload's file (decoded here, within the pixel limit
 the ingress passes) and the result encoded here (:class:`EncodedImage`). Encoded images are several times
-smaller than decoded ones, so a typical result stays under Ray's inline-object limit instead of taking a
-trip through the object store, and the ingress does no image work at all.
+smaller than decoded ones, the ingress does no image work at all, and both travel by value over Serve's
+gRPC data plane (:mod:`pixelplexus.serving.app`).
 
 Requests (:class:`InferenceRequest`) are batched with ``@serve.batch``. A batch may mix image sizes and
 options: :func:`predict_requests` groups it by options and :meth:`Task.predict` by shape. The network runs

@@ -9,7 +9,7 @@ yet), a 408 when ``http_options.request_timeout_s`` expires.
 Serve's documented hook ``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`` names a function that the proxy calls
 when it starts and that returns ASGI middlewares for the proxy. :func:`install` is that function; the Serve
 config sets it in ``controller_options.runtime_env.env_vars`` (the proxies inherit the controller's
-environment). It
+environment; :data:`GRPC_ENV` is set there too). It
 
 - returns :class:`JsonErrors`, which answers every error the proxy makes itself in the API's JSON format
   ``{"error", "detail", "request_id"}`` (with ``X-Request-ID``), and
@@ -38,6 +38,11 @@ HEADER_TIMEOUT_ENV = "PIXELPLEXUS_HEADER_TIMEOUT_S"
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 CALLBACK = "pixelplexus.serving.proxy:install"
+GRPC_ENV = "RAY_SERVE_PROXY_USE_GRPC"
+"""Set to 1 in the proxies' environment (with the callback): the proxy sends a request to the ingress replica,
+and gets its answer back, over Serve's gRPC data plane (the replica's inter-deployment gRPC server, under
+Ray's token authentication) instead of as Ray object references; with the ingress's by-value handles, a
+request takes a quarter less time and a third less CPU (``bench/serve_load.py``, docs/benchmarks.md)."""
 RETRY_AFTER_S = 1  # what a 503 or 429 tells the client to wait when Serve says nothing
 
 logger = logging.getLogger("ray.serve")
