@@ -49,6 +49,12 @@ from pixelplexus.io.s3 import S3Settings
 
 Batch = dict[str, np.ndarray]
 
+BLOCK_BYTES = 4 << 20
+"""The largest block the pipeline's stages emit (Ray Data's default is 128 MiB). The model actor hands on its
+results a block at a time, and a block is only released when it is full or the actor's task ends: with
+small blocks the encode tasks start on the first outputs while the actor runs the next batches, and the run
+ends one small block after the model does, instead of waiting on a bundle of up to a hundred images."""
+
 MODEL_ACTOR_MEMORY = 1 << 30
 """Memory a model actor reserves with Ray (the generator, one batch and torch's working set)."""
 

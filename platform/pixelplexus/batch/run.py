@@ -42,6 +42,7 @@ from pixelplexus.batch.manifest import (
     read_run_manifest,
 )
 from pixelplexus.batch.pipeline import (
+    BLOCK_BYTES,
     MODEL_ACTOR_MEMORY,
     SIZES,
     Predictor,
@@ -314,6 +315,7 @@ def _dataset(request: BatchRequest, the_plan: Plan, parts: list[str]):
         num_cpus=1,
         udf_modifying_row_count=False,
     )
+    ds.context.target_max_block_size = BLOCK_BYTES  # results stream to the encoders a few images at a time
     ds.context.max_errored_blocks = -1  # a lost block becomes error rows here, not a failed job
     return ds
 
