@@ -21,10 +21,18 @@ from __future__ import annotations
 from functools import lru_cache
 
 import torch
-from kornia import color as kc
 from torch import Tensor
 
 from pixelplexus.metrics import BT601_Y_OFFSET, BT601_Y_WEIGHTS  # declared there, free of torch
+
+
+def _kornia_color():
+    """:mod:`kornia.color`, imported on first use: kornia's import (~0.25 s) is not paid by every process that
+    imports the tasks (batch actors and Serve replicas of enhance and generate, the CLI's driver)."""
+    from kornia import color
+
+    return color
+
 
 L_SCALE = 50.0
 """L in [0, 100] is modelled as ``L / L_SCALE - 1`` ∈ [-1, 1]."""
@@ -50,7 +58,7 @@ def rgb_to_lab(rgb: Tensor) -> Tensor:
     away from their singular points).
     """
     _check_rgb(rgb, "rgb_to_lab")
-    return kc.rgb_to_lab(rgb)
+    return _kornia_color().rgb_to_lab(rgb)
 
 
 def lab_to_rgb(lab: Tensor, clip: bool = True) -> Tensor:
@@ -59,7 +67,7 @@ def lab_to_rgb(lab: Tensor, clip: bool = True) -> Tensor:
     Inverse of :func:`rgb_to_lab` to within ~1e-5 in float32 for in-gamut colours.
     """
     _check_rgb(lab, "lab_to_rgb")
-    return kc.lab_to_rgb(lab, clip=clip)
+    return _kornia_color().lab_to_rgb(lab, clip=clip)
 
 
 def rgb_to_y(rgb: Tensor) -> Tensor:
@@ -105,7 +113,7 @@ def _ab_bins(bin_size: float) -> tuple[tuple[float, float], ...]:
             channels = [u, v]
             channels.insert(axis, torch.full_like(u, value))
             faces.append(torch.stack(channels))
-    ab = kc.rgb_to_lab(torch.cat(faces, dim=1)[:, :, None])[1:, :, 0]
+    ab = _kornia_color().rgb_to_lab(torch.cat(faces, dim=1)[:, :, None])[1:, :, 0]
     cells = torch.unique(torch.round(ab / bin_size).to(torch.int64).T, dim=0)  # sorted by a, then b
     return tuple((float(a) * bin_size, float(b) * bin_size) for a, b in cells.tolist())
 
