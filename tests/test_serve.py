@@ -178,7 +178,8 @@ def test_models_health_and_docs(service):
 
 def test_the_proxies_use_serves_grpc_data_plane(service):
     """The proxies that run PixelPlexus's hook also send requests to the ingress over gRPC (the config's
-    controller environment reaches them): the setting behind half the serving overhead (docs/benchmarks.md)."""
+    controller environment reaches them): with the ingress's by-value handles, a third less serving
+    overhead (docs/benchmarks.md)."""
     import psutil
 
     from pixelplexus.serving.proxy import CALLBACK, CALLBACK_ENV, GRPC_ENV

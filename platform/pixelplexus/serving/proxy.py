@@ -42,7 +42,7 @@ GRPC_ENV = "RAY_SERVE_PROXY_USE_GRPC"
 """Set to 1 in the proxies' environment (with the callback): the proxy sends a request to the ingress replica,
 and gets its answer back, over Serve's gRPC data plane (the replica's inter-deployment gRPC server, under
 Ray's token authentication) instead of as Ray object references; with the ingress's by-value handles, a
-request takes a quarter less time and a third less CPU (``bench/serve_load.py``, docs/benchmarks.md)."""
+request takes a quarter less time and CPU (``bench/serve_load.py``, docs/benchmarks.md)."""
 RETRY_AFTER_S = 1  # what a 503 or 429 tells the client to wait when Serve says nothing
 
 logger = logging.getLogger("ray.serve")
