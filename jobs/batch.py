@@ -41,4 +41,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    from pixelplexus import localray
+
+    localray.exit_process(main(sys.argv[1:]))  # a local Ray of its own is left to its watcher at the end

@@ -98,6 +98,47 @@ def test_a_killed_batch_driver_leaves_no_ray_process(tmp_path, ray_root, weights
         log.close()
 
 
+@pytest.mark.slow
+def test_a_finished_batch_command_ends_at_once_and_its_watcher_stops_the_rest(tmp_path, ray_root, weights):
+    """After its summary a batch command does not wait for Ray's shutdown: it exits at once, leaving the
+    instance to its watcher, which stops every process of it within seconds."""
+    (tmp_path / "in").mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(tmp_path / "in" / f"{i}.png")
+    command = [PIXELPLEXUS, "enhance", str(tmp_path / "in"), str(tmp_path / "out"), "--model", weights["enhance"]]
+    driver = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=command_env(ray_root), text=True
+    )
+    tree: list[psutil.Process] = []
+    try:
+        lines = []
+        for line in driver.stdout:
+            lines.append(line)
+            if not tree:
+                with contextlib.suppress(psutil.Error):
+                    tree = psutil.Process(driver.pid).children(recursive=True)
+            if line.startswith("manifest:"):
+                break
+        printed = time.monotonic()
+        assert driver.wait(timeout=30) == 0, lines
+        assert time.monotonic() - printed < 2.0  # ray.shutdown() and the teardown took ~3 s here
+        assert "6 ok" in lines[0] and len(list((tmp_path / "out").glob("*.png"))) == 6
+        tree += [p for p in psutil.process_iter() if ray_root in " ".join(_cmdlines([p]))]
+        deadline = time.monotonic() + 15
+        while (left := leftovers(ray_root, tree)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert left == []
+        (session,) = Path(ray_root, "ray").glob("session_2*")
+        assert not (session / localray.RECORD).exists()  # the watcher finished its job and cleared it
+        assert "leftover processes" in (session / "logs" / "pixelplexus_watcher.log").read_text()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        kill_all(tree)
+
+
 def _cmdlines(tree: list[psutil.Process]) -> list[str]:
     lines = []
     for process in tree:

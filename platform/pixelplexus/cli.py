@@ -261,5 +261,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return args.func(args)
 
 
+def console() -> None:
+    """The ``pixelplexus`` executable: :func:`main`, then the exit. After a batch command that started a
+    local Ray of its own, the process ends at once and leaves that instance to its watcher
+    (:func:`pixelplexus.localray.exit_process`). In-process callers use :func:`main`, which never exits."""
+    code = main()
+    from pixelplexus import localray
+
+    localray.exit_process(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console()

@@ -16,7 +16,10 @@ So a command that starts an instance of its own (:func:`start`):
 - first sweeps the sessions such a command recorded under Ray's temp folder whose command and watcher are
   both gone (killed together), and stops their leftovers: nothing accumulates across runs;
 - stops it (:meth:`LocalRay.stop`): ``serve.shutdown()`` if asked, ``ray.shutdown()``, then the leftovers;
-  on a deadline if asked, past which a watchdog thread stops the instance's processes and exits.
+  on a deadline if asked, past which a watchdog thread stops the instance's processes and exits;
+- or, for a command whose results are all written (a batch run, after its manifest and lease), ends at
+  once and leaves the instance to the watcher (:func:`leave_to_watcher`, :func:`exit_process`): a short
+  batch command no longer waits ~3 s for ``ray.shutdown()`` and the interpreter's teardown.
 
 A process belongs to an instance when a flag on its command line names the session folder (GCS, raylet,
 dashboard, monitors: ``--log-dir=SESSION/logs``), when it holds a file inside that folder open for writing
@@ -40,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psutil
 
@@ -48,6 +51,7 @@ RECORD = "pixelplexus-driver.json"  # in the session folder of an instance a pix
 GRACE_S = 2.0  # SIGTERM, then SIGKILL after this
 WATCH_EVERY_S = 2.0  # the watcher checks that the command is alive at least this often
 WATCH_ENV = "PIXELPLEXUS_LOCALRAY_WATCH"  # the watcher's orders: session folder and command (JSON)
+STOP_NOW = b"stop now\n"  # to the watcher's stdin: the command is ending and leaves the instance to it
 
 Identity = list  # [pid, create_time]: a process, safe against pid reuse
 
@@ -60,6 +64,7 @@ class LocalRay:
         self.started = started  # no process of the instance is older
         self._watcher: subprocess.Popen | None = None
         self._stopping = threading.Lock()
+        self.left_to_watcher = False  # :func:`leave_to_watcher`: the process may end without stopping it
 
     def processes(self) -> list[psutil.Process]:
         """The instance's processes running now (not the watcher, which writes its log in the session)."""
@@ -129,6 +134,37 @@ class LocalRay:
                 self._watcher.wait(timeout=GRACE_S + 3)  # nothing is left: it exits at once
         with contextlib.suppress(OSError):
             (Path(self.session_dir) / RECORD).unlink()
+        global _started
+        if _started is self:
+            _started = None
+
+
+_started: LocalRay | None = None  # the instance this process started and has not stopped
+
+
+def leave_to_watcher() -> None:
+    """Declare that this process needs nothing more from the local instance it started (if any): its
+    results are written. :func:`exit_process` will then end the process without stopping the instance."""
+    if _started is not None:
+        _started.left_to_watcher = True
+
+
+def exit_process(code: int) -> NoReturn:
+    """End this process with ``code``. When it started a local instance that :func:`leave_to_watcher`
+    released, the watcher is told to stop the instance now and the process ends at once (``os._exit``,
+    standard streams flushed): no ``ray.shutdown()``, no atexit handlers, no interpreter teardown. Its
+    GCS and raylet die with it (the parent-death signal), the watcher stops the rest within seconds.
+    Otherwise a normal exit."""
+    local = _started
+    if local is None or not local.left_to_watcher or local._watcher is None or local._watcher.stdin is None:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(OSError):
+        local._watcher.stdin.write(STOP_NOW)
+        local._watcher.stdin.flush()
+    os._exit(code)
 
 
 def start(**init_kwargs: Any) -> LocalRay | None:
@@ -151,6 +187,8 @@ def start(**init_kwargs: Any) -> LocalRay | None:
     driver = _identity(os.getpid())
     local = LocalRay(node.get_session_dir_path(), driver[1])
     local._watch(driver)
+    global _started
+    _started = local
     return local
 
 
@@ -283,12 +321,17 @@ def _watch(content: dict) -> int:
     """The watcher: wait until the command is gone or has closed our stdin, then stop what is left."""
     for number in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):  # it ends with its command, on its own
         signal.signal(number, signal.SIG_IGN)
-    while _alive(content["driver"]) is not None:
+    now = False  # the command left the instance to us (exit_process): no shutdown of its own to wait for
+    while _alive(content["driver"]) is not None and not now:
         ready, _, _ = select.select([sys.stdin], [], [], WATCH_EVERY_S)
-        if ready and not os.read(sys.stdin.fileno(), 4096):
-            break  # the command exited or stopped the instance
+        if ready:
+            order = os.read(sys.stdin.fileno(), 4096)
+            if not order:
+                break  # the command exited or stopped the instance
+            now = STOP_NOW in order
     leftovers = session_processes(content["session_dir"], content["driver"][1])
-    _, leftovers = psutil.wait_procs(leftovers, timeout=GRACE_S)  # a shutdown in progress: let it finish
+    if not now:
+        _, leftovers = psutil.wait_procs(leftovers, timeout=GRACE_S)  # a shutdown in progress: let it finish
     if leftovers:
         names = ", ".join(sorted({_name(p) for p in leftovers}))
         print(f"{time.strftime('%F %T')} stopping {len(leftovers)} leftover processes: {names}", flush=True)

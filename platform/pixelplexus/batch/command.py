@@ -109,6 +109,7 @@ def _parser(sub: argparse._SubParsersAction, task: str, summary: str) -> argpars
 
 def run_command(args: argparse.Namespace) -> int:
     """Check everything, run, print the summary; returns the exit code."""
+    from pixelplexus import localray
     from pixelplexus.batch.run import BatchRequest, run_batch
     from pixelplexus.io.locations import LocationError
     from pixelplexus.options import parse_options
@@ -137,8 +138,10 @@ def run_command(args: argparse.Namespace) -> int:
         )
         result = run_batch(request, progress=_progress_printer(args.task))
     except (ModelReferenceError, LocationError, ValueError) as exc:
+        localray.leave_to_watcher()  # nothing was written, or all of it is (a check after Ray's start)
         print(f"pixelplexus {args.task}: error: {exc}", file=sys.stderr)
         return 2
+    localray.leave_to_watcher()  # outputs, manifest and lease are written: Ray's shutdown need not be waited for
     print(f"{args.task}: {result.summary.line()} (start-up {result.startup_seconds:.1f} s)")
     print(f"manifest: {result.manifest_uri}")
     if result.failure:
