@@ -106,7 +106,14 @@ def test_a_finished_batch_command_ends_at_once_and_its_watcher_stops_the_rest(tm
     rng = np.random.default_rng(1)
     for i in range(6):
         Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(tmp_path / "in" / f"{i}.png")
-    command = [PIXELPLEXUS, "enhance", str(tmp_path / "in"), str(tmp_path / "out"), "--model", weights["enhance"]]
+    command = [
+        PIXELPLEXUS,
+        "enhance",
+        str(tmp_path / "in"),
+        str(tmp_path / "out"),
+        "--model",
+        weights["enhance"],
+    ]
     driver = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=command_env(ray_root), text=True
     )
