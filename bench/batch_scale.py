@@ -66,11 +66,9 @@ if mode == "stages":  # the same work without Ray: the three stage functions in 
     import numpy as np
     from pixelplexus.batch.pipeline import Predictor, StageSettings, encode_and_write, read_and_decode
     from pixelplexus.io.locations import Location
-    from pixelplexus.tasks import inference_task
-    task = inference_task(request.model.info)
-    settings = StageSettings(
-        request.s3, Location.parse(f"{folder}/stages"), task.passthrough_rule(task.parse_options(request.options))
-    )
+    from pixelplexus.options import parse_options
+    rule = parse_options(request.task, request.options).passthrough_rule()
+    settings = StageSettings(request.s3, Location.parse(f"{folder}/stages"), rule)
     os.makedirs(f"{folder}/stages", exist_ok=True)
     predictor = Predictor(request.model, request.options, batch_size=8, device="cpu", threads=1, concurrency=1)
     keys = [line.strip() for line in open(request.input)]

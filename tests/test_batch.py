@@ -31,6 +31,7 @@ from pixelplexus.io.formats import format_for_path
 from pixelplexus.io.images import ImageRecord, decode_image, encode_image, read_image_file
 from pixelplexus.io.locations import Location, LocationError, list_inputs, scan_inputs
 from pixelplexus.io.s3 import S3Settings
+from pixelplexus.options import parse_options
 from pixelplexus.references import resolve_model
 from support import corpus
 from support.batch import request, write_folder
@@ -65,14 +66,13 @@ print(json.dumps({"status": list(written["status"]), "reason": list(written["rea
 """
 
 
-def test_the_read_and_encode_stages_run_without_importing_torch(tmp_path, tiny_config):
+def test_the_read_and_encode_stages_run_without_importing_torch(tmp_path):
     """Ray's read/encode workers unpickle the stage functions and their settings as a fresh process does here
     (cloudpickle, by reference): with colorize's pass-through rule they decode, judge colour and write
     without importing torch (~3 s of CPU per worker otherwise)."""
     from ray import cloudpickle
 
     from pixelplexus.batch.pipeline import StageSettings, encode_and_write, read_and_decode
-    from pixelplexus.tasks import get_task
 
     images = corpus.good_images(size=(40, 32))
     files = {"colour.png": images["png_rgb"].data, "gray.png": images["png_gray"].data}
@@ -80,8 +80,7 @@ def test_the_read_and_encode_stages_run_without_importing_torch(tmp_path, tiny_c
     items = scan_inputs(str(tmp_path / "in"), S3Settings())
     columns = {"input": "uri", "input_key": "key", "output_key": "key", "within": "within"}
     batch = {name: np.array([getattr(i, f) for i in items], dtype=object) for name, f in columns.items()}
-    task = get_task(tiny_config("colorize"))
-    rule = task.passthrough_rule(task.parse_options(skip_color=True))
+    rule = parse_options("colorize", skip_color=True).passthrough_rule()
     (tmp_path / "out").mkdir()
     settings = StageSettings(S3Settings(), Location.parse(str(tmp_path / "out")), rule)
     (tmp_path / "stages.pkl").write_bytes(

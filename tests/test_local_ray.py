@@ -150,6 +150,34 @@ def test_a_finished_batch_command_ends_at_once_and_its_watcher_stops_the_rest(tm
         kill_all(tree)
 
 
+DRIVER_WITHOUT_TORCH = """
+import json, sys
+from pixelplexus.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "torch": "torch" in sys.modules}))
+"""
+
+
+@pytest.mark.slow
+def test_the_batch_driver_never_imports_torch(tmp_path, ray_root, weights):
+    """The driver of ``pixelplexus enhance`` — flags, the model's check, planning, Ray Data, the manifest —
+    does without torch (~2 s and ~300 MB per command); only the model actors load it."""
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(tmp_path / "in" / f"{i}.png")
+    command = ["enhance", str(tmp_path / "in"), str(tmp_path / "out"), "--model", weights["enhance"]]
+    run = subprocess.run(
+        [sys.executable, "-c", DRIVER_WITHOUT_TORCH, *command],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=command_env(ray_root),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout.splitlines()[-1]) == {"code": 0, "torch": False}
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["0.png", "1.png", "2.png"]
+
+
 def _cmdlines(tree: list[psutil.Process]) -> list[str]:
     lines = []
     for process in tree:

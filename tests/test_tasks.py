@@ -9,6 +9,7 @@ from pixelplexus.archs.fastgan_arch import NoiseInjection
 from pixelplexus.color import rgb_to_lab
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import niqe_params_path, psnr
+from pixelplexus.options import parse_options
 from pixelplexus.tasks import TASKS, OptionsError, get_task, inference_task
 from pixelplexus.training.step import build_networks, train_step
 from pixelplexus.transforms import resize
@@ -275,13 +276,12 @@ def test_an_inference_task_comes_from_the_weights_metadata_alone(tiny_config):
         TASKS["colorize"].for_inference(info)
 
 
-def test_colorize_passes_colour_through_only_when_asked(tiny_config):
-    task = get_task(tiny_config("colorize"))
+def test_colorize_passes_colour_through_only_when_asked():
     gray, color = record(pattern(30, 40)[..., :1]), record(pattern(30, 40))
-    rule = task.passthrough_rule(task.parse_options(skip_color=True))
+    rule = parse_options("colorize", skip_color=True).passthrough_rule()
     assert rule(color) == "already in colour" and rule(gray) is None
-    assert task.passthrough_rule(task.parse_options()) is None  # not asked: every image runs
-    assert get_task(tiny_config("enhance")).passthrough_rule(TASKS["enhance"].parse_options()) is None
+    assert parse_options("colorize").passthrough_rule() is None  # not asked: every image runs
+    assert parse_options("enhance").passthrough_rule() is None
 
 
 def test_colorize_keeps_lightness_and_sizes(tiny_config):

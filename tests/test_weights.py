@@ -93,3 +93,42 @@ def test_not_a_weights_file(tmp_path):
         load_generator(plain)
     with pytest.raises(WeightsError, match="not found"):
         load_generator(tmp_path / "nope.safetensors")
+
+
+def test_read_info_checks_the_whole_file_as_loading_would(tmp_path, enhance):
+    """``read_info`` (what the batch driver checks a model with, without torch) refuses what safetensors'
+    loader refuses: a file cut short, data offsets that overlap or leave a gap, a header that is not JSON."""
+    import json
+    import struct
+
+    good = save_generator(
+        tmp_path / "good.safetensors",
+        enhance.build_generator(),
+        enhance.weights_info(enhance.build_generator()),
+    ).read_bytes()
+    assert read_info(good).arch == "compact"
+    size = struct.unpack("<Q", good[:8])[0]
+    header = json.loads(good[8 : 8 + size])
+    first = next(k for k in header if k != "__metadata__")
+
+    def with_header(changed: dict) -> bytes:
+        body = json.dumps(changed).encode()
+        return struct.pack("<Q", len(body)) + body + good[8 + size :]
+
+    shifted = dict(
+        header, **{first: dict(header[first], data_offsets=[4, header[first]["data_offsets"][1] + 4])}
+    )
+    cases = {
+        "cut short": good[:-3],
+        "offsets shifted": with_header(shifted),
+        "not JSON": struct.pack("<Q", 5) + b"{oops" + good[8 + size :],
+        "header too long": struct.pack("<Q", len(good)) + good[8:],
+    }
+    for name, data in cases.items():
+        for reader in (read_info, load_generator):  # the loader agrees
+            try:
+                reader(data)
+            except WeightsError as exc:
+                assert "not a readable safetensors file" in str(exc), (name, reader.__name__)
+            else:
+                pytest.fail(f"{reader.__name__} accepted a file {name}")

@@ -9,7 +9,7 @@ parser stays fast.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -27,6 +27,12 @@ class InferenceOptions(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def passthrough_rule(self) -> Callable[[Any], str | None] | None:
+        """The rule that says why an input is handed back untouched instead of run (e.g. "already in
+        colour"), or None when every input runs. The batch pipeline calls it in its read workers, so it
+        must pickle and import without torch (e.g. :class:`pixelplexus.metrics.AlreadyInColour`)."""
+        return None
 
 
 class OptionsError(ValueError):
@@ -85,6 +91,11 @@ class ColorizeOptions(InferenceOptions):
     skip_color: bool = Field(
         False, description="pass images already in colour through untouched (marked skipped in the manifest)"
     )
+
+    def passthrough_rule(self) -> Callable[[Any], str | None] | None:
+        from pixelplexus.metrics import AlreadyInColour
+
+        return AlreadyInColour() if self.skip_color else None
 
 
 OPTIONS: dict[str, type[InferenceOptions]] = {

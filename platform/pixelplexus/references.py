@@ -20,9 +20,6 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
 from pixelplexus.io.files import localize, scheme_of, write_atomic
 from pixelplexus.weights import (
     WeightsError,
@@ -34,6 +31,9 @@ from pixelplexus.weights import (
 )
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from pixelplexus.tasks.base import Task
 
 BUNDLED_PACKAGE = "pixelplexus.bundled"
@@ -66,10 +66,12 @@ class ResolvedModel:
         layer: the compact ×4 net runs 1.6× faster on 2 CPU cores (``bench/batch_throughput.py``); the
         outputs differ only by float rounding. For running, not for saving (the tensors are not contiguous
         in the default sense: use :meth:`load` to export or blend weights)."""
+        from torch import channels_last, nn
+
         generator = self.load(device)
         for module in generator.modules():
             if isinstance(module, nn.Conv2d):
-                module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+                module.weight.data = module.weight.data.contiguous(memory_format=channels_last)
         return generator
 
     def describe(self) -> dict[str, object]:
@@ -168,6 +170,8 @@ def interpolate_models(first: str, second: str, task: str, weight: float, dest: 
             f"{first} ({a.info.arch} {a.info.args}) and {second} ({b.info.arch} {b.info.args}) are different "
             "networks; only the same network can be interpolated"
         )
+    import torch
+
     net_a, net_b = a.load(), b.load()
     state_b = net_b.state_dict()
     with torch.no_grad():

@@ -3,24 +3,28 @@
 A weights file is self-describing: ``task``, ``arch`` and the constructor ``args`` are stored next to the
 tensors, so ``load_generator(path)`` needs nothing else. safetensors never unpickles, so loading a file
 from an untrusted source cannot run code.
+
+torch is imported by the functions that build or serialise networks, not by this module: reading and
+checking a file's metadata (:func:`read_info`, what a batch driver or a CLI check needs) does not load torch.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, save
-from torch import nn
 
 from pixelplexus import __version__
-from pixelplexus.archs import build_network
 from pixelplexus.io.files import localize, write_atomic
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 FORMAT_VERSION = "1"
 _META_KEY = "pixelplexus"
@@ -74,6 +78,8 @@ class WeightsInfo:
 
 def generator_bytes(generator: nn.Module, info: WeightsInfo) -> bytes:
     """Serialise a generator's state dict and ``info`` as safetensors bytes."""
+    from safetensors.torch import save
+
     state = {name: t.detach().cpu().contiguous() for name, t in generator.state_dict().items()}
     return save(state, metadata=info.to_metadata())
 
@@ -87,8 +93,14 @@ def save_generator(path: str | Path, generator: nn.Module, info: WeightsInfo) ->
 
 
 def read_info(source: str | Path | bytes) -> WeightsInfo:
-    """The metadata of a weights file (path or bytes) without building the network."""
-    return _read(source)[1]
+    """The metadata of a weights file (path or bytes) without building the network, and without torch: the
+    safetensors header is checked as safetensors checks it on loading (:func:`check_layout`)."""
+    data, name = _bytes(source)
+    try:
+        metadata = check_layout(data)
+    except ValueError as exc:
+        raise WeightsError(f"{name}: not a readable safetensors file ({exc})") from None
+    return WeightsInfo.from_metadata(metadata, name)
 
 
 def load_generator(
@@ -104,6 +116,8 @@ def load_generator(
 
     Returns the module in eval mode and the file's :class:`WeightsInfo`.
     """
+    from pixelplexus.archs import build_network
+
     state, info, name = _read(source)
     if task is not None and info.task != task:
         raise WeightsError(f"{name} holds a {info.task!r} generator ({info.arch}), not a {task!r} one")
@@ -130,21 +144,27 @@ def load_generator(
 
 
 def _read(source: str | Path | bytes) -> tuple[dict[str, torch.Tensor], WeightsInfo, str]:
-    if isinstance(source, (bytes, bytearray)):
-        name, data = "weights bytes", bytes(source)
-    else:
-        name = os.fspath(source)
-        try:
-            path = weights_file(localize(source), name)
-        except (FileNotFoundError, PermissionError) as exc:
-            raise WeightsError(f"cannot read weights {name}: {exc}") from None
-        data = path.read_bytes()
+    from safetensors.torch import load
+
+    data, name = _bytes(source)
     try:
         state = load(data)
         metadata = _metadata(data)
     except (SafetensorError, ValueError, OSError) as exc:
         raise WeightsError(f"{name}: not a readable safetensors file ({exc})") from None
     return state, WeightsInfo.from_metadata(metadata, name), name
+
+
+def _bytes(source: str | Path | bytes) -> tuple[bytes, str]:
+    """The weights file's bytes and the name errors give it."""
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source), "weights bytes"
+    name = os.fspath(source)
+    try:
+        path = weights_file(localize(source), name)
+    except (FileNotFoundError, PermissionError) as exc:
+        raise WeightsError(f"cannot read weights {name}: {exc}") from None
+    return path.read_bytes(), name
 
 
 def weights_file(path: Path, name: str) -> Path:
@@ -158,6 +178,49 @@ def weights_file(path: Path, name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {name}")
     return path
+
+
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2,
+               "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
+"""Bytes per element of the safetensors dtypes."""
+
+
+def check_layout(data: bytes) -> dict[str, str] | None:
+    """Check that ``data`` is a whole safetensors file — an 8-byte header length, a JSON header whose every
+    tensor has a known dtype, a shape and ``data_offsets`` that match its size, the tensors tiling the data
+    after the header exactly — and return its ``__metadata__``; ValueError says what is wrong. The checks
+    safetensors makes on loading, without loading a tensor."""
+    if len(data) < 8:
+        raise ValueError("shorter than a header")
+    header_len = int.from_bytes(data[:8], "little")
+    if header_len > len(data) - 8:
+        raise ValueError("the header length exceeds the file")
+    try:
+        header = json.loads(data[8 : 8 + header_len])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"the header is not JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    metadata = header.pop("__metadata__", None)
+    spans = []
+    for name, entry in header.items():
+        try:
+            begin, end = entry["data_offsets"]
+            count = math.prod(int(n) for n in entry["shape"])
+            size = DTYPE_BYTES[entry["dtype"]] * count
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"tensor {name!r}: no valid dtype, shape and data_offsets") from None
+        if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end) or end - begin != size:
+            raise ValueError(f"tensor {name!r}: its data_offsets do not match its dtype and shape")
+        spans.append((begin, end))
+    covered = 0
+    for begin, end in sorted(spans):
+        if begin != covered:
+            raise ValueError("the tensors' data overlap or leave gaps")
+        covered = end
+    if covered != len(data) - 8 - header_len:
+        raise ValueError("the tensors' data do not fill the file")
+    return metadata
 
 
 def _metadata(data: bytes) -> dict[str, str] | None:

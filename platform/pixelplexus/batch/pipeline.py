@@ -5,7 +5,7 @@ failure of a row into that row's ``status = "error"`` with a ``reason``: nothing
 Ray Data never drops a block because of one bad image, and every stage returns exactly the rows it got.
 A row is pending while ``status`` is ""; ``payload`` carries what the next stage needs: the decoded image
 (pickled between this job's own stages), or, for an input the task passes through untouched
-(:meth:`Task.passthrough_rule`: colorize's ``--skip-color`` on a colour image), the original file's bytes.
+(the options' ``passthrough_rule``: colorize's ``--skip-color`` on a colour image), the original file's bytes.
 
 Only the model stage imports torch: the read and encode stages carry the task's pass-through rule, not the
 task, so their Ray workers start without torch's import (~3 s of CPU each).
@@ -62,7 +62,7 @@ MODEL_ACTOR_MEMORY = 1 << 30
 @dataclass(frozen=True)
 class StageSettings:
     """What the stages need besides the rows: the S3 settings, where outputs go, and the rule that says
-    which images pass through untouched (:meth:`Task.passthrough_rule`; None: none do)."""
+    which images pass through untouched (the options' ``passthrough_rule``; None: none do)."""
 
     s3: S3Settings
     output: Location

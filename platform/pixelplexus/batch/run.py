@@ -53,8 +53,8 @@ from pixelplexus.batch.pipeline import (
 )
 from pixelplexus.batch.planning import Plan, decide, gather, plan_folder, remove_plans, write_plan
 from pixelplexus.io.locations import Listing, Location, S3Settings, remove_folder
-from pixelplexus.references import ResolvedModel
-from pixelplexus.tasks import inference_task
+from pixelplexus.options import parse_options
+from pixelplexus.references import ResolvedModel  # torch-free: the driver never imports torch
 
 Progress = Callable[[int, int, Counter], None]
 
@@ -276,10 +276,8 @@ def _dataset(request: BatchRequest, the_plan: Plan, parts: list[str]):
     concurrency = request.concurrency or (
         max(1, int(ray.cluster_resources().get("GPU", 0) // gpus)) if gpus else 1
     )
-    task = inference_task(request.model.info)
-    settings = StageSettings(
-        request.s3, the_plan.output, task.passthrough_rule(task.parse_options(request.options))
-    )
+    rule = parse_options(request.task, request.options).passthrough_rule()
+    settings = StageSettings(request.s3, the_plan.output, rule)
     # one row (a plan part's URI) per block: the blocks of input rows are read by Ray Data's tasks
     uris = [the_plan.output.join(key) for key in parts]
     ds = ray.data.from_items([{"part": uri} for uri in uris], override_num_blocks=len(uris))

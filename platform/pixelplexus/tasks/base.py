@@ -7,10 +7,11 @@ A task (``generate``, ``enhance``, ``colorize``) knows
 * its data — :meth:`Task.training_sample` turns one decoded RGB image into one training example;
 * one training step's losses — :meth:`Task.generator_output` (the "fake"), :meth:`Task.discriminator_loss`
   and :meth:`Task.generator_loss`;
-* inference — :meth:`Task.passthrough_rule` (inputs to hand back untouched), :meth:`Task.prepare` (item → model
-  input), :meth:`Task.run` (the network, tiled where it helps) and :meth:`Task.finish` (model output →
-  image), composed by :meth:`Task.predict`; its options are the task's ``Options`` model, declared once in
-  :mod:`pixelplexus.options` (the CLI flags and the HTTP query parameters are derived from it).
+* inference — :meth:`Task.prepare` (item → model input), :meth:`Task.run` (the network, tiled where it
+  helps) and :meth:`Task.finish` (model output → image), composed by :meth:`Task.predict`; its options are
+  the task's ``Options`` model, declared once in :mod:`pixelplexus.options` (the CLI flags and the HTTP
+  query parameters are derived from it), which also says which inputs pass through untouched
+  (``passthrough_rule``: it runs in the batch driver and read workers, which do without torch).
 
 Everything here is plain PyTorch and NumPy with no hidden per-call state, so one task instance can serve
 concurrent requests and the Ray layers stay thin.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -229,12 +230,6 @@ class Task(ABC):
 
     def check_options(self, options: Any) -> None:
         """Raise :class:`OptionsError` when ``options`` ask for what this task's generator cannot do."""
-        return None
-
-    def passthrough_rule(self, options: Any) -> Callable[[Any], str | None] | None:
-        """The rule that says why an item is handed back untouched instead of run (e.g. "already in
-        colour"), or None when every item runs. The batch pipeline calls it in its read workers, so it must
-        pickle and import without torch (e.g. :class:`pixelplexus.metrics.AlreadyInColour`)."""
         return None
 
     @abstractmethod

@@ -47,7 +47,7 @@ from pixelplexus.config import (
     TaskConfig,
 )
 from pixelplexus.io.images import ImageRecord
-from pixelplexus.metrics import AlreadyInColour, balanced_hue_accuracy, chroma_spread, colorfulness, psnr
+from pixelplexus.metrics import balanced_hue_accuracy, chroma_spread, colorfulness, psnr
 from pixelplexus.options import ColorizeOptions
 from pixelplexus.tasks.base import Evaluation, Logs, Task
 from pixelplexus.transforms import (
@@ -240,9 +240,6 @@ class ColorizeTask(Task):
         return None if not seen else (float(self._ab_sum[0] / seen), float(self._ab_sum[1] / seen))
 
     # ---------------------------------------------------------------------------------------- inference
-    def passthrough_rule(self, options: ColorizeOptions) -> AlreadyInColour | None:
-        return AlreadyInColour() if options.skip_color else None
-
     def render_size(self, options: ColorizeOptions) -> int:
         """The longer side the network sees: the caller's ``render_size``, else the model's, else 256."""
         return options.render_size or self.head.render_size or DEFAULT_RENDER_SIZE
