@@ -44,8 +44,12 @@ def command_env(ray_root: str) -> dict[str, str]:
     return env | {"RAY_TMPDIR": ray_root}
 
 
-def kill_all(tree: list[psutil.Process]) -> None:
-    for process in tree:  # only what the test started
+def kill_all(tree: list[psutil.Process], driver: subprocess.Popen | None = None) -> None:
+    """Kill ``driver`` if it still runs, and every process of ``tree`` (only what the test started)."""
+    if driver is not None and driver.poll() is None:
+        driver.kill()
+        driver.wait()
+    for process in tree:
         with contextlib.suppress(psutil.Error):
             process.kill()
 
@@ -91,10 +95,7 @@ def test_a_killed_batch_driver_leaves_no_ray_process(tmp_path, ray_root, weights
             time.sleep(0.5)
         assert left == []
     finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-        kill_all(tree)
+        kill_all(tree, driver)
         log.close()
 
 
@@ -144,10 +145,7 @@ def test_a_finished_batch_command_ends_at_once_and_its_watcher_stops_the_rest(tm
         assert not (session / localray.RECORD).exists()  # the watcher finished its job and cleared it
         assert "leftover processes" in (session / "logs" / "pixelplexus_watcher.log").read_text()
     finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-        kill_all(tree)
+        kill_all(tree, driver)
 
 
 DRIVER_WITHOUT_TORCH = """
@@ -229,10 +227,7 @@ def test_the_next_command_stops_what_a_killed_command_and_its_watcher_left(ray_r
         assert leftovers(ray_root, tree) == []
         assert not (session / localray.RECORD).exists()
     finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-        kill_all(tree)
+        kill_all(tree, driver)
 
 
 HUNG = """
@@ -257,10 +252,7 @@ def test_a_hung_shutdown_is_cut_off_at_its_deadline(ray_root):
         assert "Ray did not stop within 3 s" in err
         assert leftovers(ray_root, tree) == []
     finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-        kill_all(tree)
+        kill_all(tree, driver)
 
 
 def sleeper(*args: str, log: Path | None = None) -> subprocess.Popen:
