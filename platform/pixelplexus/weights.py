@@ -149,7 +149,7 @@ def _read(source: str | Path | bytes) -> tuple[dict[str, torch.Tensor], WeightsI
     data, name = _bytes(source)
     try:
         state = load(data)
-        metadata = _metadata(data)
+        metadata = check_layout(data)
     except (SafetensorError, ValueError, OSError) as exc:
         raise WeightsError(f"{name}: not a readable safetensors file ({exc})") from None
     return state, WeightsInfo.from_metadata(metadata, name), name
@@ -221,13 +221,6 @@ def check_layout(data: bytes) -> dict[str, str] | None:
     if covered != len(data) - 8 - header_len:
         raise ValueError("the tensors' data do not fill the file")
     return metadata
-
-
-def _metadata(data: bytes) -> dict[str, str] | None:
-    """The ``__metadata__`` of a safetensors file, read from its JSON header."""
-    header_len = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + header_len])
-    return header.get("__metadata__")
 
 
 def _preview(keys: list[str], limit: int = 5) -> str:

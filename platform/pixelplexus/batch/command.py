@@ -138,10 +138,10 @@ def run_command(args: argparse.Namespace) -> int:
         )
         result = run_batch(request, progress=_progress_printer(args.task))
     except (ModelReferenceError, LocationError, ValueError) as exc:
-        localray.leave_to_watcher()  # nothing was written, or all of it is (a check after Ray's start)
         print(f"pixelplexus {args.task}: error: {exc}", file=sys.stderr)
         return 2
-    localray.leave_to_watcher()  # outputs, manifest and lease are written: Ray's shutdown need not be waited for
+    finally:  # nothing was written, or all of it is: outputs, manifest, lease; Ray's shutdown is not waited for
+        localray.leave_to_watcher()
     print(f"{args.task}: {result.summary.line()} (start-up {result.startup_seconds:.1f} s)")
     print(f"manifest: {result.manifest_uri}")
     if result.failure:
