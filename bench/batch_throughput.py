@@ -2,9 +2,12 @@
 
 The same N PNG images (``--size`` px, a photo-like test pattern) go through
 
-1. the model alone on pre-decoded tensors, in batches, in PyTorch's default layout (the floor of a
-   hand-written loop) and channels-last as pixelplexus runs it (``ResolvedModel.load_for_inference``);
-2. a hand-written sequential loop: PIL decode → the same model, same batches → PIL encode → write;
+1. the model alone on pre-decoded tensors, in batches, in PyTorch's default layout at fp32 (the floor of a
+   hand-written loop) and as pixelplexus runs it: channels-last (``ResolvedModel.load_for_inference``) at
+   ``--precision`` (default ``auto``: bf16 on CPUs with native bfloat16, :mod:`pixelplexus.precision`);
+2. a hand-written sequential loop: PIL decode → the same model, same batches → PIL encode → write, at fp32
+   as one writes it, and, when pixelplexus's precision is not fp32, the same loop at that precision (what
+   the arithmetic alone brings);
 3. the batch pipeline (:func:`pixelplexus.batch.run.run_batch`, what ``pixelplexus enhance`` runs) on a
    fresh local Ray cluster.
 
@@ -21,6 +24,7 @@ interpreter start to exit, as a user would time them: the loop script and ``pixe
 Markdown table.
 
     .venv/bin/python bench/batch_throughput.py [--n 256] [--size 128] [--batch-size 8] [--threads 2] [--device cuda]
+        [--precision auto|fp32|bf16]
 """
 
 from __future__ import annotations
@@ -34,23 +38,27 @@ import sys
 import tempfile
 import time
 
+from pixelplexus.precision import PRECISIONS
+from pixelplexus.precision import resolve as resolve_precision
+
 CHILD = r"""
 import io, json, os, sys, threading, time
 from pathlib import Path
 import numpy as np, torch
 from PIL import Image
-mode, folder, n, batch, threads, device = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+mode, folder, n, batch, threads, device, precision = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7]
 sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 torch.set_num_threads(threads)
 from pixelplexus.references import resolve_model
 from pixelplexus.tasks import inference_task
+from pixelplexus.tasks.base import at_precision
 model = resolve_model(str(folder / "enhance.safetensors"), "enhance")
 task = inference_task(model.info)
-options = task.parse_options(tile=None)
+options = task.parse_options(tile=None, precision=precision)
 files = sorted((folder / "in").glob("*.png"))[:n]
 
 if mode.startswith("floor"):  # "floor": the model as a hand-written loop runs it; "floor-cl": as pixelplexus does
-    generator = model.load_for_inference(device) if mode == "floor-cl" else model.load(device)
+    generator = at_precision(model.load_for_inference(device), precision) if mode == "floor-cl" else model.load(device)
     x = [torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1).float() / 255 for f in files]
     x = [t.to(device) for t in x]
     sync()
@@ -60,9 +68,9 @@ if mode.startswith("floor"):  # "floor": the model as a hand-written loop runs i
             task.run(generator, torch.stack(x[i : i + batch]), options)
     sync()
     print(json.dumps({"seconds": time.perf_counter() - start}))
-elif mode == "loop":
-    generator = model.load(device)
-    out = folder / "loop"
+elif mode.startswith("loop"):  # "loop": as one would write it; "loop-same": at pixelplexus's arithmetic
+    generator = at_precision(model.load(device), precision) if mode == "loop-same" else model.load(device)
+    out = folder / mode
     out.mkdir(exist_ok=True)
     start = time.perf_counter()
     with torch.no_grad():
@@ -108,9 +116,9 @@ else:
 """
 
 
-def child(mode: str, folder: str, n: int, batch: int, threads: int, device: str) -> dict:
+def child(mode: str, folder: str, n: int, batch: int, threads: int, device: str, precision: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, folder, str(n), str(batch), str(threads), device],
+        [sys.executable, "-c", CHILD, mode, folder, str(n), str(batch), str(threads), device, precision],
         capture_output=True,
         text=True,
     )
@@ -119,18 +127,20 @@ def child(mode: str, folder: str, n: int, batch: int, threads: int, device: str)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def whole_processes(folder: str, n: int, batch: int, threads: int, device: str) -> tuple[float, float]:
+def whole_processes(
+    folder: str, n: int, batch: int, threads: int, device: str, precision: str
+) -> tuple[float, float]:
     """Wall seconds of two whole processes, interpreter start to exit, on the same N images: the
     hand-written loop (imports, model load, the loop) and ``pixelplexus enhance`` (Ray's start and stop
     included), as a user would time them."""
     start = time.perf_counter()
-    child("loop", folder, n, batch, threads, device)
+    child("loop", folder, n, batch, threads, device, precision)
     loop = time.perf_counter() - start
     listing = os.path.join(folder, f"list-{n}.txt")
     command = [os.path.join(os.path.dirname(sys.executable), "pixelplexus"), "enhance", listing]
     command += [os.path.join(folder, f"cli-{n}"), "--model", os.path.join(folder, "enhance.safetensors")]
     command += ["--batch-size", str(batch), "--threads-per-worker", str(threads), "--tile", "0"]
-    command += ["--gpus-per-worker", "1" if device == "cuda" else "0"]
+    command += ["--gpus-per-worker", "1" if device == "cuda" else "0", "--precision", precision]
     start = time.perf_counter()
     out = subprocess.run(command, capture_output=True, text=True)
     cli = time.perf_counter() - start
@@ -172,49 +182,57 @@ def main() -> None:
     parser.add_argument(
         "--device", choices=("cpu", "cuda"), default="cpu", help="cuda: one GPU per model actor"
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="pixelplexus's inference precision (default auto, as `pixelplexus enhance` runs); the loop "
+        "runs fp32 as written by hand, and also at this precision when it is not fp32",
+    )
     args = parser.parse_args()
     n, batch, threads = args.n, args.batch_size, args.threads
     n_small = max(batch, n // 4)
+    arithmetic = resolve_precision(args.precision, args.device)
+    same = arithmetic != "fp32"  # the loop also at pixelplexus's arithmetic: what precision alone brings
+
+    def run(mode: str, count: int = n) -> dict:
+        return child(mode, folder, count, batch, threads, args.device, args.precision)
+
     with tempfile.TemporaryDirectory() as folder:
         make_inputs(folder, n, args.size)
-        first_floor = child("floor", folder, n, batch, threads, args.device)
-        first_floor_cl = child("floor-cl", folder, n, batch, threads, args.device)
-        loop = child("loop", folder, n, batch, threads, args.device)
-        small = child("pipeline", folder, n_small, batch, threads, args.device)
-        full = child("pipeline", folder, n, batch, threads, args.device)
-        whole_loop, whole_cli = whole_processes(folder, n, batch, threads, args.device)
-        last_floor = child("floor", folder, n, batch, threads, args.device)
-        last_floor_cl = child("floor-cl", folder, n, batch, threads, args.device)
+        first_floor, first_floor_cl, loop = run("floor"), run("floor-cl"), run("loop")
+        loop_same = run("loop-same") if same else loop
+        small, full = run("pipeline", n_small), run("pipeline")
+        whole_loop, whole_cli = whole_processes(folder, n, batch, threads, args.device, args.precision)
+        last_floor, last_floor_cl = run("floor"), run("floor-cl")
     assert full["ok"] == n and small["ok"] == n_small, (full, small)
     floor_rate = n / min(first_floor["seconds"], last_floor["seconds"])
     floor_cl_rate = n / min(first_floor_cl["seconds"], last_floor_cl["seconds"])
     loop_rate, end_to_end = n / loop["seconds"], n / full["seconds"]
+    same_rate = n / loop_same["seconds"]
     steady = (n - n_small) / (full["seconds"] - small["seconds"])
     print(
         f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {threads}; "
-        f"{n} images {args.size}² → ×4, batch {batch}, device {args.device}\n"
+        f"{n} images {args.size}² → ×4, batch {batch}, device {args.device}, pixelplexus's arithmetic: "
+        f"{arithmetic} (--precision {args.precision})\n"
     )
-    print("| path | images/s | vs loop | vs model only |")
-    print("|---|---|---|---|")
-    print(f"| model only (floor) | {floor_rate:.2f} | {floor_rate / loop_rate:.2f} | 1.00 |")
-    print(
-        f"| model only, channels-last (as pixelplexus runs it) | {floor_cl_rate:.2f} | "
-        f"{floor_cl_rate / loop_rate:.2f} | {floor_cl_rate / floor_rate:.2f} |"
-    )
-    print(f"| sequential loop (PIL → model → PIL) | {loop_rate:.2f} | 1.00 | {loop_rate / floor_rate:.2f} |")
-    print(
-        f"| pixelplexus, steady state | {steady:.2f} | {steady / loop_rate:.2f} | {steady / floor_rate:.2f} |"
-    )
-    if full["in_run"]:
-        in_run = full["in_run"]
+
+    def row(path: str, rate: float) -> None:
         print(
-            f"| pixelplexus, within the run (first results → last) | {in_run:.2f} | {in_run / loop_rate:.2f} | "
-            f"{in_run / floor_rate:.2f} |"
+            f"| {path} | {rate:.2f} | {rate / loop_rate:.2f} | {rate / same_rate:.2f} | {rate / floor_rate:.2f} |"
         )
-    print(
-        f"| pixelplexus, end to end incl. start-up | {end_to_end:.2f} | {end_to_end / loop_rate:.2f} | "
-        f"{end_to_end / floor_rate:.2f} |"
-    )
+
+    print(f"| path | images/s | vs loop | vs loop at {arithmetic} | vs model only |")
+    print("|---|---|---|---|---|")
+    row("model only (floor)", floor_rate)
+    row(f"model only, channels-last, {arithmetic} (as pixelplexus runs it)", floor_cl_rate)
+    row("sequential loop (PIL → model → PIL)", loop_rate)
+    if same:
+        row(f"sequential loop, {arithmetic} autocast", same_rate)
+    row("pixelplexus, steady state", steady)
+    if full["in_run"]:
+        row("pixelplexus, within the run (first results → last)", full["in_run"])
+    row("pixelplexus, end to end incl. start-up", end_to_end)
     print(
         f"\nwhole processes (interpreter start to exit, {n} images): hand-written loop {whole_loop:.1f} s, "
         f"`pixelplexus enhance` {whole_cli:.1f} s ({whole_loop / whole_cli:.2f}× the loop's speed)"

@@ -40,7 +40,7 @@ def restorer(reference: str):
     """``reference`` → a function restoring one archive copy (H×W×3 uint8) with that ×4 enhance model."""
     model = resolve_model(reference, "enhance", scale=4)
     task, network = inference_task(model.info), model.load()
-    return lambda lr: task.predict(network, [ImageRecord(lr)], {"tile": 0})[0].pixels
+    return lambda lr: task.predict(network, [ImageRecord(lr)], {"tile": 0, "precision": "fp32"})[0].pixels
 
 
 def main(argv: list[str] | None = None) -> int:

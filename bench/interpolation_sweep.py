@@ -59,7 +59,7 @@ def score(reference: str, inputs: list[tuple[np.ndarray, np.ndarray, float]]) ->
     gains, niqes = [], []
     for lr, hr, bicubic_psnr in inputs:
         with torch.inference_mode():
-            out = task.predict(network, [ImageRecord(lr)], {"tile": 0})[0].pixels
+            out = task.predict(network, [ImageRecord(lr)], {"tile": 0, "precision": "fp32"})[0].pixels
         gains.append(psnr(out, hr, crop_border=4, y_channel=True) - bicubic_psnr)
         niqes.append(niqe(out, crop_border=4))
     return float(np.mean(gains)), float(np.mean(niqes))

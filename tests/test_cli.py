@@ -51,6 +51,11 @@ def test_batch_flags_are_the_options_models_fields():
     assert (colorize.skip_color, colorize.render_size, colorize.strength) == (True, 64, 1.0)
     with pytest.raises(SystemExit):
         parser.parse_args(["enhance", "in", "out", "--scale", "5"])  # the Literal's choices
+    for task in ("enhance", "colorize"):  # every task's base option, with its choices
+        assert parser.parse_args([task, "in", "out"]).precision == "auto"
+        assert parser.parse_args([task, "in", "out", "--precision", "fp32"]).precision == "fp32"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["enhance", "in", "out", "--precision", "fp16"])
 
 
 def test_config_prints_a_loadable_default():

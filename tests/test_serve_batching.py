@@ -52,8 +52,8 @@ def test_the_query_parameters_are_the_options_models_fields():
 
     spec = build_api({}, Limits()).openapi()
     for task, names in {
-        "enhance": {"scale", "tile", "tile_overlap"},
-        "colorize": {"render_size", "strength"},
+        "enhance": {"scale", "tile", "tile_overlap", "precision"},
+        "colorize": {"render_size", "strength", "precision"},
     }.items():
         parameters = {p["name"]: p for p in spec["paths"][f"/v1/{task}"]["post"]["parameters"]}
         assert set(parameters) == names | {"format"}  # skip_color is a batch option: no parameter
@@ -61,11 +61,15 @@ def test_the_query_parameters_are_the_options_models_fields():
             assert parameters[name]["description"] == OPTIONS[task].model_fields[name].description
     enhance = query_options("enhance")
     assert enhance().tile is None  # the API's default: the whole image, unless tile is asked for
-    assert enhance(scale=2, tile=16, tile_overlap=4).model_dump() == {
+    assert enhance(scale=2, tile=16, tile_overlap=4, precision="fp32").model_dump() == {
         "scale": 2,
         "tile": 16,
         "tile_overlap": 4,
+        "precision": "fp32",
     }
-    with pytest.raises(ApiError) as error:
-        enhance(tile=32)  # smaller than twice the default overlap
-    assert error.value.status == 422 and error.value.code == "invalid_parameters"
+    assert enhance().precision == "auto"
+    # smaller than twice the default overlap; no such precision
+    for bad in ({"tile": 32}, {"precision": "fp16"}):
+        with pytest.raises(ApiError) as error:
+            enhance(**bad)
+        assert error.value.status == 422 and error.value.code == "invalid_parameters"

@@ -16,6 +16,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pixelplexus.config import TASK_NAMES
+from pixelplexus.precision import Precision
 
 MIN_TILE, MAX_TILE = 16, 4096
 
@@ -27,6 +28,12 @@ class InferenceOptions(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    precision: Precision = Field(
+        "auto",
+        description="the network's arithmetic: fp32, bf16, or auto: bf16 where the processor has it natively "
+        "(CPUs with AVX512-BF16 or AMX, GPUs with bfloat16), else fp32",
+    )
 
     def passthrough_rule(self) -> Callable[[Any], str | None] | None:
         """The rule that says why an input is handed back untouched instead of run (e.g. "already in

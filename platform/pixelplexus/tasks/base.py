@@ -35,6 +35,7 @@ from pixelplexus.io.images import ImageRecord
 from pixelplexus.losses import AdversarialLoss, PixelLoss, load_vgg19, r1_penalty
 from pixelplexus.losses.perceptual import PerceptualLoss, TextureLoss
 from pixelplexus.options import InferenceOptions, parse_options
+from pixelplexus.precision import resolve as resolve_precision
 from pixelplexus.weights import WeightsInfo
 
 Logs = dict[str, float]
@@ -54,6 +55,30 @@ def unwrap(module: nn.Module) -> nn.Module:
     while hasattr(module, "module"):
         module = module.module
     return getattr(module, "_orig_mod", module)
+
+
+class Autocast(nn.Module):
+    """A network whose forward runs under bfloat16 autocast (:mod:`pixelplexus.precision`) and returns
+    float32. ``module`` is the network itself (:func:`unwrap` finds it, and its attributes such as
+    ``z_dim``); its weights stay float32 and are not copied."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(next(self.module.parameters()).device.type, dtype=torch.bfloat16):
+            y = self.module(x)
+        return y.float()
+
+
+def at_precision(generator: nn.Module, precision: str) -> nn.Module:
+    """``generator`` run at ``precision`` (resolved on its parameters' device): itself for fp32, else an
+    :class:`Autocast` around it (one already wrapped is kept as it is)."""
+    if isinstance(generator, Autocast):
+        return generator
+    device = next(generator.parameters()).device
+    return Autocast(generator) if resolve_precision(precision, device) == "bf16" else generator
 
 
 class Task(ABC):
@@ -246,7 +271,9 @@ class Task(ABC):
 
     @abstractmethod
     def evaluate(self, generator: nn.Module, images: Sequence[np.ndarray]) -> Evaluation:
-        """Score ``generator`` (eval mode) on validation images (H×W×3 uint8 RGB) and picture a few results."""
+        """Score ``generator`` (eval mode) on validation images (H×W×3 uint8 RGB) and picture a few results.
+        Runs it at fp32 whatever the machine (so scores compare across machines); to score another precision,
+        pass an :class:`Autocast` around it."""
 
     @torch.no_grad()
     def predict(
@@ -259,11 +286,13 @@ class Task(ABC):
     ) -> list[ImageRecord]:
         """Run the whole inference path on ``items``; inputs of equal shape are batched together.
 
-        The generator is used as it is (call ``.eval()`` first, as :func:`load_generator` does).
+        The generator is used as it is (call ``.eval()`` first, as :func:`load_generator` does), at the
+        options' ``precision`` (:func:`at_precision`).
         """
         options = self.parse_options(options)
         self.check_options(options)
         device = next(generator.parameters()).device
+        generator = at_precision(generator, options.precision)
         prepared = [self.prepare(item, options, generator) for item in items]
         groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for index, x in enumerate(prepared):

@@ -286,7 +286,9 @@ class ColorizeTask(Task):
             real = fit_within(np.asarray(rgb), size)
             record = ImageRecord(real)
             # as the model runs by default; a model that names no render size sees the image as it is
-            options = self.parse_options(render_size=self.head.render_size or max(32, max(real.shape[:2])))
+            options = self.parse_options(
+                render_size=self.head.render_size or max(32, max(real.shape[:2])), precision="fp32"
+            )
             outputs["model"].append(self.predict(generator, [record], options)[0].pixels)
             outputs["gray"].append(self.finish(torch.zeros(2, 1, 1), record, options).pixels)
             if tint is not None:

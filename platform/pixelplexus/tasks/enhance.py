@@ -185,17 +185,18 @@ class EnhanceTask(Task):
         except FileNotFoundError:
             niqe_params = None
         scale, rows = self.scale, []
+        whole = self.parse_options(tile=0, precision="fp32")  # the whole image, as training scores it
         scores = {"psnr_y": [], "ssim_y": [], "psnr_rgb": []}
         scores |= {"psnr_y_archive": [], "psnr_y_archive_bicubic": [], "niqe_archive": []}
         for index, rgb in enumerate(images):
             hr = center_crop(rgb, self.config.train.eval_size, multiple=scale)
             lr = resize(hr, (hr.shape[1] // scale, hr.shape[0] // scale))
-            sr = self.predict(generator, [ImageRecord(lr)], {"tile": 0})[0].pixels  # whole image
+            sr = self.predict(generator, [ImageRecord(lr)], whole)[0].pixels
             scores["psnr_y"].append(psnr(sr, hr, crop_border=scale, y_channel=True))
             scores["ssim_y"].append(ssim(sr, hr, crop_border=scale, y_channel=True))
             scores["psnr_rgb"].append(psnr(sr, hr, crop_border=scale))
             archive = archive_copy(hr, scale, seed=index)
-            restored = self.predict(generator, [ImageRecord(archive)], {"tile": 0})[0].pixels
+            restored = self.predict(generator, [ImageRecord(archive)], whole)[0].pixels
             bicubic = resize(archive, (hr.shape[1], hr.shape[0]))
             scores["psnr_y_archive"].append(psnr(restored, hr, crop_border=scale, y_channel=True))
             scores["psnr_y_archive_bicubic"].append(psnr(bicubic, hr, crop_border=scale, y_channel=True))
