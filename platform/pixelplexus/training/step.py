@@ -60,7 +60,10 @@ class Amp:
     """Mixed precision: autocast to ``dtype`` (None = fp32) and, for fp16, a gradient scaler.
 
     ``precision`` "auto" means bf16 on GPUs that support it, fp16 with a scaler on older GPUs and fp32 on the
-    CPU (CPU autocast is slower than fp32 for these convolutional networks).
+    CPU. ``bf16`` also runs on a CPU when asked (weights, optimiser state and losses stay fp32): on one with
+    native bfloat16 (:func:`pixelplexus.precision.cpu_has_native_bf16`) a step takes ~0.6× the fp32 time
+    (docs/benchmarks.md, "Training throughput"); without it oneDNN emulates bfloat16, slower than fp32.
+    "auto" keeps fp32 on CPUs so that a CPU run trains the same on every machine. fp16 needs a GPU.
     """
 
     device_type: str = "cpu"
@@ -70,9 +73,9 @@ class Amp:
     @classmethod
     def create(cls, precision: str, device: torch.device) -> Amp:
         if device.type != "cuda" or precision == "fp32":
-            if precision in ("bf16", "fp16") and device.type != "cuda":
-                raise ValueError(f"precision {precision!r} needs a CUDA device; use fp32 or auto on {device}")
-            return cls(device.type)
+            if precision == "fp16" and device.type != "cuda":
+                raise ValueError(f"precision 'fp16' needs a CUDA device; use fp32, bf16 or auto on {device}")
+            return cls(device.type, torch.bfloat16 if precision == "bf16" else None)
         if precision == "auto":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         if precision == "bf16":
