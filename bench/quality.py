@@ -256,6 +256,8 @@ def _db(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
+# whole images, the network as Entry.load() gives it (fp32 here leaves an entry's own precision as it is)
+WHOLE = {"tile": 0, "precision": "fp32"}
 WARM_UP = np.zeros((32, 32, 3), dtype=np.uint8)  # one untimed call first: allocations, ncnn's pipelines
 
 
@@ -299,7 +301,7 @@ def enhance_tables(
             for name, runner, row_task, generator in rows:
                 timed = Timed(generator)
                 with torch.no_grad():
-                    row_task.predict(timed, [ImageRecord(WARM_UP)], {"tile": 0, "precision": "fp32"})
+                    row_task.predict(timed, [ImageRecord(WARM_UP)], WHOLE)
                     timed.wall.clear(), timed.cpu.clear()
                     evaluation = row_task.evaluate(timed, images)
                 stem = name.replace(" (ncnn runtime)", "-ncnn")
@@ -354,9 +356,7 @@ def archive_panel(entries: list[Entry], out: Path) -> list[str]:
     for entry in (ours, theirs):
         with torch.no_grad():
             generator = entry.load()
-            record = inference_task(entry.model.info).predict(
-                generator, [ImageRecord(lr)], {"tile": 0, "precision": "fp32"}
-            )[0]
+            record = inference_task(entry.model.info).predict(generator, [ImageRecord(lr)], WHOLE)[0]
         outputs[entry.name] = record.pixels
     top, left, size = 0, 120, 256  # the face and the flag (HR pixels, multiples of 4)
     cells = [lr[top // 4 : (top + size) // 4, left // 4 : (left + size) // 4]]
@@ -420,7 +420,7 @@ def archive_table(entries: list[Entry], image_sets: dict[str, list[np.ndarray]])
         for name, task, generator in methods:
             timed = Timed(generator)
             with torch.no_grad():
-                task.predict(timed, [ImageRecord(WARM_UP)], {"tile": 0, "precision": "fp32"})
+                task.predict(timed, [ImageRecord(WARM_UP)], WHOLE)
                 timed.wall.clear(), timed.cpu.clear()
                 evaluation = task.evaluate(timed, images)  # clean and archive inputs: two passes per image
             scores[name].metrics[set_name] = evaluation.metrics
@@ -491,9 +491,7 @@ def archive_restoration_panel(model: Entry, x4plus: Entry, photos: Sequence[np.n
             with torch.no_grad():
                 generator = entry.load()
                 task = inference_task(entry.model.info)
-                row.append(
-                    task.predict(generator, [ImageRecord(lr)], {"tile": 0, "precision": "fp32"})[0].pixels
-                )
+                row.append(task.predict(generator, [ImageRecord(lr)], WHOLE)[0].pixels)
         rows.append([*row, original])
     write_image_file(path, ImageRecord(image_grid(rows)))
 
