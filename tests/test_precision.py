@@ -4,7 +4,6 @@ returns what float32 would within rounding, and that training's scores stay floa
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from pixelplexus import precision
 from pixelplexus.io.images import ImageRecord
@@ -12,6 +11,7 @@ from pixelplexus.options import OptionsError, parse_options
 from pixelplexus.tasks import get_task
 from pixelplexus.tasks.base import Autocast, at_precision, unwrap
 from support.corpus import pattern
+from support.training import ConvDtypes
 
 
 def _cpuinfo(tmp_path, name: str, text: str) -> str:
@@ -50,21 +50,11 @@ def test_auto_picks_bf16_only_where_the_cpu_has_it(monkeypatch):
         parse_options("enhance", precision="fp16")
 
 
-class _Dtypes:
-    """The dtypes the network's convolutions produced, per call of the hook."""
-
-    def __init__(self, network: nn.Module) -> None:
-        self.seen: list[torch.dtype] = []
-        for module in network.modules():
-            if isinstance(module, nn.Conv2d):
-                module.register_forward_hook(lambda _m, _i, out: self.seen.append(out.dtype))
-
-
 def test_bf16_runs_the_convolutions_in_bfloat16_and_answers_what_fp32_does_within_rounding():
     task = get_task("enhance")  # the default compact ×4 network, as benchmarked
     torch.manual_seed(0)
     generator = task.build_generator().eval()
-    dtypes = _Dtypes(generator)
+    dtypes = ConvDtypes(generator)
     image = ImageRecord(np.asarray(pattern(48, 40, seed=5)))
 
     exact = task.predict(generator, [image], {"precision": "fp32", "tile": 0})[0].pixels.astype(int)
@@ -88,7 +78,7 @@ def test_bf16_runs_the_convolutions_in_bfloat16_and_answers_what_fp32_does_withi
 def test_auto_runs_fp32_without_native_bf16_and_training_scores_stay_fp32(monkeypatch, tiny_config):
     task = get_task(tiny_config("enhance"))
     generator = task.build_generator().eval()
-    dtypes = _Dtypes(generator)
+    dtypes = ConvDtypes(generator)
     image = ImageRecord(np.asarray(pattern(20, 24, seed=1)))
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     plain = task.predict(generator, [image])[0].pixels

@@ -28,6 +28,7 @@ from pixelplexus.training.tracking import flatten
 from pixelplexus.transforms import archive_copy, degrade
 from pixelplexus.weights import load_generator
 from support.corpus import pattern
+from support.training import ConvDtypes
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 TINY_CONFIGS = [shipped_config_path(f"{task}-tiny") for task in ("enhance", "colorize", "generate")]
@@ -125,14 +126,11 @@ def test_amp_is_fp32_on_cpu_by_default_refuses_fp16_there_and_trains_bf16_when_a
     for name in ("enhance", "colorize"):  # a GAN step on both networks, the convolutions in bfloat16
         task = get_task(tiny_config(name))
         nets = build_networks(task)
-        seen: list[torch.dtype] = []
-        for module in nets.generator.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                module.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+        dtypes = ConvDtypes(nets.generator)
         before = [p.detach().clone() for p in nets.generator.parameters()]
         samples = [task.training_sample(pattern(48, 48, seed=3), np.random.default_rng(i)) for i in range(4)]
         logs = train_step(task, nets, task.collate(samples), step=0, amp=amp)
-        assert set(seen) == {torch.bfloat16}
+        assert set(dtypes.seen) == {torch.bfloat16}
         assert {"d_loss", "g_loss"} <= set(logs) and all(np.isfinite(v) for v in logs.values())
         after = list(nets.generator.parameters())
         assert all(p.dtype == torch.float32 for p in after)  # fp32 weights, bf16 arithmetic

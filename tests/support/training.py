@@ -57,3 +57,17 @@ def final_state(result: TrainResult | str | Path) -> dict:
     folder."""
     folder = result.checkpoint if isinstance(result, TrainResult) else result
     return torch.load(Path(folder) / STATE_FILE, weights_only=True)
+
+
+class ConvDtypes:
+    """The dtypes that ``network``'s convolutions produce, one per call (forward hooks): which arithmetic
+    really ran."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        self.seen: list[torch.dtype] = []
+        for module in network.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.register_forward_hook(self._hook)
+
+    def _hook(self, _module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        self.seen.append(output.dtype)
