@@ -62,12 +62,13 @@ class Autocast(nn.Module):
     float32. ``module`` is the network itself (:func:`unwrap` finds it, and its attributes such as
     ``z_dim``); its weights stay float32 and are not copied."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, device_type: str = "cpu") -> None:
         super().__init__()
         self.module = module
+        self.device_type = device_type  # where the module's weights are: "cpu" or "cuda"
 
     def forward(self, x: Tensor) -> Tensor:
-        with torch.autocast(next(self.module.parameters()).device.type, dtype=torch.bfloat16):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
             y = self.module(x)
         return y.float()
 
@@ -78,7 +79,7 @@ def at_precision(generator: nn.Module, precision: str) -> nn.Module:
     if isinstance(generator, Autocast):
         return generator
     device = next(generator.parameters()).device
-    return Autocast(generator) if resolve_precision(precision, device) == "bf16" else generator
+    return Autocast(generator, device.type) if resolve_precision(precision, device) == "bf16" else generator
 
 
 class Task(ABC):
