@@ -16,6 +16,7 @@ from collections import Counter
 
 from pydantic import BaseModel
 
+from pixelplexus.io.video import DEFAULT_CRF, VIDEO_CODECS  # (PyAV is imported only to work on videos)
 from pixelplexus.options import OPTIONS, option_type
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines
@@ -24,6 +25,9 @@ _EPILOG = """\
 INPUT is a folder, an s3://bucket/prefix, or a list file (.txt/.lst: one path or key per line, relative to
 the list's folder; .csv/.parquet: a column). Outputs go under OUTPUT with the same relative keys, and a
 Parquet manifest with one row per input under OUTPUT/_pixelplexus/. Rerunning skips inputs already done.
+Videos (.mp4 .m4v .mov .mkv .webm .avi .ts) are cut into segments at keyframes that several model actors
+work on, then joined in their own container with the source's frame times, audio and subtitles
+(--video-codec, --crf); their manifest rows count frames and seconds of video.
 S3 uses the standard AWS environment variables, AWS_ENDPOINT_URL included; RAY_ADDRESS picks the cluster.
 
 Keys are checked, never rewritten: an input whose key, list entry or s3:// key has a '..', '.' or empty
@@ -91,6 +95,17 @@ def _parser(sub: argparse._SubParsersAction, task: str, summary: str) -> argpars
     parser.add_argument(
         "--format", choices=("keep", "png", "jpg", "webp"), default="keep", help="output format"
     )
+    parser.add_argument(
+        "--video-codec",
+        choices=tuple(VIDEO_CODECS),
+        help="codec of output videos (default: h264; vp9 in .webm); audio and subtitles are copied as they are",
+    )
+    parser.add_argument(
+        "--crf",
+        type=int,
+        default=DEFAULT_CRF,
+        help=f"constant-quality level of output videos, 0-51 (lower is better; default {DEFAULT_CRF})",
+    )
     parser.add_argument("--overwrite", action="store_true", help="redo inputs that are already done")
     parser.add_argument("--column", help="the column of a .csv/.parquet INPUT list that holds the inputs")
     parser.add_argument(
@@ -135,8 +150,12 @@ def run_command(args: argparse.Namespace) -> int:
             column=args.column,
             follow_symlinks=args.follow_symlinks,
             force=args.force,
+            video_codec=args.video_codec,
+            crf=args.crf,
         )
-        result = run_batch(request, progress=_progress_printer(args.task))
+        result = run_batch(
+            request, progress=_progress_printer(args.task), video_progress=_video_progress_printer(args.task)
+        )
     except (ModelReferenceError, LocationError, ValueError) as exc:
         print(f"pixelplexus {args.task}: error: {exc}", file=sys.stderr)
         return 2
@@ -159,5 +178,22 @@ def _progress_printer(task: str):
             last[0] = now
             states = ", ".join(f"{counts[s]} {s}" for s in ("ok", "error", "skipped"))
             print(f"{task}: {done}/{total} processed ({states})", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _video_progress_printer(task: str):
+    last = [time.monotonic()]
+
+    def report(frames: int, known: int, seconds: float, duration: float, videos: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY or videos == total:
+            last[0] = now
+            print(
+                f"{task}: videos {videos}/{total} done; {frames}/{known} frames "
+                f"({seconds:.1f}/{duration:.1f} s of video) through the model",
+                file=sys.stderr,
+                flush=True,
+            )
 
     return report

@@ -20,7 +20,9 @@ order) — which also covers inputs that only older runs listed (a different lis
 Columns: ``input`` (where it was read), ``input_key`` / ``output_key`` (relative to INPUT / OUTPUT),
 ``status``, ``reason`` (short and stable: group failures by it), ``detail`` (the full message),
 ``input_bytes``, ``width``/``height`` (decoded, EXIF orientation applied), ``output_bytes``,
-``output_width``/``output_height``, ``seconds`` (this input's share of the work) and ``run_id``.
+``output_width``/``output_height``, ``seconds`` (this input's share of the work), for videos ``frames`` and
+``video_seconds`` (the video's duration; both null for images), and ``run_id``. Parts written before a
+column existed read as null there.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ SCHEMA = pa.schema(
         ("output_width", pa.int64()),
         ("output_height", pa.int64()),
         ("seconds", pa.float64()),
+        ("frames", pa.int64()),
+        ("video_seconds", pa.float64()),
         ("run_id", pa.string()),
     ]
 )
@@ -111,6 +115,8 @@ class Tally:
     rows: int = 0
     earlier: int = 0  # rows of inputs done by an earlier run, carried over
     megapixels: float = 0.0  # of the inputs this run processed
+    frames: int = 0  # of the videos this run processed
+    video_seconds: float = 0.0
     counts: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
 
@@ -118,8 +124,12 @@ class Tally:
         self.rows += table.num_rows
         mine = pc.equal(table.column("run_id"), self.run_id).fill_null(False)
         self.earlier += table.num_rows - (pc.sum(mine).as_py() or 0)
-        pixels = pc.multiply(table.column("width"), table.column("height")).filter(mine)
+        frames = pc.coalesce(table.column("frames"), 1)  # a video's pixels are its frames'
+        pixels = pc.multiply(pc.multiply(table.column("width"), table.column("height")), frames).filter(mine)
         self.megapixels += (pc.sum(pixels).as_py() or 0) / 1e6
+        ok = pc.and_(mine, pc.equal(table.column("status"), "ok").fill_null(False))
+        self.frames += pc.sum(table.column("frames").filter(ok)).as_py() or 0
+        self.video_seconds += pc.sum(table.column("video_seconds").filter(ok)).as_py() or 0.0
         for status, n in _value_counts(table.column("status")):
             self.counts[status] += n
         errors = table.filter(pc.equal(table.column("status"), "error").fill_null(False))
@@ -135,6 +145,8 @@ class Tally:
             seconds=seconds,
             images_per_second=processed / seconds if seconds > 0 else 0.0,
             megapixels_per_second=self.megapixels / seconds if seconds > 0 else 0.0,
+            frames=self.frames,
+            video_seconds=self.video_seconds,
             reasons=dict(self.reasons.most_common()),
         )
 
@@ -227,12 +239,13 @@ def read_parts(
 ) -> pa.Table:
     """Manifest parts as one table (``columns``: only these), in the order given."""
     schema = pa.schema([SCHEMA.field(name) for name in columns]) if columns else SCHEMA
-    tables = [
-        pq.read_table(io.BytesIO(read_uri(output.join(key), settings)), columns=columns)
-        .replace_schema_metadata(None)
-        .cast(schema)
-        for key in keys
-    ]
+    tables = []
+    for key in keys:
+        part = pq.ParquetFile(io.BytesIO(read_uri(output.join(key), settings)))
+        present = [name for name in schema.names if name in part.schema_arrow.names]
+        stored = part.read(columns=present).replace_schema_metadata(None)
+        tables.append(conform(stored).select(schema.names))  # parts from before a column existed: nulls
+
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
@@ -272,6 +285,8 @@ class Summary:
     images_per_second: float
     megapixels_per_second: float
     reasons: dict[str, int]
+    frames: int = 0  # frames of the videos processed (ok)
+    video_seconds: float = 0.0  # their duration
 
     def line(self) -> str:
         counts = ", ".join(f"{self.counts[status]} {status}" for status in STATUSES)
@@ -280,6 +295,11 @@ class Summary:
             f"processed {self.inputs - self.earlier} in {self.seconds:.1f} s: "
             f"{self.images_per_second:.2f} images/s, {self.megapixels_per_second:.3f} megapixels/s"
         )
+        if self.frames:
+            rate = self.frames / self.seconds if self.seconds > 0 else 0.0
+            text += (
+                f"; videos: {self.frames} frames ({self.video_seconds:.1f} s of video), {rate:.2f} frames/s"
+            )
         if self.reasons:
             text += "; errors: " + ", ".join(f"{reason} ×{n}" for reason, n in self.reasons.items())
         return text

@@ -36,7 +36,13 @@ from pixelplexus.batch.manifest import (
     part_name,
     read_parts,
 )
-from pixelplexus.io.formats import ENCODE_FORMATS, IMAGE_EXTENSIONS, format_for_path, writable_format
+from pixelplexus.io.formats import (
+    ENCODE_FORMATS,
+    INPUT_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    format_for_path,
+    writable_format,
+)
 from pixelplexus.io.locations import (
     RESERVED,
     UNSAFE,
@@ -63,22 +69,25 @@ CHUNK = 100_000  # output keys made (in Python) at a time
 def output_key(key: str, format: str) -> str:
     """Where an input's output goes: the same key, with the extension of ``format`` unless it is "keep".
 
-    GIF, which is read but not written, becomes PNG.
+    GIF, which is read but not written, becomes PNG; a video keeps its key (``--format`` is for images).
     """
-    stem, _ = posixpath.splitext(key)
+    stem, extension = posixpath.splitext(key)
+    if extension.lower() in VIDEO_EXTENSIONS:  # a video is written in its own container
+        return key
     if format == "keep":
         return key if format_for_path(key) in ENCODE_FORMATS else stem + ".png"
     return key if format_for_path(key) == writable_format(format) else f"{stem}.{format}"
 
 
 TODO_SCHEMA = pa.schema([(name, pa.string()) for name in PLAN_COLUMNS])
-KINDS = {"todo": TODO_SCHEMA, "done": SCHEMA, "refused": SCHEMA}
+KINDS = {"todo": TODO_SCHEMA, "videos": TODO_SCHEMA, "done": SCHEMA, "refused": SCHEMA}
+_VIDEO = "(?i)(" + "|".join(ext.replace(".", r"\.") for ext in sorted(VIDEO_EXTENSIONS)) + ")$"
 
 
 class Plan:
-    """What a run does, as three tables, each written range by range of input keys to a local temporary
+    """What a run does, as four tables, each written range by range of input keys to a local temporary
     folder (:class:`~pixelplexus.io.ranges.Spill`) rather than held: ``todo`` (:data:`PLAN_COLUMNS`: the
-    inputs to process, by key), ``done`` (manifest rows of inputs done earlier, carried over) and
+    images to process, by key), ``videos`` (the same for videos: :mod:`pixelplexus.batch.video`), ``done`` (manifest rows of inputs done earlier, carried over) and
     ``refused`` (error rows of inputs that cannot be processed: unsafe, collisions; their ``run_id`` is
     filled in by the run), each sorted by input key. :meth:`tables` reads one back a range at a time;
     the properties read it whole (small plans, tests). :meth:`close` removes the folder."""
@@ -152,7 +161,7 @@ def gather(request: BatchRequest) -> tuple[Location, Listing]:
     )
     if listing.num_rows == 0:
         listing.close()
-        extensions = " ".join(sorted(IMAGE_EXTENSIONS))
+        extensions = " ".join(sorted(INPUT_EXTENSIONS))
         raise LocationError(f"no images under {request.input} (looked for {extensions}, in any case)")
     return output, listing
 
@@ -203,7 +212,9 @@ def decide(request: BatchRequest, output: Location, listing: Listing) -> Plan:
                 items = items.append_column("present", pc.is_in(out, value_set=hits))
             earlier = newest_per_key(read(previous[index])) if previous else None
             todo, done, refused = _decide_range(items, collisions, earlier)
-            result.add("todo", todo)
+            video = pc.match_substring_regex(todo.column("input_key"), _VIDEO)
+            result.add("videos", todo.filter(video))
+            result.add("todo", todo.filter(pc.invert(video)))
             result.add("done", done)
             result.add("refused", refused)
     return result
@@ -390,8 +401,8 @@ def write_plan(the_plan: Plan, run_id: str, batch_size: int, request: BatchReque
 
 
 def remove_plans(output: Location, request: BatchRequest) -> None:
-    """Remove the plan folders under OUTPUT that killed runs left (call it holding the lease)."""
-    prefix = MANIFEST_DIR + "plan-"
-    keys = (key for key in output.keys(request.s3, under=MANIFEST_DIR) if key.startswith(prefix))
+    """Remove the plan and segment folders under OUTPUT that killed runs left (call it holding the lease)."""
+    prefixes = (MANIFEST_DIR + "plan-", MANIFEST_DIR + "segments-")  # and videos' encoded segments
+    keys = (key for key in output.keys(request.s3, under=MANIFEST_DIR) if key.startswith(prefixes))
     for folder in sorted({key.rsplit("/", 1)[0] for key in keys if key.count("/") == 2}):
         remove_folder(output, folder, request.s3)

@@ -52,11 +52,15 @@ from pixelplexus.batch.pipeline import (
     read_plan_part,
 )
 from pixelplexus.batch.planning import Plan, decide, gather, plan_folder, remove_plans, write_plan
+from pixelplexus.batch.video import run_videos
 from pixelplexus.io.locations import Listing, Location, S3Settings, remove_folder
+from pixelplexus.io.video import DEFAULT_CRF
 from pixelplexus.options import parse_options
 from pixelplexus.references import ResolvedModel  # torch-free: the driver never imports torch
 
 Progress = Callable[[int, int, Counter], None]
+VideoProgress = Callable[[int, int, float, float, int, int], None]
+"""frames done, frames known, seconds of video done, known, videos done, videos"""
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,8 @@ class BatchRequest:
     images per model call;
     concurrency: model actors (None: one per ``gpus_per_worker`` GPUs of the cluster, or one on CPUs);
     threads_per_worker: torch threads of a CPU actor (None: the node's cores / concurrency);
-    format: "keep" or one of :data:`FORMATS`; column: the column of a CSV/Parquet list of inputs.
+    format: "keep" or one of :data:`FORMATS` (images); video_codec, crf: how videos are encoded
+    (:data:`~pixelplexus.io.video.VIDEO_CODECS`; None: h264, or vp9 in WebM); column: the column of a CSV/Parquet list of inputs.
     follow_symlinks: read local inputs that are links leading outside INPUT (refused by default);
     force: take OUTPUT's lease even from a live run; lease_seconds: how long a lease outlives its last
     heartbeat (a killed run's lease expires after that).
@@ -88,6 +93,8 @@ class BatchRequest:
     follow_symlinks: bool = False
     force: bool = False
     lease_seconds: float = DEFAULT_SECONDS
+    video_codec: str | None = None
+    crf: int = DEFAULT_CRF
     s3: S3Settings = field(default_factory=S3Settings.from_env)
 
 
@@ -107,7 +114,9 @@ class BatchResult:
         return read_run_manifest(self.output, self.run_id, self.s3)
 
 
-def run_batch(request: BatchRequest, *, progress: Progress | None = None) -> BatchResult:
+def run_batch(
+    request: BatchRequest, *, progress: Progress | None = None, video_progress: VideoProgress | None = None
+) -> BatchResult:
     """Run ``request`` on the current Ray cluster (started or joined here if needed); see the module docs."""
     started = time.perf_counter()
     output, listing = gather(request)
@@ -116,7 +125,8 @@ def run_batch(request: BatchRequest, *, progress: Progress | None = None) -> Bat
         output.check(request.s3, create=True)
         lease = Lease.acquire(output, request.s3, run_id, seconds=request.lease_seconds, force=request.force)
         with lease:
-            return _run(request, output, listing, run_id, lease, progress, started)
+            progresses = (progress, video_progress)
+            return _run(request, output, listing, run_id, lease, progresses, started)
 
 
 def _run(
@@ -125,14 +135,14 @@ def _run(
     listing: Listing,
     run_id: str,
     lease: Lease,
-    progress: Progress | None,
+    progresses: tuple[Progress | None, VideoProgress | None],
     started: float,
 ) -> BatchResult:
     """The run under its lease: decide, write the rows known now, process, write the rest."""
     remove_plans(output, request)  # left by runs that were killed: none is running (we hold the lease)
     with decide(request, output, listing) as the_plan:
         listing.close()  # the plan holds what it needs of it
-        return _carry_out(request, the_plan, run_id, lease, progress, started)
+        return _carry_out(request, the_plan, run_id, lease, progresses, started)
 
 
 def _carry_out(
@@ -140,12 +150,13 @@ def _carry_out(
     the_plan: Plan,
     run_id: str,
     lease: Lease,
-    progress: Progress | None,
+    progresses: tuple[Progress | None, VideoProgress | None],
     started: float,
 ) -> BatchResult:
     """The plan's rows known now into the manifest, then the pipeline on its inputs, then the rest."""
+    progress, video_progress = progresses
     output = the_plan.output
-    if the_plan.rows["todo"]:
+    if the_plan.rows["todo"] or the_plan.rows["videos"]:
         connect(request)  # before any row is written: a cluster that cannot run the model is exit 2
     metadata = {
         "run_id": run_id,
@@ -155,6 +166,8 @@ def _carry_out(
         "model": request.model.describe(),
         "options": request.options,
         "format": request.format,
+        "video_codec": request.video_codec,
+        "crf": request.crf,
         "overwrite": request.overwrite,
         "skip_color": bool(request.options.get("skip_color", False)),  # kept beside options for readers
         "follow_symlinks": request.follow_symlinks,
@@ -169,6 +182,15 @@ def _carry_out(
     failure, seconds, startup = None, 0.0, time.perf_counter() - started
     if the_plan.rows["todo"]:
         failure, startup, seconds = _process(request, the_plan, run_id, writer, progress, started)
+    if the_plan.rows["videos"] and not failure:
+        begin = time.perf_counter()
+        if not the_plan.rows["todo"]:
+            startup = begin - started
+        failure = _process_videos(request, the_plan, run_id, writer, video_progress)
+        seconds += time.perf_counter() - begin
+    elif the_plan.rows["videos"]:
+        for table in the_plan.tables("videos"):
+            _not_processed(table, run_id, writer, failure)
     if lease.lost and not failure:
         failure = f"LeaseLost: {lease.lost}: another run may have written here too; check its manifest"
     summary = writer.tally.summary(seconds)
@@ -256,11 +278,16 @@ def _account_for_the_rest(
     missing = todo.filter(
         pc.invert(pc.is_in(todo.column("input_key"), value_set=seen.column("input_key").combine_chunks()))
     )
-    if missing.num_rows == 0:
+    _not_processed(missing, run_id, writer, failure)
+
+
+def _not_processed(todo: pa.Table, run_id: str, writer: ManifestWriter, failure: str | None) -> None:
+    """Error rows for plan rows ``todo`` that got none: the pipeline failed, or their block was lost."""
+    if todo.num_rows == 0:
         return
     reason = "not processed: the pipeline failed" if failure else "not processed: its block was lost"
     detail = failure or "a Ray Data block failed beyond its retries; rerun to retry"
-    rows = missing.select(["input", "input_key", "output_key"])
+    rows = todo.select(["input", "input_key", "output_key"])
     n = rows.num_rows
     rows = rows.append_column("status", pa.array(["error"] * n)).append_column(
         "reason", pa.array([reason] * n)
@@ -269,13 +296,56 @@ def _account_for_the_rest(
     writer.flush()
 
 
-def _dataset(request: BatchRequest, the_plan: Plan, parts: list[str]):
+def _process_videos(
+    request: BatchRequest,
+    the_plan: Plan,
+    run_id: str,
+    writer: ManifestWriter,
+    progress: VideoProgress | None,
+) -> str | None:
+    """The plan's videos through :func:`~pixelplexus.batch.video.run_videos`; returns the failure."""
+    videos = [row for table in the_plan.tables("videos") for row in table.to_pylist()]
+
+    def emit(row: dict) -> None:
+        writer.add(conform(pa.Table.from_pylist([row]), run_id=run_id))
+
+    def model_stage(ds, predictor, batch_size: int):
+        return _model_stage(ds, request, predictor, batch_size)
+
+    failure = run_videos(request, the_plan.output, videos, run_id, emit, model_stage, progress)
+    writer.flush()
+    return failure
+
+
+def _model_stage(ds, request: BatchRequest, predictor: type, batch_size: int):
+    """``ds`` with the model actor pool added (``predictor``: :class:`Predictor`, or videos' own)."""
     import ray
 
     gpus = request.gpus_per_worker
     concurrency = request.concurrency or (
         max(1, int(ray.cluster_resources().get("GPU", 0) // gpus)) if gpus else 1
     )
+    return ds.map_batches(
+        predictor,
+        fn_constructor_args=(ray.put(request.model), request.options),
+        fn_constructor_kwargs={
+            "batch_size": request.batch_size,
+            "device": "cuda" if gpus else "cpu",
+            "threads": request.threads_per_worker,
+            "concurrency": concurrency,
+        },
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
+        num_cpus=1,
+        num_gpus=gpus or None,
+        memory=MODEL_ACTOR_MEMORY,
+        udf_modifying_row_count=False,
+    )
+
+
+def _dataset(request: BatchRequest, the_plan: Plan, parts: list[str]):
+    import ray
+
     rule = parse_options(request.task, request.options).passthrough_rule()
     settings = StageSettings(request.s3, the_plan.output, rule)
     # one row (a plan part's URI) per block: the blocks of input rows are read by Ray Data's tasks
@@ -290,22 +360,7 @@ def _dataset(request: BatchRequest, the_plan: Plan, parts: list[str]):
         num_cpus=1,
         udf_modifying_row_count=False,
     )
-    ds = ds.map_batches(
-        Predictor,
-        fn_constructor_args=(ray.put(request.model), request.options),
-        fn_constructor_kwargs={
-            "batch_size": request.batch_size,
-            "device": "cuda" if gpus else "cpu",
-            "threads": request.threads_per_worker,
-            "concurrency": concurrency,
-        },
-        batch_size=request.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=concurrency),
-        num_cpus=1,
-        num_gpus=gpus or None,
-        memory=MODEL_ACTOR_MEMORY,
-        udf_modifying_row_count=False,
-    )
+    ds = _model_stage(ds, request, Predictor, request.batch_size)
     ds = ds.map_batches(
         encode_and_write,
         fn_kwargs={"settings": settings},

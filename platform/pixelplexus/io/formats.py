@@ -11,6 +11,9 @@ format (Pillow)   file extensions              media type      write   16 bit   
 ``GIF``           ``.gif``                     image/gif       (read only)
 ================  ===========================  ==============  ======  =======  =====  ====
 
+Videos (batch runs only, :mod:`pixelplexus.io.video`) are read from ``.mp4 .m4v .mov .mkv .webm .avi .ts``
+and written in the same container (:data:`CONTAINER_BY_EXTENSION`).
+
 Users may write ``jpg`` and ``tif`` (any case, with or without a dot) for ``JPEG`` and ``TIFF``
 (:func:`writable_format`).
 """
@@ -30,6 +33,18 @@ FORMAT_BY_EXTENSION: dict[str, str] = {
     ".gif": "GIF",
 }
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(FORMAT_BY_EXTENSION)
+
+CONTAINER_BY_EXTENSION: dict[str, str] = {  # videos (batch only): FFmpeg's muxer for each extension
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".webm": "webm",
+    ".avi": "avi",
+    ".ts": "mpegts",
+}
+VIDEO_EXTENSIONS: frozenset[str] = frozenset(CONTAINER_BY_EXTENSION)
+INPUT_EXTENSIONS: frozenset[str] = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
 # Pillow plugins tried on untrusted bytes. Camera JPEGs with extra (preview) frames open via "JPEG" as "MPO".
 DECODE_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")

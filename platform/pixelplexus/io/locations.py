@@ -24,20 +24,24 @@ outside INPUT (or a folder link leading out of it) is refused unless ``follow_sy
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
 import os
 import posixpath
 import re
+import secrets
 import stat
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pixelplexus.io.files import scheme_of, write_atomic
-from pixelplexus.io.formats import IMAGE_EXTENSIONS
-from pixelplexus.io.s3 import S3Settings, s3_error, split_s3
+from pixelplexus.io.formats import INPUT_EXTENSIONS, VIDEO_EXTENSIONS
+from pixelplexus.io.s3 import S3Reader, S3Settings, s3_error, split_s3
 
 LIST_EXTENSIONS = (".txt", ".lst", ".csv", ".parquet")
 LIST_COLUMNS = ("key", "path", "uri", "input")  # tried in this order when a table has several columns
@@ -193,13 +197,23 @@ def read_uri(uri: str, settings: S3Settings, *, within: str = "") -> bytes:
     if uri.startswith("s3://"):
         bucket, key = split_s3(uri)
         return settings.client().get_object(Bucket=bucket, Key=key)["Body"].read()
-    with open(uri, "rb") as f:
-        if within:
-            opened = f"/proc/self/fd/{f.fileno()}"  # what was opened, not what the name says now
-            real = os.readlink(opened) if os.path.islink(opened) else os.path.realpath(uri)
-            if not _within(real, within):
-                raise OutsideInput(f"{uri} links to a file outside INPUT; pass --follow-symlinks to read it")
+    with open_input(uri, settings, within=within) as f:
         return f.read()
+
+
+def open_input(uri: str, settings: S3Settings, *, within: str = "") -> BinaryIO:
+    """A local file or an S3 object opened for reading and seeking (S3: ranged reads,
+    :class:`~pixelplexus.io.s3.S3Reader`); ``within`` as for :func:`read_uri`. The caller closes it."""
+    if uri.startswith("s3://"):
+        return io.BufferedReader(S3Reader(settings, uri), buffer_size=1 << 20)
+    f = open(uri, "rb")
+    if within:
+        opened = f"/proc/self/fd/{f.fileno()}"  # what was opened, not what the name says now
+        real = os.readlink(opened) if os.path.islink(opened) else os.path.realpath(uri)
+        if not _within(real, within):
+            f.close()
+            raise OutsideInput(f"{uri} links to a file outside INPUT; pass --follow-symlinks to read it")
+    return f
 
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -237,6 +251,54 @@ def write_output(output: Location, key: str, data: bytes, settings: S3Settings) 
     finally:
         os.close(fd)
     return uri
+
+
+@contextlib.contextmanager
+def output_file(output: Location, key: str, settings: S3Settings) -> Iterator[BinaryIO]:
+    """A file to write ``key`` under OUTPUT into, for outputs too large to hold (a video): put in place
+    atomically when the ``with`` block ends without error, removed when it raises.
+
+    Local: a hidden temporary file in the output's folder, reached as :func:`write_output` reaches one
+    (never through a link), then renamed over ``key``. S3: a local temporary file, uploaded at the end
+    (multipart for large files; the object appears whole)."""
+    uri = output.join(key)
+    if output.is_s3:
+        with tempfile.TemporaryFile() as f:
+            yield f
+            f.flush()
+            f.seek(0)
+            settings.client().upload_fileobj(f, output.bucket, output.root + key)
+        return
+    *folders, name = key.split("/")
+    if _NO_FOLLOW:
+        fd = open_folder(output.root, folders, create=True)
+    else:  # no O_NOFOLLOW / dir_fd here (Windows): check the resolved path instead
+        os.makedirs(os.path.dirname(uri), exist_ok=True)
+        if os.path.islink(uri) or not _within(
+            os.path.realpath(os.path.dirname(uri)), os.path.realpath(output.root)
+        ):
+            raise OutsideOutput(f"{uri} is outside OUTPUT's real path (a symbolic link)")
+        fd, name = None, uri
+    try:
+        if fd is not None:
+            _refuse_link(fd, name, uri)
+        folder, base = os.path.split(name)
+        temporary = os.path.join(folder, f".{base}.{secrets.token_hex(8)}.tmp")
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        handle = os.open(temporary, flags, 0o666, dir_fd=fd)
+        try:
+            with os.fdopen(handle, "w+b") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, name, src_dir_fd=fd, dst_dir_fd=fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary, dir_fd=fd)
+            raise
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def remove_folder(output: Location, key: str, settings: S3Settings) -> None:
@@ -345,8 +407,13 @@ def _refused(uri: str, key: str, reason: str, detail: str) -> InputItem:
     return InputItem(printable(uri), printable(key), reason, detail)
 
 
-def is_image_key(key: str) -> bool:
-    return posixpath.splitext(key)[1].lower() in IMAGE_EXTENSIONS
+def is_input_key(key: str) -> bool:
+    """Whether a batch reads ``key``: an image or a video (:data:`~pixelplexus.io.formats.INPUT_EXTENSIONS`)."""
+    return posixpath.splitext(key)[1].lower() in INPUT_EXTENSIONS
+
+
+def is_video_key(key: str) -> bool:
+    return posixpath.splitext(key)[1].lower() in VIDEO_EXTENSIONS
 
 
 def scan_inputs(
@@ -508,7 +575,7 @@ def iter_inputs(
         raise LocationError(f"OUTPUT is INPUT ({text}): outputs would replace the originals; write elsewhere")
     if source.is_s3:
         for key in source.keys(settings):
-            if not is_image_key(key) or (skip and key.startswith(skip)):
+            if not is_input_key(key) or (skip and key.startswith(skip)):
                 continue
             try:
                 yield InputItem(source.join(key), key)
@@ -522,10 +589,10 @@ def iter_inputs(
 def list_inputs(
     text: str, settings: S3Settings, *, column: str | None = None, exclude: Location | None = None
 ) -> list[InputItem]:
-    """The inputs a reader may use (training's validation sets): :func:`scan_inputs` less refused ones,
-    following links (reading never writes)."""
+    """The images a reader may use (training's validation sets): :func:`scan_inputs` less refused ones
+    and videos, following links (reading never writes)."""
     items = scan_inputs(text, settings, column=column, exclude=exclude, follow_symlinks=True)
-    return [item for item in items if not item.reason]
+    return [item for item in items if not item.reason and not is_video_key(item.key)]
 
 
 def _unsafe_detail(key: str, exc: Exception, fix: str) -> str:
@@ -556,7 +623,7 @@ def _local_items(root: str, skip: str | None, follow: bool) -> Iterator[InputIte
                 yield _refused(path, prefix + name, OUTSIDE, detail)
         for name in sorted(files):
             key, path = prefix + name, os.path.join(folder, name)
-            if not is_image_key(key) or (skip and key.startswith(skip)):
+            if not is_input_key(key) or (skip and key.startswith(skip)):
                 continue
             try:
                 check_key(key)
@@ -680,8 +747,8 @@ def _item(entry: str, base: Location, real_base: str) -> InputItem:
             return _refused(entry, entry, BAD_ENTRY, detail)
     except ValueError as exc:  # UnsafeKey, or an s3:// URI without a bucket
         return _refused(entry, entry, UNSAFE, f"list entry {_unsafe_detail(entry, exc, fix)}")
-    if not is_image_key(item.key):
-        extensions = " ".join(sorted(IMAGE_EXTENSIONS))
-        detail = f"list entry '{printable(entry)}' does not end in an image extension ({extensions})"
+    if not is_input_key(item.key):
+        extensions = " ".join(sorted(INPUT_EXTENSIONS))
+        detail = f"list entry '{printable(entry)}' does not end in an image or video extension ({extensions})"
         return _refused(entry, entry, NOT_AN_IMAGE, detail)
     return item

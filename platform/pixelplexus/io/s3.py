@@ -10,6 +10,7 @@ region, credentials when set) and hands them on; with none set, boto3's own chai
 from __future__ import annotations
 
 import functools
+import io
 import os
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -87,3 +88,56 @@ def s3_error(exc: Exception, uri: str, *, client=None) -> OSError:
             return FileNotFoundError(f"{uri}: bucket {bucket!r} does not exist (or is not visible)")
         return FileNotFoundError(f"{uri}: no such object")
     return OSError(f"{uri}: S3 error {code}: {exc}")
+
+
+class S3Reader(io.RawIOBase):
+    """A read-only, seekable file over one S3 object, read with ranged GETs of :data:`READ_AHEAD` bytes at
+    least: what FFmpeg needs to open a video (it seeks to the index, then reads forward) without
+    downloading the whole object first. One chunk is kept; ``size`` comes from a HEAD request."""
+
+    READ_AHEAD = 8 << 20
+
+    def __init__(self, settings: S3Settings, uri: str) -> None:
+        self.uri = uri
+        self.bucket, self.key = split_s3(uri)
+        self._client = settings.client()
+        try:
+            self.size = self._client.head_object(Bucket=self.bucket, Key=self.key)["ContentLength"]
+        except Exception as exc:
+            raise s3_error(exc, uri, client=self._client) from None
+        self._pos = 0
+        self._chunk_start, self._chunk = 0, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._pos >= self.size or not len(view):
+            return 0
+        offset = self._pos - self._chunk_start
+        if not 0 <= offset < len(self._chunk):
+            end = min(self.size, self._pos + max(len(view), self.READ_AHEAD)) - 1
+            try:
+                reply = self._client.get_object(
+                    Bucket=self.bucket, Key=self.key, Range=f"bytes={self._pos}-{end}"
+                )
+                self._chunk = reply["Body"].read()
+            except Exception as exc:
+                raise s3_error(exc, self.uri, client=self._client) from None
+            self._chunk_start, offset = self._pos, 0
+        n = min(len(view), len(self._chunk) - offset)
+        view[:n] = self._chunk[offset : offset + n]
+        self._pos += n
+        return n

@@ -270,6 +270,11 @@ class Task(ABC):
     def finish(self, y: Tensor, item: Any, options: Any) -> ImageRecord:
         """One network output (C×H×W, on the CPU) and its input item → the result image."""
 
+    def smooth_frames(self, frames: np.ndarray) -> np.ndarray:
+        """A video segment's results (N×H×W×3 uint8 RGB, in time order) made consistent over time, for
+        tasks whose per-frame results flicker (colorize); by default as they are."""
+        return frames
+
     @abstractmethod
     def evaluate(self, generator: nn.Module, images: Sequence[np.ndarray]) -> Evaluation:
         """Score ``generator`` (eval mode) on validation images (H×W×3 uint8 RGB) and picture a few results.

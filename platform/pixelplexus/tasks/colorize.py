@@ -50,6 +50,7 @@ from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import balanced_hue_accuracy, chroma_spread, colorfulness, psnr
 from pixelplexus.options import ColorizeOptions
 from pixelplexus.tasks.base import Evaluation, Logs, Task
+from pixelplexus.temporal import smooth_chroma
 from pixelplexus.transforms import (
     ensure_min_size,
     fit_within,
@@ -260,6 +261,11 @@ class ColorizeTask(Task):
         # A gray source's ICC profile does not describe RGB output.
         icc = item.icc_profile if not item.is_gray else None
         return item.replace(pixels=pixels, icc_profile=icc)
+
+    def smooth_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Video: colour averaged over time where the picture holds still (:mod:`pixelplexus.temporal`),
+        against per-frame flicker; luma untouched."""
+        return smooth_chroma(frames)
 
     # --------------------------------------------------------------------------------------- validation
     def evaluate(

@@ -1,0 +1,478 @@
+"""Videos in a batch run: segments through the same kind of Ray Data stages as images, then muxed in order.
+
+The plan's videos (``Plan.tables("videos")``) go through their own dataset, after the images:
+
+1. :func:`split_videos` (CPU task): probe each video (:func:`~pixelplexus.io.video.probe`: one demux pass,
+   no decoding) and cut it into segments (:func:`~pixelplexus.io.video.plan_segments`) of about
+   :data:`~pixelplexus.io.video.SEGMENT_BYTES` of output frames, at keyframes: one row per segment, or an
+   error row for the video (empty, corrupt, audio only, a codec its container cannot hold).
+2. :func:`decode_segments` (CPU tasks): each segment's frames, as one N×H×W×3 array.
+3. :class:`VideoPredictor` (the model actor pool): the task's model on every frame, ``batch_size`` frames a
+   call, then the task's :meth:`~pixelplexus.tasks.base.Task.smooth_frames` (colorize: temporal
+   smoothing of colour on static parts, against per-frame flicker).
+4. :func:`encode_segments` (CPU tasks): each segment encoded on its own
+   (:func:`~pixelplexus.io.video.encode_segment`) and written under
+   ``OUTPUT/_pixelplexus/segments-<run id>/``.
+
+The driver (:class:`VideoAssembler`) counts each video's segments as they come back; when a video's are
+all in, a Ray task (:func:`mux_video`) joins them with the source's audio and subtitles into the output,
+written atomically (:func:`~pixelplexus.io.locations.output_file`), and returns the video's manifest row
+(one per video, with ``frames`` and ``video_seconds``). A segment's error is its video's error row; a
+killed run leaves no output file (only its segments folder, which the next run removes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pixelplexus.batch.pipeline import Batch, Predictor, _fail, _rows
+from pixelplexus.io.locations import (
+    OUTSIDE,
+    Location,
+    OutsideInput,
+    OutsideOutput,
+    UnsafeKey,
+    open_input,
+    output_file,
+    read_uri,
+    remove_folder,
+    write_output,
+)
+from pixelplexus.io.s3 import S3Settings
+from pixelplexus.io.video import (
+    VideoError,
+    VideoInfo,
+    container_for,
+    decode_segment,
+    encode_segment,
+    mux,
+    output_codec,
+    plan_segments,
+    probe,
+    segment_frames,
+)
+
+SEGMENT_COLUMNS = (
+    "input",
+    "input_key",
+    "output_key",
+    "within",
+    "video",  # the video's number in this run (segment keys and the assembler's bookkeeping)
+    "segment",  # -1: the video's own (error) row
+    "segments",
+    "frames",  # of the segment
+    "video_frames",
+    "video_seconds",
+    "input_bytes",
+    "width",
+    "height",
+    "status",
+    "reason",
+    "detail",
+    "seconds",
+    "codec",  # --video-codec for this video's container
+    "info",  # the video's VideoInfo without its frame times (pickled, within this job)
+    "pts",  # the segment's frame times (int64 bytes)
+    "payload",  # frames between the stages (pickled N×H×W×3 uint8)
+)
+INTEGER_COLUMNS = ("video", "segment", "segments", "frames", "video_frames", "input_bytes", "width", "height")
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """What the video stages need besides the rows."""
+
+    s3: S3Settings
+    output: Location
+    run_id: str
+    scale: int  # output size / input size (enhance's scale; 1 for colorize)
+    codec: str | None  # --video-codec (None: the container's default)
+    crf: int
+    segment_frames: int | None = None  # frames per segment (None: from SEGMENT_BYTES and the output size)
+
+    @property
+    def folder(self) -> str:
+        return segments_folder(self.run_id)
+
+
+def segments_folder(run_id: str) -> str:
+    """Where a run's encoded segments wait for muxing, relative to OUTPUT."""
+    from pixelplexus.batch.manifest import MANIFEST_DIR
+
+    return f"{MANIFEST_DIR}segments-{run_id}"
+
+
+def segment_key(settings: VideoSettings, video: int, segment: int) -> str:
+    return f"{settings.folder}/{video:08d}-{segment:08d}.nut"
+
+
+def _pack(value: Any) -> bytes:
+    return pickle.dumps(value, protocol=4)
+
+
+def _columns(rows: list[dict[str, Any]]) -> Batch:
+    out: Batch = {}
+    for name in SEGMENT_COLUMNS:
+        values = [row.get(name) for row in rows]
+        if name in INTEGER_COLUMNS:
+            out[name] = np.array([-1 if v is None else int(v) for v in values], dtype=np.int64)
+        elif name in ("seconds", "video_seconds"):
+            out[name] = np.array([float(v or 0.0) for v in values], dtype=np.float64)
+        else:
+            out[name] = np.empty(len(values), dtype=object)
+            out[name][:] = [b"" if v is None and name in ("info", "pts", "payload") else v for v in values]
+    return out
+
+
+def _video_error(row: dict[str, Any], exc: Exception) -> None:
+    if isinstance(exc, VideoError):
+        _fail(row, exc.reason, detail=exc.detail)
+    elif isinstance(exc, OutsideInput):
+        _fail(row, OUTSIDE, detail=str(exc))
+    else:
+        _fail(row, "cannot read the input", exc)
+
+
+# ---------------------------------------------------------------------------------------- the stages
+
+
+def split_videos(batch: Batch, settings: VideoSettings) -> Batch:
+    """Probe each video and cut it into segments: a row per segment, or the video's error row."""
+    out = []
+    for row in _rows(batch):
+        start = time.perf_counter()
+        row.update(status="", reason="", detail="", segment=-1, segments=0)
+        try:
+            with open_input(row["input"], settings.s3, within=row.get("within") or "") as f:
+                info = probe(f)
+                row["input_bytes"] = f.seek(0, 2)
+            codec = output_codec(container_for(row["output_key"]), settings.codec)
+        except ValueError as exc:  # the container cannot hold --video-codec
+            _fail(row, "codec not supported by the container", detail=str(exc))
+        except Exception as exc:
+            _video_error(row, exc)
+        else:
+            width, height = info.width * settings.scale, info.height * settings.scale
+            length = settings.segment_frames or segment_frames(width, height)
+            segments = plan_segments(info, length)
+            header = _pack(dataclasses.replace(info, pts=(), keyframes=frozenset()))
+            share = (time.perf_counter() - start) / len(segments)
+            for segment in segments:
+                times = np.asarray(info.pts[segment.first : segment.last], dtype=np.int64)
+                out.append(
+                    {
+                        **row,
+                        "segment": segment.index,
+                        "segments": len(segments),
+                        "frames": segment.frames,
+                        "video_frames": info.frames,
+                        "video_seconds": info.seconds,
+                        "width": info.width,
+                        "height": info.height,
+                        "codec": codec,
+                        "info": header,
+                        "pts": _pack((segment, times.tobytes())),
+                        "seconds": share,
+                    }
+                )
+            continue
+        row["seconds"] = time.perf_counter() - start
+        out.append(row)
+    return _columns(out)
+
+
+def _segment_of(row: dict[str, Any]) -> tuple[VideoInfo, Any, list[int]]:
+    info = pickle.loads(row["info"])
+    segment, times = pickle.loads(row["pts"])
+    return info, segment, np.frombuffer(times, dtype=np.int64).tolist()
+
+
+def decode_segments(batch: Batch, settings: VideoSettings) -> Batch:
+    """Decode each pending segment's frames (``payload``)."""
+    rows = _rows(batch)
+    for row in rows:
+        if row["status"]:
+            continue
+        start = time.perf_counter()
+        try:
+            info, segment, times = _segment_of(row)
+            with open_input(row["input"], settings.s3, within=row.get("within") or "") as f:
+                frames = decode_segment(f, dataclasses.replace(info, pts=tuple(times)), segment)
+        except Exception as exc:
+            _video_error(row, exc)
+        else:
+            row["payload"] = _pack(frames)
+        row["seconds"] += time.perf_counter() - start
+    return _columns(rows)
+
+
+class VideoPredictor(Predictor):
+    """The model pool's actor for segments: every frame through ``Task.predict``, ``batch_size`` at a time,
+    then the task's ``smooth_frames`` over the segment."""
+
+    def __call__(self, batch: Batch) -> Batch:  # type: ignore[override]
+        from pixelplexus.io.images import ImageRecord
+
+        rows = _rows(batch)
+        for row in rows:
+            if row["status"]:
+                continue
+            start = time.perf_counter()
+            try:
+                frames = pickle.loads(row["payload"])
+                records = [ImageRecord(frame) for frame in frames]
+                results = self.task.predict(self.generator, records, self.options, batch_size=self.batch_size)
+                out = np.stack([_rgb(result.pixels) for result in results])
+                row["payload"] = _pack(self.task.smooth_frames(out))
+            except Exception as exc:  # memory, ...: this segment's video fails, the actor keeps working
+                _fail(row, "model failed", exc)
+            row["seconds"] += time.perf_counter() - start
+        return _columns(rows)
+
+
+def _rgb(pixels: np.ndarray) -> np.ndarray:
+    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+
+
+def encode_segments(batch: Batch, settings: VideoSettings) -> Batch:
+    """Encode each pending segment and write it under the run's segments folder."""
+    rows = _rows(batch)
+    for row in rows:
+        if row["status"]:
+            row["payload"] = b""
+            continue
+        start = time.perf_counter()
+        try:
+            info, segment, times = _segment_of(row)
+            frames = pickle.loads(row["payload"])
+            data = encode_segment(frames, times, info, codec=row["codec"], crf=settings.crf)
+            write_output(
+                settings.output, segment_key(settings, row["video"], segment.index), data, settings.s3
+            )
+        except Exception as exc:
+            _fail(row, "cannot encode the video", exc)
+        else:
+            row.update(status="ok", payload=b"")
+            row["output_width"], row["output_height"] = frames.shape[2], frames.shape[1]
+        row["seconds"] += time.perf_counter() - start
+    out = _columns(rows)
+    out["output_width"] = np.array([r.get("output_width", -1) for r in rows], dtype=np.int64)
+    out["output_height"] = np.array([r.get("output_height", -1) for r in rows], dtype=np.int64)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- muxing
+
+
+def mux_video(row: dict[str, Any], segments: int, settings: VideoSettings) -> dict[str, Any]:
+    """Join a video's encoded segments with its source's other streams into its output (atomically);
+    returns its manifest row. The segments are removed when the output is in place."""
+    start = time.perf_counter()
+    keys = [segment_key(settings, row["video"], n) for n in range(segments)]
+    try:
+        parts = [read_uri(settings.output.join(key), settings.s3) for key in keys]
+        with open_input(row["input"], settings.s3, within=row.get("within") or "") as source:
+            with output_file(settings.output, row["output_key"], settings.s3) as destination:
+                mux(source, parts, destination, container_for(row["output_key"]))
+                destination.flush()
+                row["output_bytes"] = destination.tell()
+    except VideoError as exc:
+        _fail(row, exc.reason, detail=exc.detail)
+    except UnsafeKey as exc:
+        _fail(row, "unsafe key", exc)
+    except OutsideOutput as exc:
+        _fail(row, "output path leaves OUTPUT", detail=str(exc))
+    except Exception as exc:
+        _fail(row, "cannot write the output", exc)
+    else:
+        row["status"] = "ok"
+    row["seconds"] += time.perf_counter() - start
+    return row
+
+
+MANIFEST_FIELDS = (
+    "input",
+    "input_key",
+    "output_key",
+    "status",
+    "reason",
+    "detail",
+    "input_bytes",
+    "width",
+    "height",
+    "output_bytes",
+    "output_width",
+    "output_height",
+    "seconds",
+    "frames",
+    "video_seconds",
+)
+
+
+class VideoAssembler:
+    """The driver's side: gathers segment rows per video, starts :func:`mux_video` when a video's segments
+    are all in (or makes its error row when one failed), and hands each video's manifest row to ``emit``.
+
+    progress(frames done, frames known, video seconds done, video seconds known, videos done, videos)."""
+
+    def __init__(
+        self,
+        settings: VideoSettings,
+        videos: int,
+        emit: Callable[[dict[str, Any]], None],
+        progress: Callable[..., None] | None = None,
+    ) -> None:
+        import ray
+
+        self.settings, self.videos, self.emit, self.progress = settings, videos, emit, progress
+        self.rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self.pending: dict[Any, int] = {}  # mux task → video
+        self.done: set[int] = set()
+        self.frames = [0, 0]  # done, known
+        self.seconds = [0.0, 0.0]
+        self.known: set[int] = set()
+        self._mux = ray.remote(num_cpus=1, max_retries=2)(mux_video)
+
+    def add(self, row: dict[str, Any]) -> None:
+        video = int(row["video"])
+        if video in self.done:
+            return
+        if row["segment"] < 0:  # the video's own error row
+            self._finish(video, _manifest_row(row, frames=None))
+            return
+        per_frame = float(row["video_seconds"]) / max(1, int(row["video_frames"]))
+        if video not in self.known:
+            self.known.add(video)
+            self.frames[1] += int(row["video_frames"])
+            self.seconds[1] += float(row["video_seconds"])
+        rows = self.rows[video]
+        rows.append(row)
+        self.frames[0] += int(row["frames"])
+        self.seconds[0] += int(row["frames"]) * per_frame
+        self._report()
+        if len(rows) == int(row["segments"]):
+            self._complete(video)
+
+    def _complete(self, video: int) -> None:
+        rows = sorted(self.rows.pop(video), key=lambda r: r["segment"])
+        first = dict(rows[0])
+        first["seconds"] = sum(float(r["seconds"]) for r in rows)
+        first["frames"] = sum(int(r["frames"]) for r in rows)
+        failed = [r for r in rows if r["status"] != "ok"]
+        if failed:
+            bad = failed[0]
+            first.update(status="error", reason=bad["reason"], detail=bad["detail"])
+            self._finish(video, _manifest_row(first))
+            return
+        ref = self._mux.remote(_manifest_row(first, keep=("video", "within")), len(rows), self.settings)
+        self.pending[ref] = video
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Collect the mux tasks that have finished (waiting up to ``timeout`` seconds for one)."""
+        import ray
+
+        if not self.pending:
+            return
+        ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=timeout)
+        for ref in ready:
+            video = self.pending.pop(ref)
+            try:
+                row = ray.get(ref)
+            except Exception as exc:
+                row = {"status": "error", "reason": "cannot write the output", "detail": type(exc).__name__}
+                row.update(video=video)
+            self._finish(video, {k: v for k, v in row.items() if k in MANIFEST_FIELDS})
+
+    def wait(self) -> None:
+        while self.pending:
+            self.poll(timeout=1.0)
+
+    def _finish(self, video: int, row: dict[str, Any]) -> None:
+        self.done.add(video)
+        self.emit(row)
+        self._report()
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(*self.frames, *self.seconds, len(self.done), self.videos)
+
+
+def _manifest_row(row: dict[str, Any], frames: int | None = -1, keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    out = {k: row.get(k) for k in (*MANIFEST_FIELDS, *keep)}
+    if frames is None:
+        out["frames"] = None
+    for name in ("input_bytes", "width", "height", "output_width", "output_height", "frames", "output_bytes"):
+        if out.get(name) is not None and int(out[name]) < 0:
+            out[name] = None
+    if not out.get("video_seconds"):
+        out["video_seconds"] = None
+    return out
+
+
+def remove_segments(output: Location, run_id: str, settings: S3Settings) -> None:
+    remove_folder(output, segments_folder(run_id), settings)
+
+
+def run_videos(
+    request: Any,
+    output: Location,
+    videos: list[dict[str, Any]],
+    run_id: str,
+    emit: Callable[[dict[str, Any]], None],
+    model_stage: Callable[..., Any],
+    progress: Callable[..., None] | None = None,
+) -> str | None:
+    """Process ``videos`` (plan rows: input, input_key, output_key, within) on the current Ray cluster,
+    emitting one manifest row per video; returns why the pipeline failed as a whole (None: it did not).
+    ``model_stage(ds, predictor_class, batch_size)`` adds the model actor pool, as for images."""
+    import ray
+
+    from pixelplexus.batch.pipeline import BLOCK_BYTES
+
+    scale = int(getattr(request.model.info, "scale", None) or 1) if request.task == "enhance" else 1
+    settings = VideoSettings(request.s3, output, run_id, scale, request.video_codec, request.crf)
+    items = [{**row, "video": n} for n, row in enumerate(videos)]
+    assembler = VideoAssembler(settings, len(items), emit, progress)
+    failure = None
+    try:
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = ds.map_batches(split_videos, fn_kwargs={"settings": settings}, batch_size=1, num_cpus=1)
+        ds = ds.map_batches(
+            decode_segments,
+            fn_kwargs={"settings": settings},
+            batch_size=1,
+            num_cpus=1,
+            udf_modifying_row_count=False,
+        )
+        ds = model_stage(ds, VideoPredictor, 1)
+        ds = ds.map_batches(
+            encode_segments,
+            fn_kwargs={"settings": settings},
+            batch_size=1,
+            num_cpus=1,
+            udf_modifying_row_count=False,
+        )
+        ds.context.target_max_block_size = BLOCK_BYTES
+        ds.context.max_errored_blocks = -1
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            for row in _rows(batch):
+                assembler.add(row)
+            assembler.poll()
+        assembler.wait()
+    except Exception as exc:  # the pipeline as a whole (a cluster lost, a model that cannot load, ...)
+        failure = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    for n, row in enumerate(items):
+        if n not in assembler.done:
+            reason = "not processed: the pipeline failed" if failure else "not processed: its block was lost"
+            detail = failure or "a Ray Data block failed beyond its retries; rerun to retry"
+            emit({**_manifest_row(row), "status": "error", "reason": reason, "detail": detail})
+    remove_segments(output, run_id, request.s3)
+    return failure
