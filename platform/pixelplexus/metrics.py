@@ -722,3 +722,17 @@ def chroma_spread(preds, truths) -> float:
         ab = np.concatenate([_ab(pair[side], "chroma_spread") for pair in pairs], axis=1)
         spreads.append(math.sqrt(float(ab[0].var() + ab[1].var())))
     return spreads[0] / spreads[1] if spreads[1] > 0 else math.nan
+
+
+def ab_flicker(frames: np.ndarray, still: np.ndarray | None = None) -> float:
+    """Flicker of a colour video: the mean absolute change of Lab's a and b between consecutive frames,
+    over the pixels of ``still`` (H×W bool: the static parts, where the colour should not change; None:
+    every pixel). ``frames``: N×H×W×3 RGB in time order, N ≥ 2. Compare it with the same measure on the
+    true colours: compression noise and light changes make even a perfect video flicker a little."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or len(frames) < 2:
+        raise ValueError(f"ab_flicker needs N×H×W×3 frames with N ≥ 2, got shape {frames.shape}")
+    mask = np.ones(frames.shape[1:3], bool) if still is None else np.asarray(still, bool)
+    ab = np.stack([_ab(frame, "frames").reshape(2, *frames.shape[1:3]) for frame in frames])
+    change = np.abs(np.diff(ab, axis=0))  # (N−1)×2×H×W
+    return float(change[:, :, mask].mean())

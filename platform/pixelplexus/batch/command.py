@@ -106,6 +106,12 @@ def _parser(sub: argparse._SubParsersAction, task: str, summary: str) -> argpars
         default=DEFAULT_CRF,
         help=f"constant-quality level of output videos, 0-51 (lower is better; default {DEFAULT_CRF})",
     )
+    parser.add_argument(
+        "--segment-frames",
+        type=int,
+        help="frames of the segments a video is cut into (at keyframes) for the model actors to share "
+        "(default: 2 s of video, at most 128 MB of output frames, 8-240)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="redo inputs that are already done")
     parser.add_argument("--column", help="the column of a .csv/.parquet INPUT list that holds the inputs")
     parser.add_argument(
@@ -152,6 +158,7 @@ def run_command(args: argparse.Namespace) -> int:
             force=args.force,
             video_codec=args.video_codec,
             crf=args.crf,
+            segment_frames=args.segment_frames,
         )
         result = run_batch(
             request, progress=_progress_printer(args.task), video_progress=_video_progress_printer(args.task)
@@ -191,7 +198,7 @@ def _video_progress_printer(task: str):
             last[0] = now
             print(
                 f"{task}: videos {videos}/{total} done; {frames}/{known} frames "
-                f"({seconds:.1f}/{duration:.1f} s of video) through the model",
+                f"({seconds:.1f}/{duration:.1f} s of video) encoded",
                 file=sys.stderr,
                 flush=True,
             )

@@ -54,6 +54,7 @@ from pixelplexus.io.locations import (
     write_output,
 )
 from pixelplexus.io.ranges import Spill, read
+from pixelplexus.io.video import VIDEO_CODECS
 
 if TYPE_CHECKING:
     from pixelplexus.batch.run import BatchRequest
@@ -147,6 +148,14 @@ def gather(request: BatchRequest) -> tuple[Location, Listing]:
         raise ValueError(f"--format must be keep or one of {', '.join(FORMATS)}, got {request.format!r}")
     if request.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {request.batch_size}")
+    if not 0 <= request.crf <= 63:
+        raise ValueError(f"--crf must be between 0 and 63 (51 for h264/hevc), got {request.crf}")
+    if request.segment_frames is not None and request.segment_frames < 1:
+        raise ValueError(f"--segment-frames must be at least 1, got {request.segment_frames}")
+    if request.video_codec is not None and request.video_codec not in VIDEO_CODECS:
+        raise ValueError(
+            f"--video-codec must be one of {', '.join(VIDEO_CODECS)}, got {request.video_codec!r}"
+        )
     if request.lease_seconds <= 0:
         raise ValueError(f"the lease time must be positive, got {request.lease_seconds}")
     output = Location.parse(request.output)

@@ -72,7 +72,8 @@ class BatchRequest:
     concurrency: model actors (None: one per ``gpus_per_worker`` GPUs of the cluster, or one on CPUs);
     threads_per_worker: torch threads of a CPU actor (None: the node's cores / concurrency);
     format: "keep" or one of :data:`FORMATS` (images); video_codec, crf: how videos are encoded
-    (:data:`~pixelplexus.io.video.VIDEO_CODECS`; None: h264, or vp9 in WebM); column: the column of a CSV/Parquet list of inputs.
+    (:data:`~pixelplexus.io.video.VIDEO_CODECS`; None: h264, or vp9 in WebM); segment_frames: frames of
+    a video's segments (None: :func:`~pixelplexus.io.video.segment_frames`, from the output size); column: the column of a CSV/Parquet list of inputs.
     follow_symlinks: read local inputs that are links leading outside INPUT (refused by default);
     force: take OUTPUT's lease even from a live run; lease_seconds: how long a lease outlives its last
     heartbeat (a killed run's lease expires after that).
@@ -95,6 +96,7 @@ class BatchRequest:
     lease_seconds: float = DEFAULT_SECONDS
     video_codec: str | None = None
     crf: int = DEFAULT_CRF
+    segment_frames: int | None = None
     s3: S3Settings = field(default_factory=S3Settings.from_env)
 
 

@@ -1,11 +1,12 @@
 """Videos in a batch run: segments through the same kind of Ray Data stages as images, then muxed in order.
 
-The plan's videos (``Plan.tables("videos")``) go through their own dataset, after the images:
+The plan's videos (``Plan.tables("videos")``) go through a dataset of their own, after the images:
 
-1. :func:`split_videos` (CPU task): probe each video (:func:`~pixelplexus.io.video.probe`: one demux pass,
-   no decoding) and cut it into segments (:func:`~pixelplexus.io.video.plan_segments`) of about
-   :data:`~pixelplexus.io.video.SEGMENT_BYTES` of output frames, at keyframes: one row per segment, or an
-   error row for the video (empty, corrupt, audio only, a codec its container cannot hold).
+1. :func:`split_video` (a Ray task per video, started by the driver): probe the video
+   (:func:`~pixelplexus.io.video.probe`: one demux pass, no decoding) and cut it into segments
+   (:func:`~pixelplexus.io.video.plan_segments`, about :data:`~pixelplexus.io.video.SEGMENT_SECONDS` each,
+   at keyframes): a row per segment, or an error row for the video (empty, corrupt, audio only, a codec its
+   container cannot hold). The segments become the dataset's blocks, one each.
 2. :func:`decode_segments` (CPU tasks): each segment's frames, as one N×H×W×3 array.
 3. :class:`VideoPredictor` (the model actor pool): the task's model on every frame, ``batch_size`` frames a
    call, then the task's :meth:`~pixelplexus.tasks.base.Task.smooth_frames` (colorize: temporal
@@ -144,49 +145,46 @@ def _video_error(row: dict[str, Any], exc: Exception) -> None:
 # ---------------------------------------------------------------------------------------- the stages
 
 
-def split_videos(batch: Batch, settings: VideoSettings) -> Batch:
-    """Probe each video and cut it into segments: a row per segment, or the video's error row."""
-    out = []
-    for row in _rows(batch):
-        start = time.perf_counter()
-        row.update(status="", reason="", detail="", segment=-1, segments=0)
-        try:
-            with open_input(row["input"], settings.s3, within=row.get("within") or "") as f:
-                info = probe(f)
-                row["input_bytes"] = f.seek(0, 2)
-            codec = output_codec(container_for(row["output_key"]), settings.codec)
-        except ValueError as exc:  # the container cannot hold --video-codec
-            _fail(row, "codec not supported by the container", detail=str(exc))
-        except Exception as exc:
-            _video_error(row, exc)
-        else:
-            width, height = info.width * settings.scale, info.height * settings.scale
-            length = settings.segment_frames or segment_frames(width, height)
-            segments = plan_segments(info, length)
-            header = _pack(dataclasses.replace(info, pts=(), keyframes=frozenset()))
-            share = (time.perf_counter() - start) / len(segments)
-            for segment in segments:
-                times = np.asarray(info.pts[segment.first : segment.last], dtype=np.int64)
-                out.append(
-                    {
-                        **row,
-                        "segment": segment.index,
-                        "segments": len(segments),
-                        "frames": segment.frames,
-                        "video_frames": info.frames,
-                        "video_seconds": info.seconds,
-                        "width": info.width,
-                        "height": info.height,
-                        "codec": codec,
-                        "info": header,
-                        "pts": _pack((segment, times.tobytes())),
-                        "seconds": share,
-                    }
-                )
-            continue
-        row["seconds"] = time.perf_counter() - start
-        out.append(row)
-    return _columns(out)
+def split_video(row: dict[str, Any], settings: VideoSettings) -> list[dict[str, Any]]:
+    """Probe a video and cut it into segments: a row per segment, or the video's error row."""
+    start = time.perf_counter()
+    row = {**row, "status": "", "reason": "", "detail": "", "segment": -1, "segments": 0}
+    try:
+        with open_input(row["input"], settings.s3, within=row.get("within") or "") as f:
+            info = probe(f)
+            row["input_bytes"] = f.seek(0, 2)
+        codec = output_codec(container_for(row["output_key"]), settings.codec)
+    except ValueError as exc:  # the container cannot hold --video-codec
+        _fail(row, "codec not supported by the container", detail=str(exc))
+    except Exception as exc:
+        _video_error(row, exc)
+    else:
+        width, height = info.width * settings.scale, info.height * settings.scale
+        length = settings.segment_frames or segment_frames(width, height, info.rate)
+        segments = plan_segments(info, length)
+        header = _pack(dataclasses.replace(info, pts=(), keyframes=frozenset()))
+        share = (time.perf_counter() - start) / len(segments)
+        return [
+            {
+                **row,
+                "segment": segment.index,
+                "segments": len(segments),
+                "frames": segment.frames,
+                "video_frames": info.frames,
+                "video_seconds": info.seconds,
+                "width": info.width,
+                "height": info.height,
+                "codec": codec,
+                "info": header,
+                "pts": _pack(
+                    (segment, np.asarray(info.pts[segment.first : segment.last], np.int64).tobytes())
+                ),
+                "seconds": share,
+            }
+            for segment in segments
+        ]
+    row["seconds"] = time.perf_counter() - start
+    return [row]
 
 
 def _segment_of(row: dict[str, Any]) -> tuple[VideoInfo, Any, list[int]]:
@@ -435,37 +433,33 @@ def run_videos(
     ``model_stage(ds, predictor_class, batch_size)`` adds the model actor pool, as for images."""
     import ray
 
-    from pixelplexus.batch.pipeline import BLOCK_BYTES
-
     scale = int(getattr(request.model.info, "scale", None) or 1) if request.task == "enhance" else 1
-    settings = VideoSettings(request.s3, output, run_id, scale, request.video_codec, request.crf)
+    settings = VideoSettings(
+        request.s3, output, run_id, scale, request.video_codec, request.crf, request.segment_frames
+    )
     items = [{**row, "video": n} for n, row in enumerate(videos)]
     assembler = VideoAssembler(settings, len(items), emit, progress)
     failure = None
     try:
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map_batches(split_videos, fn_kwargs={"settings": settings}, batch_size=1, num_cpus=1)
-        ds = ds.map_batches(
-            decode_segments,
-            fn_kwargs={"settings": settings},
-            batch_size=1,
-            num_cpus=1,
-            udf_modifying_row_count=False,
-        )
-        ds = model_stage(ds, VideoPredictor, 1)
-        ds = ds.map_batches(
-            encode_segments,
-            fn_kwargs={"settings": settings},
-            batch_size=1,
-            num_cpus=1,
-            udf_modifying_row_count=False,
-        )
-        ds.context.target_max_block_size = BLOCK_BYTES
-        ds.context.max_errored_blocks = -1
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for row in _rows(batch):
-                assembler.add(row)
-            assembler.poll()
+        # probe every video first (in parallel tasks): the dataset is then one block per segment, so the
+        # segments of one video are decoded, run and encoded by as many tasks and actors as are free
+        split = ray.remote(num_cpus=1)(split_video)
+        pending = [split.remote(item, settings) for item in items]
+        segments = []
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for row in ray.get(ready[0]):
+                if row["segment"] < 0:
+                    assembler.add(row)
+                else:
+                    segments.append(row)
+        if segments:
+            for batch in _dataset(segments, settings, model_stage).iter_batches(
+                batch_size=None, batch_format="numpy"
+            ):
+                for row in _rows(batch):
+                    assembler.add(row)
+                assembler.poll()
         assembler.wait()
     except Exception as exc:  # the pipeline as a whole (a cluster lost, a model that cannot load, ...)
         failure = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -476,3 +470,30 @@ def run_videos(
             emit({**_manifest_row(row), "status": "error", "reason": reason, "detail": detail})
     remove_segments(output, run_id, request.s3)
     return failure
+
+
+def _dataset(segments: list[dict[str, Any]], settings: VideoSettings, model_stage: Callable[..., Any]):
+    """The segments (one block each) → decode → the model pool → encode."""
+    import ray
+
+    from pixelplexus.batch.pipeline import BLOCK_BYTES
+
+    ds = ray.data.from_items(segments, override_num_blocks=len(segments))
+    ds = ds.map_batches(
+        decode_segments,
+        fn_kwargs={"settings": settings},
+        batch_size=1,
+        num_cpus=1,
+        udf_modifying_row_count=False,
+    )
+    ds = model_stage(ds, VideoPredictor, 1)
+    ds = ds.map_batches(
+        encode_segments,
+        fn_kwargs={"settings": settings},
+        batch_size=1,
+        num_cpus=1,
+        udf_modifying_row_count=False,
+    )
+    ds.context.target_max_block_size = BLOCK_BYTES
+    ds.context.max_errored_blocks = -1  # a lost segment becomes its video's error row, not a failed run
+    return ds

@@ -42,12 +42,25 @@ VIDEO_CODECS: dict[str, str] = {  # --video-codec: FFmpeg's encoder for each
     "av1": "libsvtav1",
     "ffv1": "ffv1",
 }
+CONTAINER_CODECS: dict[str, tuple[str, ...]] = {  # what players expect each container to hold
+    "mp4": ("h264", "hevc", "vp9", "av1"),
+    "mov": ("h264", "hevc", "vp9", "av1"),
+    "matroska": tuple(VIDEO_CODECS),
+    "webm": ("vp9", "av1"),
+    "avi": ("h264", "ffv1"),
+    "mpegts": ("h264", "hevc"),
+}
 DEFAULT_CODEC = {"webm": "vp9"}  # a container's default where it is not h264 (WebM takes VP8/VP9/AV1 only)
 DEFAULT_CRF = 18
 """Constant-quality level (x264/x265/VP9/SVT-AV1 ``crf``; lower is better): 18 is "visually lossless" for
 x264, the usual choice for archive masters. FFV1 is lossless and ignores it."""
-SEGMENT_BYTES = 192 << 20
-"""Output frames (8-bit RGB) a segment holds at most: what travels between the stages at once."""
+SEGMENT_SECONDS = 2.0
+"""Video a segment holds (cut at the next keyframe after half of it): segments are what the model actors
+share, and what streams from decoding to the model to encoding, so a long video keeps every stage busy.
+Each starts with a keyframe: 2 s is a streaming service's usual keyframe interval."""
+SEGMENT_BYTES = 128 << 20
+"""Output frames (8-bit RGB) a segment holds at most: what travels between the stages at once (a model
+actor holds a few copies of it)."""
 MIN_SEGMENT, MAX_SEGMENT = 8, 240  # frames of a segment
 SEGMENT_FORMAT = "nut"  # FFmpeg's own container: any codec, the source's time base kept exactly
 
@@ -117,9 +130,11 @@ class Segment:
 
 
 def _av():
+    """PyAV, imported when a video is worked on. Its log level is left alone: setting one installs a Python
+    log callback that FFmpeg's decoding threads call, which can deadlock when a threaded decoder is closed
+    (PyAV's documentation warns of it; a segment's decoder stops before the end of the file)."""
     import av
 
-    av.logging.set_level(av.logging.ERROR)  # FFmpeg's warnings go to stderr; our errors say what failed
     return av
 
 
@@ -193,10 +208,12 @@ def probe(source: IO[bytes]) -> VideoInfo:
         )
 
 
-def segment_frames(width: int, height: int) -> int:
-    """Frames per segment for outputs of this size: :data:`SEGMENT_BYTES` of them, within
-    [:data:`MIN_SEGMENT`, :data:`MAX_SEGMENT`]."""
-    return max(MIN_SEGMENT, min(MAX_SEGMENT, SEGMENT_BYTES // max(1, width * height * 3)))
+def segment_frames(width: int, height: int, rate: Fraction | None = None) -> int:
+    """Frames per segment for outputs of this size at this frame rate: :data:`SEGMENT_SECONDS` of video,
+    and :data:`SEGMENT_BYTES` of frames at most, within [:data:`MIN_SEGMENT`, :data:`MAX_SEGMENT`]."""
+    by_bytes = SEGMENT_BYTES // max(1, width * height * 3)
+    by_time = round(SEGMENT_SECONDS * rate) if rate else MAX_SEGMENT
+    return max(MIN_SEGMENT, min(MAX_SEGMENT, by_bytes, by_time))
 
 
 def plan_segments(info: VideoInfo, frames: int) -> list[Segment]:
@@ -269,18 +286,16 @@ def _to_rgb(frame) -> np.ndarray:
 
 
 def output_codec(container: str, codec: str | None) -> str:
-    """The ``--video-codec`` for a container (its default when None); ValueError when it cannot hold it."""
+    """The ``--video-codec`` for a container (its default when None); ValueError when it cannot hold it
+    (:data:`CONTAINER_CODECS`) or this FFmpeg build has no encoder for it."""
     name = codec or DEFAULT_CODEC.get(container, "h264")
     if name not in VIDEO_CODECS:
         raise ValueError(f"--video-codec must be one of {', '.join(VIDEO_CODECS)}, got {name!r}")
-    av = _av()
-    encoder = av.Codec(VIDEO_CODECS[name], "w")
-    if encoder.name not in av.codecs_available:
-        raise ValueError(f"--video-codec {name}: this FFmpeg build has no {encoder.name} encoder")
-    with contextlib.closing(av.open(io.BytesIO(), mode="w", format=container)) as probe_out:
-        supported = probe_out.supported_codecs
-    if supported and encoder.name not in supported:  # (MPEG-TS answers nothing: FFmpeg finds out on writing)
-        raise ValueError(f"--video-codec {name}: the {container} container cannot hold it")
+    if name not in CONTAINER_CODECS[container]:
+        held = ", ".join(CONTAINER_CODECS[container])
+        raise ValueError(f"--video-codec {name}: the {container} container cannot hold it (it holds {held})")
+    if VIDEO_CODECS[name] not in _av().codecs_available:
+        raise ValueError(f"--video-codec {name}: this FFmpeg build has no {VIDEO_CODECS[name]} encoder")
     return name
 
 

@@ -1,0 +1,336 @@
+"""Videos: probing, segments at keyframes, decoding, encoding and muxing (frames, times, sound kept), the errors
+a video can raise, colour that holds still; then whole batch runs of videos on a real local Ray cluster."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pixelplexus.batch.manifest import read_manifest
+from pixelplexus.batch.run import run_batch
+from pixelplexus.io import video
+from pixelplexus.io.video import VideoError
+from pixelplexus.metrics import ab_flicker
+from pixelplexus.temporal import smooth_chroma
+from support.batch import request
+from support.clips import (
+    audio_packets,
+    decoded_audio,
+    frames_of,
+    pattern,
+    subtitle_packets,
+    write_clip,
+)
+
+
+def _probe(path: Path) -> video.VideoInfo:
+    with open(path, "rb") as f:
+        return video.probe(f)
+
+
+def _process(source: Path, destination: Path, frames_per_segment: int, scale: int = 2, **encode) -> None:
+    """What a batch run does to a video, in one process: segments → decode → (nearest ×scale) → encode → mux."""
+    info = _probe(source)
+    parts = []
+    for segment in video.plan_segments(info, frames_per_segment):
+        with open(source, "rb") as f:
+            frames = video.decode_segment(f, info, segment)
+        frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
+        times = info.pts[segment.first : segment.last]
+        parts.append(video.encode_segment(frames, times, info, codec=encode.get("codec", "h264"), crf=18))
+    with open(source, "rb") as src, open(destination, "wb") as out:
+        video.mux(src, parts, out, video.container_for(destination.name))
+
+
+# ------------------------------------------------------------------------------------------------ io.video
+
+
+def test_segments_rejoin_into_the_same_frames_times_and_sound(tmp_path):
+    source = write_clip(tmp_path / "clip.mp4", frames=60, size=(64, 48), fps=24, gop=12)
+    out = tmp_path / "out.mp4"
+    _process(source, out, frames_per_segment=16)
+    before, after = _probe(source), _probe(out)
+    assert after.frames == before.frames == 60
+    assert after.pts == before.pts and after.time_base == before.time_base
+    assert after.rate == before.rate == 24 and after.seconds == pytest.approx(2.5)
+    assert (after.width, after.height) == (128, 96)
+    assert after.audio == 1 and audio_packets(out) == audio_packets(source)  # copied, packet for packet
+    assert np.array_equal(decoded_audio(out), decoded_audio(source))
+    # the pictures: each output frame is its input frame doubled, within the codec's loss
+    ins, _ = frames_of(source)
+    outs, _ = frames_of(out)
+    assert np.abs(outs.astype(int) - ins.repeat(2, 1).repeat(2, 2).astype(int)).mean() < 3
+
+
+def test_segments_are_cut_at_keyframes_and_a_long_gop_is_cut_inside(tmp_path):
+    info = _probe(write_clip(tmp_path / "gop12.mp4", frames=60, gop=12))
+    assert sorted(info.keyframes) == [info.pts[i] for i in range(0, 60, 12)]
+    segments = video.plan_segments(info, 16)
+    assert [s.first for s in segments] == [0, 12, 24, 36, 48]  # at keyframes (≥ half of 16 frames each)
+    assert sum(s.frames for s in segments) == 60
+
+    source = write_clip(tmp_path / "gop250.mp4", frames=50, gop=250)
+    info = _probe(source)
+    segments = video.plan_segments(info, 16)
+    assert [s.first for s in segments] == [0, 16, 32, 48]  # no keyframe to cut at: every 16 frames
+    whole, _ = frames_of(source)
+    for segment in segments:  # decoding starts at the keyframe before and drops the frames ahead
+        with open(source, "rb") as f:
+            frames = video.decode_segment(f, info, segment)
+        assert np.array_equal(frames, whole[segment.first : segment.last])
+
+
+def test_a_variable_frame_rate_keeps_every_frame_time_and_subtitles_are_copied(tmp_path):
+    time_base = Fraction(1, 1000)
+    times = [0, 40, 80, 200, 240, 400, 440, 480, 700, 740, 780, 820]
+    source = write_clip(
+        tmp_path / "vfr.mkv", frames=len(times), pts=times, time_base=time_base, subtitle="ARCHIVE REEL 3"
+    )
+    info = _probe(source)
+    assert info.variable_rate and list(info.pts) == times
+    out = tmp_path / "out.mkv"
+    _process(source, out, frames_per_segment=4)
+    assert list(_probe(out).pts) == times
+    assert subtitle_packets(out) == subtitle_packets(source) == [(b"ARCHIVE REEL 3", 0.1)]
+    assert audio_packets(out) == audio_packets(source)
+
+
+def test_other_codecs_and_containers(tmp_path):
+    source = write_clip(tmp_path / "clip.webm", frames=12, codec="libvpx-vp9", audio=False)
+    assert video.output_codec("webm", None) == "vp9"
+    with pytest.raises(ValueError, match=r"webm container cannot hold it \(it holds vp9, av1\)"):
+        video.output_codec("webm", "h264")
+    out = tmp_path / "out.webm"
+    _process(source, out, frames_per_segment=6, codec="vp9")
+    assert _probe(out).frames == 12 and _probe(out).codec == "vp9"
+    mkv = tmp_path / "out.mkv"
+    _process(write_clip(tmp_path / "clip.mkv", frames=12), mkv, frames_per_segment=6, codec="ffv1")
+    assert _probe(mkv).codec == "ffv1" and _probe(mkv).frames == 12
+
+
+def _audio_only(path: Path) -> Path:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=48_000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 48_000
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _resolution_change(path: Path) -> Path:
+    """An MPEG-TS stream whose second half is larger: two clips joined byte for byte (as broadcast
+    recordings are)."""
+    parts = [
+        write_clip(path.with_suffix(f".part{n}"), frames=12, size=size, container="mpegts", audio=False)
+        for n, size in enumerate([(64, 48), (96, 64)])
+    ]
+    path.write_bytes(b"".join(part.read_bytes() for part in parts))
+    for part in parts:
+        part.unlink()
+    return path
+
+
+def test_bad_videos_raise_clear_errors(tmp_path):
+    good = write_clip(tmp_path / "good.mp4", frames=24).read_bytes()
+    cases = {
+        "empty.mp4": (b"", "empty file"),
+        "noise.mp4": (bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)), "cannot read"),
+        "cut.mp4": (good[: len(good) // 2], "cannot read the video"),  # the index (moov) is at the end
+        "sound.m4a.mp4": (_audio_only(tmp_path / "a.mp4").read_bytes(), "no video stream"),
+    }
+    for name, (data, reason) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with open(tmp_path / name, "rb") as f, pytest.raises(VideoError, match=reason) as caught:
+            video.probe(f)
+        assert "\\x" not in caught.value.detail and name not in caught.value.detail
+    changing = _resolution_change(tmp_path / "change.ts")
+    info = _probe(changing)
+    with open(changing, "rb") as f, pytest.raises(VideoError, match="resolution changes mid-stream"):
+        video.decode_segment(f, info, video.plan_segments(info, 100)[0])
+
+
+def test_a_truncated_stream_is_an_error_not_fewer_frames(tmp_path):
+    """Matroska streams can be cut anywhere; the last frames then cannot be decoded whole."""
+    data = write_clip(tmp_path / "clip.mkv", frames=48, audio=False, crf=0).read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: int(len(data) * 0.8)])
+    info = _probe(cut)
+    assert 0 < info.frames < 48
+    problems = []
+    for segment in video.plan_segments(info, 12):
+        try:
+            with open(cut, "rb") as f:
+                video.decode_segment(f, info, segment)
+        except VideoError as exc:
+            problems.append(exc.reason)
+    assert problems in ([], ["corrupt video"])  # a frame cut in half is found, or the cut fell between frames
+
+
+# ------------------------------------------------------------------------------------------------ colour in time
+
+
+def test_smoothing_keeps_luma_and_stills_colour_noise_but_not_motion():
+    rng = np.random.default_rng(1)
+    base = np.full((20, 32, 32, 3), 128.0)
+    base[..., 0] += 40  # a reddish gray wall
+    noisy = base + rng.normal(0, 6, (20, 32, 32, 1)) * np.array([1.0, -1.0, 0.5])  # chroma noise per frame
+    noisy[:, :, 24:] = 0
+    for t in range(20):  # a bright square moving right over the right-hand part
+        noisy[t, 8:16, 24 + t % 8 : 28 + t % 8] = [250, 40, 40]
+    frames = np.clip(noisy, 0, 255).astype(np.uint8)
+    smoothed = smooth_chroma(frames)
+    luma = np.array([0.299, 0.587, 0.114])
+    assert np.abs(smoothed @ luma - frames @ luma).max() < 1.5  # luma unchanged (rounding)
+    still = np.zeros((32, 32), bool)
+    still[:, :20] = True
+    assert ab_flicker(smoothed, still) < 0.5 * ab_flicker(frames, still)
+    # the moving square keeps its own colour, and leaves no trail of red where it was a frame ago
+    square, behind = slice(27, 31), slice(26, 27)  # frame 19: columns 27–30; column 26 was red in frame 18
+    for columns in (square, behind):
+        difference = smoothed[-1, 8:16, columns].astype(int) - frames[-1, 8:16, columns]
+        assert np.abs(difference).max() <= 3
+
+
+# ------------------------------------------------------------------------------------------------ batch runs
+
+
+@pytest.mark.slow
+def test_batch_enhance_of_videos_and_images_accounts_for_every_input(ray_cluster, tmp_path, weights, capsys):
+    inputs, output = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    (inputs / "reel").mkdir()
+    write_clip(inputs / "reel" / "a.mp4", frames=40, size=(48, 32), gop=10)
+    write_clip(inputs / "b.mkv", frames=20, size=(48, 32), subtitle="REEL B")
+    from PIL import Image
+
+    Image.fromarray(pattern(0, 40, 30)).save(inputs / "still.png")
+    (inputs / "empty.mp4").write_bytes(b"")
+    _audio_only(inputs / "sound.mp4")
+    _resolution_change(inputs / "change.ts")
+
+    batch = request(weights, "enhance", inputs, output)
+    result = run_batch(batch)
+    rows = {row["input_key"]: row for row in result.manifest.to_pylist()}
+    assert set(rows) == {"reel/a.mp4", "b.mkv", "still.png", "empty.mp4", "sound.mp4", "change.ts"}
+    assert {k: rows[k]["status"] for k in rows} == {
+        "reel/a.mp4": "ok",
+        "b.mkv": "ok",
+        "still.png": "ok",
+        "empty.mp4": "error",
+        "sound.mp4": "error",
+        "change.ts": "error",
+    }
+    assert rows["empty.mp4"]["reason"] == "empty file"
+    assert rows["sound.mp4"]["reason"] == "no video stream"
+    assert rows["change.ts"]["reason"] == "resolution changes mid-stream"
+    a = rows["reel/a.mp4"]
+    assert (a["frames"], a["video_seconds"], a["width"], a["output_width"]) == (
+        40,
+        pytest.approx(40 / 24),
+        48,
+        96,
+    )
+    assert rows["still.png"]["frames"] is None
+    assert result.summary.frames == 60 and result.summary.counts == {"ok": 3, "error": 3, "skipped": 0}
+    for name in ("reel/a.mp4", "b.mkv"):
+        before, after = _probe(inputs / name), _probe(output / name)
+        assert after.pts == before.pts and (after.width, after.height) == (96, 64)
+        assert audio_packets(output / name) == audio_packets(inputs / name)
+    assert subtitle_packets(output / "b.mkv") == [(b"REEL B", 0.1)]
+    assert not (output / "empty.mp4").exists() and not (output / "change.ts").exists()
+    leftovers = [
+        p.name for p in (output / "_pixelplexus").iterdir() if not p.name.startswith(("manifest-", "lease"))
+    ]
+    assert leftovers == []  # the segments are gone
+
+    again = run_batch(batch)  # done videos are skipped, errors retried (and fail again)
+    assert again.summary.earlier == 3 and again.summary.counts["error"] == 3
+    assert read_manifest(str(output)).num_rows == 6
+
+
+@pytest.mark.slow
+def test_one_long_video_is_shared_by_several_actors_and_comes_back_in_order(ray_cluster, tmp_path, weights):
+    inputs, output = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    write_clip(inputs / "long.mp4", frames=96, size=(32, 24), gop=8)
+    from pixelplexus.batch import video as batch_video
+
+    segments_seen = []
+    original = batch_video.VideoAssembler.add
+
+    def spy(self, row):
+        segments_seen.append((int(row["segment"]), int(row["segments"])))
+        original(self, row)
+
+    batch_video.VideoAssembler.add = spy
+    try:
+        result = run_batch(request(weights, "enhance", inputs, output, concurrency=2, segment_frames=12))
+    finally:
+        batch_video.VideoAssembler.add = original
+    assert result.summary.counts["ok"] == 1 and result.summary.frames == 96
+    assert sorted(segments_seen) == [(n, 12) for n in range(12)]  # 96 frames, keyframes every 8: 12 × 8
+    ins, _ = frames_of(inputs / "long.mp4")
+    outs, times = frames_of(output / "long.mp4")
+    assert list(times) == list(_probe(inputs / "long.mp4").pts)
+    # in order: each output frame, shrunk back, is closest to its own input frame
+    small = outs.reshape(96, 24, 2, 32, 2, 3).mean(axis=(2, 4))
+    distance = np.abs(small[:, None].astype(float) - ins[None].astype(float)).mean(axis=(2, 3, 4))
+    assert (distance.argmin(axis=1) == np.arange(96)).all()
+
+
+@pytest.mark.slow
+def test_videos_from_s3_to_s3(ray_cluster, s3_bucket, weights, tmp_path):
+    import boto3
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=24, size=(32, 24))
+    s3 = boto3.client("s3")
+    s3.upload_file(str(clip), s3_bucket, "films/clip.mp4")
+    result = run_batch(request(weights, "enhance", f"s3://{s3_bucket}/films", f"s3://{s3_bucket}/out"))
+    assert result.summary.counts["ok"] == 1
+    s3.download_file(s3_bucket, "out/clip.mp4", str(tmp_path / "back.mp4"))
+    assert _probe(tmp_path / "back.mp4").pts == _probe(clip).pts
+    assert audio_packets(tmp_path / "back.mp4") == audio_packets(clip)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="out/")["Contents"]]
+    assert not [k for k in keys if "segments-" in k]
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_no_partial_video_and_the_next_run_finishes_it(tmp_path, weights):
+    inputs, output = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    write_clip(inputs / "film.mp4", frames=120, size=(64, 48), gop=8)
+    command = [
+        str(Path(sys.executable).with_name("pixelplexus")),
+        "enhance",
+        str(inputs),
+        str(output),
+        "--model",
+        str(weights["enhance"]),
+        "--tile",
+        "0",
+    ]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(output.glob("_pixelplexus/segments-*/*.nut")):  # kill it once segments are encoded
+        assert run.poll() is None and time.monotonic() < deadline, (
+            "the run ended before any segment was written"
+        )
+        time.sleep(0.05)
+    run.kill()
+    run.wait(timeout=60)
+    assert not (output / "film.mp4").exists()
+    assert not [p for p in output.rglob("*.tmp")]
+    finished = subprocess.run([*command, "--force"], capture_output=True, text=True, timeout=300)  # its lease
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert _probe(output / "film.mp4").frames == 120
+    assert sorted(p.name for p in (output / "_pixelplexus").iterdir() if "segments-" in p.name) == []
