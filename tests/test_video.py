@@ -3,6 +3,7 @@ a video can raise, colour that holds still; then whole batch runs of videos on a
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from support.batch import request
 from support.clips import (
     audio_packets,
     decoded_audio,
+    film_frames,
     frames_of,
     pattern,
     subtitle_packets,
@@ -334,3 +336,59 @@ def test_a_killed_run_leaves_no_partial_video_and_the_next_run_finishes_it(tmp_p
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert _probe(output / "film.mp4").frames == 120
     assert sorted(p.name for p in (output / "_pixelplexus").iterdir() if "segments-" in p.name) == []
+
+
+SHARED = Path(os.environ.get("PIXELPLEXUS_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+PHOTOS = SHARED / "data" / "photos" / "BSDS500-test"
+FILM_PHOTOS = ("100007.jpg", "10081.jpg")
+
+
+def _encoded_like_the_pipeline(frames: np.ndarray, source: Path, path: Path) -> np.ndarray:
+    """``frames`` encoded as a batch run encodes a video (one segment, crf 18), decoded back."""
+    info = _probe(source)
+    data = video.encode_segment(frames, info.pts, info, codec="h264", crf=video.DEFAULT_CRF)
+    with open(source, "rb") as src, open(path, "wb") as out:
+        video.mux(src, [data], out, "mp4")
+    return frames_of(path)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not all((PHOTOS / name).is_file() for name in FILM_PHOTOS),
+    reason=f"photos {FILM_PHOTOS} not found in {PHOTOS} (set PIXELPLEXUS_SHARED to the shared folder)",
+)
+def test_colorized_film_flickers_at_most_twice_as_much_as_the_true_colours(ray_cluster, tmp_path):
+    """Black-and-white "films" made from colour photos (a patch moving, film grain; stored at crf 23),
+    colorized by the bundled model through the batch pipeline (two segments each): the colour of the still
+    parts changes from frame to frame at most 2× as much as in the true-colour film stored as the output
+    is (crf 18), and less than per-frame colorization stored the same way."""
+    from PIL import Image
+
+    from pixelplexus.batch.run import BatchRequest
+    from pixelplexus.io.images import ImageRecord
+    from pixelplexus.references import resolve_model
+    from pixelplexus.tasks import inference_task
+
+    inputs, output = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    films = {}
+    for name in FILM_PHOTOS:
+        photo = np.asarray(Image.open(PHOTOS / name).convert("RGB").resize((240, 160)))
+        colour, still, gray = film_frames(photo, frames=36)
+        truth = write_clip(tmp_path / f"truth-{name}.mp4", images=colour, size=(240, 160), audio=False)
+        write_clip(inputs / f"{name}.mp4", images=gray, size=(240, 160), audio=False, crf=23)
+        films[name] = (frames_of(truth)[0], still)
+    model = resolve_model(None, "colorize")
+    result = run_batch(
+        BatchRequest(task="colorize", input=str(inputs), output=str(output), model=model, segment_frames=18)
+    )
+    assert result.summary.counts["ok"] == len(FILM_PHOTOS)
+    task, generator = inference_task(model.info), model.load_for_inference("cpu")
+    for name, (truth, still) in films.items():
+        colorized, _ = frames_of(output / f"{name}.mp4")
+        gray = frames_of(inputs / f"{name}.mp4")[0]
+        per_frame = np.stack([r.pixels for r in task.predict(generator, [ImageRecord(f) for f in gray])])
+        per_frame = _encoded_like_the_pipeline(per_frame, inputs / f"{name}.mp4", tmp_path / "raw.mp4")
+        flicker, expected = ab_flicker(colorized, still), ab_flicker(truth, still)
+        assert flicker <= 2 * expected, (name, flicker, expected)
+        assert flicker < 0.8 * ab_flicker(per_frame, still), name  # the smoothing is what keeps it down

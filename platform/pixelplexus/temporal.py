@@ -1,18 +1,22 @@
 """Colour that holds still in video: temporal smoothing of chroma where the picture does not move.
 
 A colorizer run frame by frame flickers: the same wall gets slightly different colours from one frame to
-the next, because compression noise and motion elsewhere in the network's view change its guess. The
-luminance is the film's own and does not flicker; only the colour does. :func:`smooth_chroma` therefore
-keeps each frame's luma exactly and replaces its chroma (Cb, Cr of BT.601 YCbCr) on *static* pixels by a
-running average over the previous frames:
+the next, because film grain, compression noise and motion elsewhere in the network's view change its
+guess. The luminance is the film's own and does not flicker; only the colour does. :func:`smooth_chroma`
+keeps each frame's luma exactly and steadies its chroma (Cb, Cr of BT.601 YCbCr) in two ways, over the
+frames of a segment (a batch run's unit, ~2 s):
 
-    c'_t = w · c'_{t−1} + (1 − w) · c_t,   w = keep · exp(−(ΔY / motion)²)
+- a pixel that holds still through the whole segment (its luma, averaged over 5×5 pixels so that grain
+  does not count, never strays more than about ``motion`` levels from its mean) takes its mean chroma over
+  the segment: one colour for the segment, the same wall the same colour;
+- the others follow a running average that lets go where the picture moves,
+  ``c'_t = w · c'_{t−1} + (1 − w) · c_t`` with ``w = keep · exp(−(ΔY / motion)²)`` (ΔY: the 5×5 luma
+  change since the previous frame): a moving object keeps its own colour and leaves no trail, while
+  colour noise where the picture rests is averaged over about (1 + keep) / (1 − keep) frames.
 
-where ΔY is the pixel's luma change since the previous frame (smoothed over a few pixels): where the
-picture moves (ΔY ≫ ``motion``), ``w`` → 0 and the frame's own colour is used, so moving objects do not
-smear; where it holds still, colour noise is averaged over about (1 + keep) / (1 − keep) frames (9 for
-0.8), which divides uncorrelated flicker by about 3. Segments of a batch run are smoothed on their own
-(the first frame of each is its own colour). :func:`~pixelplexus.metrics.ab_flicker` measures it.
+Each segment is smoothed on its own: a still wall's colour may step at a segment boundary (every ~2 s),
+never within one. :func:`~pixelplexus.metrics.ab_flicker` measures flicker; ``bench/video_flicker.py``
+and ``docs/video.md`` give the figures.
 """
 
 from __future__ import annotations
@@ -26,24 +30,43 @@ _TO_Y = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def smooth_chroma(frames: np.ndarray, *, keep: float = KEEP, motion: float = MOTION) -> np.ndarray:
-    """``frames`` (N×H×W×3 uint8 RGB, in time order) with chroma averaged over time on static pixels."""
+    """``frames`` (N×H×W×3 uint8 RGB, in time order) with chroma made steady over time where the picture
+    holds still: pixels still through all the frames take their mean chroma; the others a running average
+    that follows motion (see the module's docs). Luma is kept; memory is a few H×W planes, not N."""
     if len(frames) < 2 or keep <= 0:
         return frames
+    n = len(frames)
+    mean_y = sum(_box(_luma(frame)) for frame in frames) / n
+    mean_c = sum(_chroma(frame, _luma(frame)) for frame in frames) / n
+    deviation = np.zeros(frames.shape[1:3], np.float32)
+    for frame in frames:
+        np.maximum(deviation, np.abs(_box(_luma(frame)) - mean_y), out=deviation)
+    still = np.exp(-((deviation / motion) ** 2))[..., None]  # 1: still through the whole segment
     out = np.empty_like(frames)
     previous_y = previous_c = None
     for index, frame in enumerate(frames):
-        rgb = frame.astype(np.float32)
-        y = rgb @ _TO_Y
-        chroma = np.stack([rgb[..., 2] - y, rgb[..., 0] - y], axis=-1)  # B−Y, R−Y: Cb, Cr up to a factor
+        y = _luma(frame)
+        chroma = _chroma(frame, y)
+        local = _box(y)  # film grain averaged away: what is left is the picture's own change
         if previous_y is not None:
-            change = _box(np.abs(y - previous_y))
+            change = np.abs(local - previous_y)
             weight = (keep * np.exp(-((change / motion) ** 2)))[..., None]
             chroma = weight * previous_c + (1 - weight) * chroma
-        previous_y, previous_c = y, chroma
-        blue, red = y + chroma[..., 0], y + chroma[..., 1]
+        previous_y, previous_c = local, chroma
+        steady = still * mean_c + (1 - still) * chroma
+        blue, red = y + steady[..., 0], y + steady[..., 1]
         green = (y - _TO_Y[0] * red - _TO_Y[2] * blue) / _TO_Y[1]
         out[index] = np.clip(np.stack([red, green, blue], axis=-1) + 0.5, 0, 255).astype(np.uint8)
     return out
+
+
+def _luma(frame: np.ndarray) -> np.ndarray:
+    return frame.astype(np.float32) @ _TO_Y
+
+
+def _chroma(frame: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """B−Y and R−Y (BT.601's Cb and Cr up to a factor), H×W×2."""
+    return np.stack([frame[..., 2] - y, frame[..., 0] - y], axis=-1)
 
 
 def _box(image: np.ndarray, radius: int = 2) -> np.ndarray:

@@ -123,3 +123,29 @@ def frames_of(path: str | Path) -> tuple[np.ndarray, list[int]]:
     with av.open(str(path)) as container:
         decoded = list(container.decode(container.streams.video[0]))
     return np.stack([f.to_ndarray(format="rgb24") for f in decoded]), [f.pts for f in decoded]
+
+
+def film_frames(photo: np.ndarray, frames: int = 36, grain: float = 4.0, seed: int = 0):
+    """A short "film" of a colour photo: a patch of it slides across the lower part while the rest holds
+    still, with film grain (Gaussian luma noise of ``grain`` levels, new each frame). Returns the frames
+    (N×H×W×3 uint8), the mask of pixels that never move (H×W bool, 8 pixels clear of the patch's path),
+    and the frames in gray (what a black-and-white film holds)."""
+    from scipy.ndimage import binary_dilation
+
+    height, width = photo.shape[:2]
+    size = max(8, min(height, width) // 4)
+    patch = photo[height // 6 : height // 6 + size, width * 2 // 3 : width * 2 // 3 + size].copy()
+    top = height * 5 // 8
+    step = max(1, (width - size - 20) // max(1, frames - 1))
+    out, moved = [], np.zeros((height, width), bool)
+    rng = np.random.default_rng(seed)
+    for t in range(frames):
+        frame = photo.astype(np.float64)
+        left = 10 + t * step
+        frame[top : top + size, left : left + size] = patch
+        moved[top : top + size, left : left + size] = True
+        frame += rng.normal(0, grain, (height, width, 1))
+        out.append(frame.round().clip(0, 255).astype(np.uint8))
+    colour = np.stack(out)
+    luma = (colour @ np.array([0.299, 0.587, 0.114])).round().clip(0, 255).astype(np.uint8)
+    return colour, ~binary_dilation(moved, iterations=8), np.repeat(luma[..., None], 3, axis=3)
