@@ -33,11 +33,10 @@ of each precision are compared frame by frame (PSNR: same model, same arithmetic
 encoder's keyframes, one per segment in the pipeline, and the RGB conversion's colour matrix). Prints a
 Markdown table for ``docs/benchmarks.md`` and the command lines that made it.
 
-The defaults (160 frames of 320×240, a keyframe every 40) take about a minute a measurement on 2 cores, and
-make the pipeline cut the clip into two segments (120 + 40 frames: it cuts at the first keyframe past half
-of :func:`~pixelplexus.io.video.segment_frames`, 218 frames of 640×480 output), so that one segment's
-decoding or encoding overlaps the other's model. A clip under about 120 frames is one segment: its
-decode, model and encode then run one after the other (the table's header line says how it was cut).
+The defaults (160 frames of 320×240, a keyframe every 40) take about a minute a measurement on 2 cores; the
+pipeline cuts the clip into segments of about 2 s (:data:`~pixelplexus.io.video.SEGMENT_SECONDS`: at the
+first keyframe past 1 s, here every 40 frames: four segments), so that one segment's decoding or encoding
+overlaps another's model (the table's header line says how it was cut).
 
     .venv/bin/python bench/video_throughput.py [--frames 160] [--size 320x240] [--fps 24] [--gop 40]
         [--batch-size 8] [--threads 2] [--crf 18] [--repeats 3] [--precision fp32 [--precision bf16]]
@@ -319,7 +318,7 @@ def main() -> None:
         )
         with open(clip, "rb") as f:
             info = probe(f)
-        segments = plan_segments(info, segment_frames(width * SCALE, height * SCALE))
+        segments = plan_segments(info, segment_frames(width * SCALE, height * SCALE, info.rate))
         for repeat in range(args.repeats):
             for precision in precisions:
                 loop_out = os.path.join(folder, f"loop-{precision}-{repeat}.mp4")

@@ -23,6 +23,7 @@ from support.batch import request
 from support.clips import (
     audio_packets,
     decoded_audio,
+    encoded_like_the_pipeline,
     film_frames,
     frames_of,
     pattern,
@@ -343,15 +344,6 @@ PHOTOS = SHARED / "data" / "photos" / "BSDS500-test"
 FILM_PHOTOS = ("100007.jpg", "10081.jpg")
 
 
-def _encoded_like_the_pipeline(frames: np.ndarray, source: Path, path: Path) -> np.ndarray:
-    """``frames`` encoded as a batch run encodes a video (one segment, crf 18), decoded back."""
-    info = _probe(source)
-    data = video.encode_segment(frames, info.pts, info, codec="h264", crf=video.DEFAULT_CRF)
-    with open(source, "rb") as src, open(path, "wb") as out:
-        video.mux(src, [data], out, "mp4")
-    return frames_of(path)[0]
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
     not all((PHOTOS / name).is_file() for name in FILM_PHOTOS),
@@ -361,7 +353,8 @@ def test_colorized_film_flickers_at_most_twice_as_much_as_the_true_colours(ray_c
     """Black-and-white "films" made from colour photos (a patch moving, film grain; stored at crf 23),
     colorized by the bundled model through the batch pipeline (two segments each): the colour of the still
     parts changes from frame to frame at most 2× as much as in the true-colour film stored as the output
-    is (crf 18), and less than per-frame colorization stored the same way."""
+    is (the same segments, each starting with a keyframe, crf 18), and less than per-frame colorization
+    stored the same way."""
     from PIL import Image
 
     from pixelplexus.batch.run import BatchRequest
@@ -375,9 +368,9 @@ def test_colorized_film_flickers_at_most_twice_as_much_as_the_true_colours(ray_c
     for name in FILM_PHOTOS:
         photo = np.asarray(Image.open(PHOTOS / name).convert("RGB").resize((240, 160)))
         colour, still, gray = film_frames(photo, frames=36)
-        truth = write_clip(tmp_path / f"truth-{name}.mp4", images=colour, size=(240, 160), audio=False)
-        write_clip(inputs / f"{name}.mp4", images=gray, size=(240, 160), audio=False, crf=23)
-        films[name] = (frames_of(truth)[0], still)
+        source = write_clip(inputs / f"{name}.mp4", images=gray, size=(240, 160), audio=False, crf=23)
+        truth = encoded_like_the_pipeline(colour, source, tmp_path / f"truth-{name}.mp4", segment_frames=18)
+        films[name] = (truth, still)
     model = resolve_model(None, "colorize")
     result = run_batch(
         BatchRequest(task="colorize", input=str(inputs), output=str(output), model=model, segment_frames=18)
@@ -388,7 +381,44 @@ def test_colorized_film_flickers_at_most_twice_as_much_as_the_true_colours(ray_c
         colorized, _ = frames_of(output / f"{name}.mp4")
         gray = frames_of(inputs / f"{name}.mp4")[0]
         per_frame = np.stack([r.pixels for r in task.predict(generator, [ImageRecord(f) for f in gray])])
-        per_frame = _encoded_like_the_pipeline(per_frame, inputs / f"{name}.mp4", tmp_path / "raw.mp4")
+        per_frame = encoded_like_the_pipeline(per_frame, inputs / f"{name}.mp4", tmp_path / "raw.mp4", 18)
         flicker, expected = ab_flicker(colorized, still), ab_flicker(truth, still)
         assert flicker <= 2 * expected, (name, flicker, expected)
         assert flicker < 0.8 * ab_flicker(per_frame, still), name  # the smoothing is what keeps it down
+
+
+@pytest.mark.slow
+def test_cli_takes_one_video_file_as_input_and_reports_frames(ray_cluster, tmp_path, weights):
+    clip = write_clip(tmp_path / "reel.mp4", frames=24, size=(32, 24))
+    env = dict(os.environ, RAY_ADDRESS=ray_cluster.get_runtime_context().gcs_address)
+    pixelplexus = str(Path(sys.executable).with_name("pixelplexus"))
+    command = [pixelplexus, "enhance", str(clip), str(tmp_path / "out"), "--model", str(weights["enhance"])]
+    run = subprocess.run([*command, "--crf", "30"], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "videos: 24 frames (1.0 s of video)" in run.stdout
+    assert "videos 1/1 done; 24/24 frames (1.0/1.0 s of video) encoded" in run.stderr
+    assert _probe(tmp_path / "out" / "reel.mp4").pts == _probe(clip).pts
+    # a video's output never replaces its input
+    same = subprocess.run(
+        [*command[:3], str(tmp_path), *command[4:]], capture_output=True, text=True, env=env
+    )
+    assert same.returncode == 2 and "OUTPUT is the folder of INPUT" in same.stderr
+    bad = subprocess.run([*command, "--crf", "99"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "--crf must be between 0 and 63" in bad.stderr
+
+
+def test_neighbouring_segments_colours_meet_when_run_with_context():
+    """A still wall whose colorized hue drifts over 48 frames, cut into two segments: smoothed alone, the
+    second segment starts a step away from where the first ended; with 6 frames of each other's context
+    the step all but goes, and each segment still returns only its own frames."""
+    frames = np.empty((48, 16, 16, 3), np.uint8)
+    for t in range(48):
+        frames[t] = [120 + t // 2, 120, 120 - t // 2]  # red rising, blue falling: chroma drifts
+    alone = [smooth_chroma(frames[:24]), smooth_chroma(frames[24:])]
+    together = [smooth_chroma(frames[:30], context=(0, 6)), smooth_chroma(frames[18:], context=(6, 0))]
+    assert [len(part) for part in together] == [24, 24]
+
+    def step(first, second):
+        return np.abs(second[0].astype(int) - first[-1]).max()
+
+    assert step(*alone) >= 10 and step(*together) <= 3

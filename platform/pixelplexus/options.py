@@ -41,6 +41,11 @@ class InferenceOptions(BaseModel):
         must pickle and import without torch (e.g. :class:`pixelplexus.metrics.AlreadyInColour`)."""
         return None
 
+    def video_context(self) -> int:
+        """Frames of each neighbouring segment a video segment is run with, for the task's
+        ``smooth_frames`` (0: none; colorize's steadying of colour needs some). Torch-free, for the driver."""
+        return 0
+
 
 class OptionsError(ValueError):
     """Inference options that cannot be used (bad ``scale``, negative ``truncation``, …)."""
@@ -103,6 +108,11 @@ class ColorizeOptions(InferenceOptions):
         from pixelplexus.metrics import AlreadyInColour
 
         return AlreadyInColour() if self.skip_color else None
+
+    def video_context(self) -> int:
+        from pixelplexus.temporal import CONTEXT
+
+        return CONTEXT
 
 
 OPTIONS: dict[str, type[InferenceOptions]] = {

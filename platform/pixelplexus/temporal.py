@@ -14,8 +14,10 @@ frames of a segment (a batch run's unit, ~2 s):
   change since the previous frame): a moving object keeps its own colour and leaves no trail, while
   colour noise where the picture rests is averaged over about (1 + keep) / (1 − keep) frames.
 
-Each segment is smoothed on its own: a still wall's colour may step at a segment boundary (every ~2 s),
-never within one. :func:`~pixelplexus.metrics.ab_flicker` measures flicker; ``bench/video_flicker.py``
+Segments are colorized independently (that is what lets several actors share a film), so each one also
+colorizes :data:`CONTEXT` frames of each neighbour: a still pixel's colour ramps from the mean around its
+first boundary (which the previous segment computes from the same frames) to its own mean, and on to the
+mean around its last boundary, so that neighbouring segments meet instead of stepping at their boundary (for 2 s segments, 2 × 6 extra frames in 48: a quarter more model work). :func:`~pixelplexus.metrics.ab_flicker` measures flicker; ``bench/video_flicker.py``
 and ``docs/video.md`` give the figures.
 """
 
@@ -25,24 +27,47 @@ import numpy as np
 
 KEEP = 0.8  # weight of the past on a static pixel
 MOTION = 6.0  # luma change (of 255) that counts as motion
+CONTEXT = 6  # frames of each neighbouring segment colorized with a segment, so that their colours meet
 
 _TO_Y = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def smooth_chroma(frames: np.ndarray, *, keep: float = KEEP, motion: float = MOTION) -> np.ndarray:
+def smooth_chroma(
+    frames: np.ndarray,
+    *,
+    context: tuple[int, int] = (0, 0),
+    keep: float = KEEP,
+    motion: float = MOTION,
+) -> np.ndarray:
     """``frames`` (N×H×W×3 uint8 RGB, in time order) with chroma made steady over time where the picture
-    holds still: pixels still through all the frames take their mean chroma; the others a running average
-    that follows motion (see the module's docs). Luma is kept; memory is a few H×W planes, not N."""
-    if len(frames) < 2 or keep <= 0:
-        return frames
+    holds still (see the module's docs); luma kept; memory is a few H×W planes, not N.
+
+    context: how many of the first and last frames are the neighbouring segments' (decoded and colorized
+    for this segment's sake, not returned): the running average starts on them, and a still pixel's colour
+    ramps from the mean over the frames around the start boundary (the context before and as many of the
+    segment's own) to the segment's mean, and from it to the mean around the end boundary; the neighbour
+    computes the same boundary mean from the same frames, so neighbouring segments meet. Returns the
+    frames between the contexts.
+    """
+    before, after = context
     n = len(frames)
+    own = slice(before, n - after)
+    if n - before - after < 1:
+        raise ValueError(f"smooth_chroma: {n} frames leave none between a context of {context}")
+    if n < 2 or keep <= 0:
+        return frames[own]
+    length = n - before - after
     mean_y = sum(_box(_luma(frame)) for frame in frames) / n
-    mean_c = sum(_chroma(frame, _luma(frame)) for frame in frames) / n
     deviation = np.zeros(frames.shape[1:3], np.float32)
     for frame in frames:
         np.maximum(deviation, np.abs(_box(_luma(frame)) - mean_y), out=deviation)
-    still = np.exp(-((deviation / motion) ** 2))[..., None]  # 1: still through the whole segment
-    out = np.empty_like(frames)
+    still = np.exp(-((deviation / motion) ** 2))[..., None]  # 1: still through all the frames
+    mean = _mean_chroma(frames[own])
+    # at a boundary, both segments see the same frames (the context and as many of their own): the same mean
+    start = _mean_chroma(frames[: 2 * before]) if before else mean
+    end = _mean_chroma(frames[n - 2 * after :]) if after else mean
+    half = max(1.0, length / 2)
+    out = np.empty_like(frames[own])
     previous_y = previous_c = None
     for index, frame in enumerate(frames):
         y = _luma(frame)
@@ -53,11 +78,23 @@ def smooth_chroma(frames: np.ndarray, *, keep: float = KEEP, motion: float = MOT
             weight = (keep * np.exp(-((change / motion) ** 2)))[..., None]
             chroma = weight * previous_c + (1 - weight) * chroma
         previous_y, previous_c = local, chroma
-        steady = still * mean_c + (1 - still) * chroma
+        t = index - before
+        if not 0 <= t < length:
+            continue
+        target = (
+            mean
+            + (start - mean) * max(0.0, 1 - t / half)
+            + (end - mean) * max(0.0, 1 - (length - 1 - t) / half)
+        )
+        steady = still * target + (1 - still) * chroma
         blue, red = y + steady[..., 0], y + steady[..., 1]
         green = (y - _TO_Y[0] * red - _TO_Y[2] * blue) / _TO_Y[1]
-        out[index] = np.clip(np.stack([red, green, blue], axis=-1) + 0.5, 0, 255).astype(np.uint8)
+        out[t] = np.clip(np.stack([red, green, blue], axis=-1) + 0.5, 0, 255).astype(np.uint8)
     return out
+
+
+def _mean_chroma(frames: np.ndarray) -> np.ndarray:
+    return sum(_chroma(frame, _luma(frame)) for frame in frames) / len(frames)
 
 
 def _luma(frame: np.ndarray) -> np.ndarray:

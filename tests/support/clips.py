@@ -149,3 +149,27 @@ def film_frames(photo: np.ndarray, frames: int = 36, grain: float = 4.0, seed: i
     colour = np.stack(out)
     luma = (colour @ np.array([0.299, 0.587, 0.114])).round().clip(0, 255).astype(np.uint8)
     return colour, ~binary_dilation(moved, iterations=8), np.repeat(luma[..., None], 3, axis=3)
+
+
+def encoded_like_the_pipeline(
+    frames: np.ndarray, source: str | Path, path: str | Path, segment_frames: int | None = None
+) -> np.ndarray:
+    """``frames`` (at ``source``'s frame times) encoded as a batch run encodes ``source`` — cut into the
+    same segments (``segment_frames``: as ``--segment-frames``; None: the default), each its own encode
+    starting with a keyframe, default codec and crf — into ``path``, and decoded back: what the pipeline's
+    storage does to them."""
+    from pixelplexus.io import video
+
+    with open(source, "rb") as f:
+        info = video.probe(f)
+    height, width = frames.shape[1:3]
+    length = segment_frames or video.segment_frames(width, height, info.rate)
+    parts = [
+        video.encode_segment(
+            frames[s.first : s.last], info.pts[s.first : s.last], info, codec="h264", crf=video.DEFAULT_CRF
+        )
+        for s in video.plan_segments(info, length)
+    ]
+    with open(source, "rb") as src, open(path, "wb") as out:
+        video.mux(src, parts, out, "mp4")
+    return frames_of(path)[0]

@@ -78,7 +78,9 @@ def _parser(sub: argparse._SubParsersAction, task: str, summary: str) -> argpars
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("input", metavar="INPUT", help="folder, s3://bucket/prefix or list file")
+    parser.add_argument(
+        "input", metavar="INPUT", help="folder, s3://bucket/prefix, list file, or one image or video"
+    )
     parser.add_argument("output", metavar="OUTPUT", help="folder or s3://bucket/prefix")
     parser.add_argument(
         "--model",

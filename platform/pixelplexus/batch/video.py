@@ -9,8 +9,9 @@ The plan's videos (``Plan.tables("videos")``) go through a dataset of their own,
    container cannot hold). The segments become the dataset's blocks, one each.
 2. :func:`decode_segments` (CPU tasks): each segment's frames, as one N×H×W×3 array.
 3. :class:`VideoPredictor` (the model actor pool): the task's model on every frame, ``batch_size`` frames a
-   call, then the task's :meth:`~pixelplexus.tasks.base.Task.smooth_frames` (colorize: temporal
-   smoothing of colour on static parts, against per-frame flicker).
+   call, then the task's :meth:`~pixelplexus.tasks.base.Task.smooth_frames` (colorize: colour steadied
+   where the picture holds still, against per-frame flicker; for it a segment is decoded and run with a
+   few frames of each neighbour, the options' ``video_context``, so that neighbouring segments' colours meet).
 4. :func:`encode_segments` (CPU tasks): each segment encoded on its own
    (:func:`~pixelplexus.io.video.encode_segment`) and written under
    ``OUTPUT/_pixelplexus/segments-<run id>/``.
@@ -49,6 +50,7 @@ from pixelplexus.io.locations import (
 )
 from pixelplexus.io.s3 import S3Settings
 from pixelplexus.io.video import (
+    Segment,
     VideoError,
     VideoInfo,
     container_for,
@@ -60,6 +62,7 @@ from pixelplexus.io.video import (
     probe,
     segment_frames,
 )
+from pixelplexus.options import parse_options
 
 SEGMENT_COLUMNS = (
     "input",
@@ -97,7 +100,8 @@ class VideoSettings:
     scale: int  # output size / input size (enhance's scale; 1 for colorize)
     codec: str | None  # --video-codec (None: the container's default)
     crf: int
-    segment_frames: int | None = None  # frames per segment (None: from SEGMENT_BYTES and the output size)
+    segment_frames: int | None = None  # frames per segment (None: io.video.segment_frames)
+    context: int = 0  # frames of each neighbouring segment run with a segment (the options' video_context)
 
     @property
     def folder(self) -> str:
@@ -176,9 +180,7 @@ def split_video(row: dict[str, Any], settings: VideoSettings) -> list[dict[str, 
                 "height": info.height,
                 "codec": codec,
                 "info": header,
-                "pts": _pack(
-                    (segment, np.asarray(info.pts[segment.first : segment.last], np.int64).tobytes())
-                ),
+                "pts": _pack(_with_context(info, segment, settings.context)),
                 "seconds": share,
             }
             for segment in segments
@@ -187,10 +189,22 @@ def split_video(row: dict[str, Any], settings: VideoSettings) -> list[dict[str, 
     return [row]
 
 
-def _segment_of(row: dict[str, Any]) -> tuple[VideoInfo, Any, list[int]]:
+def _with_context(info: VideoInfo, segment: Segment, context: int) -> tuple[Segment, bytes, tuple[int, int]]:
+    """What a segment's row carries: the frames to decode (the segment and ``context`` frames of each
+    neighbour), its own frames' times, and how many frames of the neighbours were added before and after."""
+    before, after = min(context, segment.first), min(context, info.frames - segment.last)
+    first, last = segment.first - before, segment.last + after
+    end = info.pts[last] if last < info.frames else None
+    decoded = Segment(segment.index, first, last, info.pts[first], end)
+    times = np.asarray(info.pts[segment.first : segment.last], np.int64).tobytes()
+    return decoded, times, (before, after)
+
+
+def _segment_of(row: dict[str, Any]) -> tuple[VideoInfo, Segment, list[int], tuple[int, int]]:
+    """A segment row's video info, the frames to decode, its own frames' times, and the context."""
     info = pickle.loads(row["info"])
-    segment, times = pickle.loads(row["pts"])
-    return info, segment, np.frombuffer(times, dtype=np.int64).tolist()
+    decoded, times, context = pickle.loads(row["pts"])
+    return info, decoded, np.frombuffer(times, dtype=np.int64).tolist(), context
 
 
 def decode_segments(batch: Batch, settings: VideoSettings) -> Batch:
@@ -201,9 +215,9 @@ def decode_segments(batch: Batch, settings: VideoSettings) -> Batch:
             continue
         start = time.perf_counter()
         try:
-            info, segment, times = _segment_of(row)
+            info, decoded, _, _ = _segment_of(row)
             with open_input(row["input"], settings.s3, within=row.get("within") or "") as f:
-                frames = decode_segment(f, dataclasses.replace(info, pts=tuple(times)), segment)
+                frames = decode_segment(f, info, decoded)
         except Exception as exc:
             _video_error(row, exc)
         else:
@@ -226,10 +240,17 @@ class VideoPredictor(Predictor):
             start = time.perf_counter()
             try:
                 frames = pickle.loads(row["payload"])
-                records = [ImageRecord(frame) for frame in frames]
-                results = self.task.predict(self.generator, records, self.options, batch_size=self.batch_size)
-                out = np.stack([_rgb(result.pixels) for result in results])
-                row["payload"] = _pack(self.task.smooth_frames(out))
+                out = np.empty((0,), np.uint8)
+                for first in range(0, len(frames), self.batch_size):  # memory: a batch of frames at a time
+                    records = [ImageRecord(frame) for frame in frames[first : first + self.batch_size]]
+                    results = self.task.predict(
+                        self.generator, records, self.options, batch_size=self.batch_size
+                    )
+                    done = np.stack([_rgb(result.pixels) for result in results])
+                    if not first:
+                        out = np.empty((len(frames), *done.shape[1:]), np.uint8)
+                    out[first : first + len(done)] = done
+                row["payload"] = _pack(self.task.smooth_frames(out, _segment_of(row)[3]))
             except Exception as exc:  # memory, ...: this segment's video fails, the actor keeps working
                 _fail(row, "model failed", exc)
             row["seconds"] += time.perf_counter() - start
@@ -249,7 +270,7 @@ def encode_segments(batch: Batch, settings: VideoSettings) -> Batch:
             continue
         start = time.perf_counter()
         try:
-            info, segment, times = _segment_of(row)
+            info, segment, times, _ = _segment_of(row)
             frames = pickle.loads(row["payload"])
             data = encode_segment(frames, times, info, codec=row["codec"], crf=settings.crf)
             write_output(
@@ -434,8 +455,9 @@ def run_videos(
     import ray
 
     scale = int(getattr(request.model.info, "scale", None) or 1) if request.task == "enhance" else 1
+    context = parse_options(request.task, request.options).video_context()
     settings = VideoSettings(
-        request.s3, output, run_id, scale, request.video_codec, request.crf, request.segment_frames
+        request.s3, output, run_id, scale, request.video_codec, request.crf, request.segment_frames, context
     )
     items = [{**row, "video": n} for n, row in enumerate(videos)]
     assembler = VideoAssembler(settings, len(items), emit, progress)

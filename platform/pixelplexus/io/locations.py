@@ -2,7 +2,8 @@
 
 Training's validation sets are read through the same lists (:func:`list_inputs`).
 
-INPUT is a folder or prefix (listed recursively; image extensions in any case) or a list file — ``.txt`` /
+INPUT is a folder or prefix (listed recursively; image and video extensions in any case), one image or
+video file (its key is its name), or a list file — ``.txt`` /
 ``.lst`` with one path or key per line, or a ``.csv`` / ``.parquet`` column. A relative entry of a list is
 relative to the folder the list file is in; an absolute one (``/data/a.jpg``, ``s3://bucket/a.jpg``) is used
 as it is. Every input gets a *key*: its path relative to INPUT (or to the list's folder), which is also where
@@ -568,6 +569,19 @@ def iter_inputs(
     if posixpath.splitext(text)[1].lower() in LIST_EXTENSIONS:
         yield from _list_file(text, settings, column, follow_symlinks)
         return
+    if is_input_key(text) and _is_file(text, settings):  # one image or video: as a list naming just it
+        folder = posixpath.dirname(text) if text.startswith("s3://") else os.path.dirname(text) or "."
+        base = Location.parse(folder)
+        if exclude is not None and (exclude.bucket, exclude.root.rstrip("/")) == (
+            base.bucket,
+            base.root.rstrip("/"),
+        ):
+            raise LocationError(
+                f"OUTPUT is the folder of INPUT ({text}): the output would replace the original; write elsewhere"
+            )
+        real_base = "" if base.is_s3 or follow_symlinks else os.path.realpath(base.root)
+        yield _item(posixpath.basename(text) if base.is_s3 else os.path.basename(text), base, real_base)
+        return
     source = Location.parse(text)
     source.check(settings)
     skip = _inside(exclude, source)
@@ -584,6 +598,19 @@ def iter_inputs(
                 yield _refused(uri, key, UNSAFE, _unsafe_detail(key, exc, "rename the object"))
     else:
         yield from _local_items(source.root, skip, follow_symlinks)
+
+
+def _is_file(text: str, settings: S3Settings) -> bool:
+    """Whether INPUT names one file (a local file, or an S3 object) rather than a folder or prefix."""
+    if text.startswith("s3://"):
+        bucket, key = split_s3(text)
+        try:
+            settings.client().head_object(Bucket=bucket, Key=key)
+        except Exception:
+            return False
+        return True
+    path = text[len("file://") :] if text.startswith("file://") else text
+    return os.path.isfile(path)
 
 
 def list_inputs(

@@ -270,10 +270,12 @@ class Task(ABC):
     def finish(self, y: Tensor, item: Any, options: Any) -> ImageRecord:
         """One network output (C×H×W, on the CPU) and its input item → the result image."""
 
-    def smooth_frames(self, frames: np.ndarray) -> np.ndarray:
+    def smooth_frames(self, frames: np.ndarray, context: tuple[int, int] = (0, 0)) -> np.ndarray:
         """A video segment's results (N×H×W×3 uint8 RGB, in time order) made consistent over time, for
-        tasks whose per-frame results flicker (colorize); by default as they are."""
-        return frames
+        tasks whose per-frame results flicker (colorize); by default as they are. ``context``: how many of
+        the first and last frames belong to the neighbouring segments (the options' ``video_context``
+        at most, each); only the frames between them are returned."""
+        return frames[context[0] : len(frames) - context[1]]
 
     @abstractmethod
     def evaluate(self, generator: nn.Module, images: Sequence[np.ndarray]) -> Evaluation:

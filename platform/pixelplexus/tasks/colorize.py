@@ -262,10 +262,10 @@ class ColorizeTask(Task):
         icc = item.icc_profile if not item.is_gray else None
         return item.replace(pixels=pixels, icc_profile=icc)
 
-    def smooth_frames(self, frames: np.ndarray) -> np.ndarray:
-        """Video: colour averaged over time where the picture holds still (:mod:`pixelplexus.temporal`),
+    def smooth_frames(self, frames: np.ndarray, context: tuple[int, int] = (0, 0)) -> np.ndarray:
+        """Video: colour steadied over time where the picture holds still (:mod:`pixelplexus.temporal`),
         against per-frame flicker; luma untouched."""
-        return smooth_chroma(frames)
+        return smooth_chroma(frames, context=context)
 
     # --------------------------------------------------------------------------------------- validation
     def evaluate(
