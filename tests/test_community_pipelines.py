@@ -63,3 +63,28 @@ def test_an_imported_model_runs_the_s3_batch_pipeline_with_tiles(ray_cluster, s3
         want = task.predict(network, [ImageRecord(pixels=pixels)], {"tile": 48, "tile_overlap": 24})[0].pixels
         assert got.shape == (2 * pixels.shape[0], 2 * pixels.shape[1], 3)
         assert np.abs(got - want.astype(int)).max() <= 1  # the actor runs what this process runs
+
+
+def test_an_imported_anime_video_model_runs_on_a_video_with_tiles(ray_cluster, tmp_path, imported_x2):
+    """Real-ESRGAN's anime video model on a clip: every frame, at its time, as the model gives it (within the
+    encoder's loss), the sound copied."""
+    from support.clips import audio_packets, frames_of, write_clip
+
+    clip = write_clip(tmp_path / "episode.mkv", frames=24, size=(64, 48))
+    env = dict(os.environ, RAY_ADDRESS=ray_cluster.get_runtime_context().gcs_address)
+    command = [PIXELPLEXUS, "enhance", str(clip), str(tmp_path / "x2"), "--model", imported_x2]
+    options = ["--tile", "32", "--tile-overlap", "8", "--precision", "fp32", "--segment-frames", "12"]
+    run = subprocess.run([*command, *options], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "videos: 24 frames" in run.stdout
+    model = resolve_model(imported_x2, "enhance")
+    task, network = inference_task(model.info), model.load()
+    frames, times = frames_of(clip)
+    got, got_times = frames_of(tmp_path / "x2" / "episode.mkv")
+    assert got_times == times and got.shape == (24, 96, 128, 3)
+    want = task.predict(
+        network, [ImageRecord(f) for f in frames], {"tile": 32, "tile_overlap": 8, "precision": "fp32"}
+    )
+    error = np.abs(got.astype(int) - np.stack([w.pixels for w in want]).astype(int))
+    assert error.mean() < 2.0  # crf 18 on a synthetic pattern; a wrong frame or model would be tens of levels
+    assert audio_packets(tmp_path / "x2" / "episode.mkv") == audio_packets(clip)

@@ -422,3 +422,18 @@ def test_neighbouring_segments_colours_meet_when_run_with_context():
         return np.abs(second[0].astype(int) - first[-1]).max()
 
     assert step(*alone) >= 10 and step(*together) <= 3
+
+
+def test_a_full_range_video_keeps_its_range_and_its_colours(tmp_path):
+    """A camera's full-range (0-255) YUV (yuvj420p): read with its own range, written back in it, tagged so."""
+    source = write_clip(tmp_path / "camera.mp4", frames=12, size=(64, 48), full_range=True, audio=False)
+    out = tmp_path / "out.mp4"
+    _process(source, out, frames_per_segment=12, scale=1)
+    assert _probe(source).color_range == _probe(out).color_range == 2
+    assert _probe(source).pix_fmt == _probe(out).pix_fmt == "yuvj420p"
+    with open(source, "rb") as f:
+        info = _probe(source)
+        decoded = video.decode_segment(f, info, video.plan_segments(info, 12)[0])
+    ramps = np.stack([pattern(i, 64, 48) for i in range(12)]).astype(int)
+    assert np.abs(decoded.astype(int) - ramps).mean() < 5  # the colours written (4:2:0 blurs the ramps)
+    assert np.abs(frames_of(out)[0].astype(int) - decoded).mean() < 3

@@ -40,10 +40,12 @@ def write_clip(
     container: str | None = None,
     crf: int = 18,
     subtitle: str | None = None,
+    full_range: bool = False,
 ) -> Path:
     """Write a clip: ``frames`` frames of :func:`pattern` (or ``images``) at ``fps`` (or at ``pts`` in
     ``time_base``: a variable frame rate), with a 440 Hz sine track as long as the video when ``audio``,
-    and a SubRip stream with one cue of ``subtitle`` (Matroska). Returns the path."""
+    and a SubRip stream with one cue of ``subtitle`` (Matroska); ``full_range``: YUV at 0-255 (JPEG range,
+    as some cameras write) and tagged so, instead of TV range. Returns the path."""
     path = Path(path)
     width, height = size
     with av.open(str(path), "w", format=container) as out:
@@ -53,6 +55,8 @@ def write_clip(
         video.codec_context.gop_size = gop
         if codec == "libx264":
             video.codec_context.options = {"preset": "veryfast", "crf": str(crf), "sc_threshold": "0"}
+        if full_range:
+            video.codec_context.color_range = 2
         if time_base is not None:
             video.time_base = time_base
             video.codec_context.time_base = time_base
@@ -68,6 +72,8 @@ def write_clip(
         for index in range(count):
             image = images[index] if images is not None else pattern(index, width, height)
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            if full_range:
+                frame = frame.reformat(format="yuv420p", dst_color_range=2)
             if pts is not None:
                 frame.pts, frame.time_base = pts[index], time_base
             out.mux(video.encode(frame))
