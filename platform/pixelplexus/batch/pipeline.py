@@ -241,6 +241,16 @@ class Predictor:
 # ------------------------------------------------------------------------------------------ encode + write
 
 
+def fail_write(row: dict[str, Any], exc: Exception) -> None:
+    """Mark ``row`` failed for an output that could not be written, with the reason that says why."""
+    if isinstance(exc, UnsafeKey):  # planning refuses these first; this is the last line of defence
+        _fail(row, "unsafe key", exc)
+    elif isinstance(exc, OutsideOutput):
+        _fail(row, "output path leaves OUTPUT", detail=str(exc))
+    else:
+        _fail(row, "cannot write the output", exc)
+
+
 def encode_and_write(batch: Batch, settings: StageSettings) -> Batch:
     """Encode each result in its output key's format and write it atomically; pass-throughs are copied."""
     rows = _rows(batch)
@@ -260,12 +270,8 @@ def encode_and_write(batch: Batch, settings: StageSettings) -> Batch:
         else:
             try:
                 write_output(settings.output, row["output_key"], data, settings.s3)
-            except UnsafeKey as exc:  # planning refuses these first; this is the last line of defence
-                _fail(row, "unsafe key", exc)
-            except OutsideOutput as exc:
-                _fail(row, "output path leaves OUTPUT", detail=str(exc))
             except Exception as exc:
-                _fail(row, "cannot write the output", exc)
+                fail_write(row, exc)
             else:
                 row["output_bytes"] = len(data)
                 if row["status"] == "":

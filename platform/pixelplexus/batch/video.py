@@ -35,13 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from pixelplexus.batch.pipeline import Batch, Predictor, _fail, _rows
+from pixelplexus.batch.pipeline import Batch, Predictor, _fail, _rows, fail_write
 from pixelplexus.io.locations import (
     OUTSIDE,
     Location,
     OutsideInput,
-    OutsideOutput,
-    UnsafeKey,
     open_input,
     output_file,
     read_uri,
@@ -207,23 +205,29 @@ def _segment_of(row: dict[str, Any]) -> tuple[VideoInfo, Segment, list[int], tup
     return info, decoded, np.frombuffer(times, dtype=np.int64).tolist(), context
 
 
-def decode_segments(batch: Batch, settings: VideoSettings) -> Batch:
-    """Decode each pending segment's frames (``payload``)."""
+def _for_pending(batch: Batch, work: Callable[[dict[str, Any]], None]) -> Batch:
+    """``work`` on each pending row of ``batch`` (timed into its ``seconds``); the rows as columns."""
     rows = _rows(batch)
     for row in rows:
-        if row["status"]:
-            continue
-        start = time.perf_counter()
+        if not row["status"]:
+            start = time.perf_counter()
+            work(row)
+            row["seconds"] += time.perf_counter() - start
+    return _columns(rows)
+
+
+def decode_segments(batch: Batch, settings: VideoSettings) -> Batch:
+    """Decode each pending segment's frames (``payload``)."""
+
+    def decode(row: dict[str, Any]) -> None:
         try:
             info, decoded, _, _ = _segment_of(row)
             with open_input(row["input"], settings.s3, within=row.get("within") or "") as f:
-                frames = decode_segment(f, info, decoded)
+                row["payload"] = _pack(decode_segment(f, info, decoded))
         except Exception as exc:
             _video_error(row, exc)
-        else:
-            row["payload"] = _pack(frames)
-        row["seconds"] += time.perf_counter() - start
-    return _columns(rows)
+
+    return _for_pending(batch, decode)
 
 
 class VideoPredictor(Predictor):
@@ -231,30 +235,24 @@ class VideoPredictor(Predictor):
     then the task's ``smooth_frames`` over the segment."""
 
     def __call__(self, batch: Batch) -> Batch:  # type: ignore[override]
+        return _for_pending(batch, self._run)
+
+    def _run(self, row: dict[str, Any]) -> None:
         from pixelplexus.io.images import ImageRecord
 
-        rows = _rows(batch)
-        for row in rows:
-            if row["status"]:
-                continue
-            start = time.perf_counter()
-            try:
-                frames = pickle.loads(row["payload"])
-                out = np.empty((0,), np.uint8)
-                for first in range(0, len(frames), self.batch_size):  # memory: a batch of frames at a time
-                    records = [ImageRecord(frame) for frame in frames[first : first + self.batch_size]]
-                    results = self.task.predict(
-                        self.generator, records, self.options, batch_size=self.batch_size
-                    )
-                    done = np.stack([_rgb(result.pixels) for result in results])
-                    if not first:
-                        out = np.empty((len(frames), *done.shape[1:]), np.uint8)
-                    out[first : first + len(done)] = done
-                row["payload"] = _pack(self.task.smooth_frames(out, _segment_of(row)[3]))
-            except Exception as exc:  # memory, ...: this segment's video fails, the actor keeps working
-                _fail(row, "model failed", exc)
-            row["seconds"] += time.perf_counter() - start
-        return _columns(rows)
+        try:
+            frames = pickle.loads(row["payload"])
+            out = np.empty((0,), np.uint8)
+            for first in range(0, len(frames), self.batch_size):  # memory: a batch of frames at a time
+                records = [ImageRecord(frame) for frame in frames[first : first + self.batch_size]]
+                results = self.task.predict(self.generator, records, self.options, batch_size=self.batch_size)
+                done = np.stack([_rgb(result.pixels) for result in results])
+                if not first:
+                    out = np.empty((len(frames), *done.shape[1:]), np.uint8)
+                out[first : first + len(done)] = done
+            row["payload"] = _pack(self.task.smooth_frames(out, _segment_of(row)[3]))
+        except Exception as exc:  # memory, ...: this segment's video fails, the actor keeps working
+            _fail(row, "model failed", exc)
 
 
 def _rgb(pixels: np.ndarray) -> np.ndarray:
@@ -305,12 +303,8 @@ def mux_video(row: dict[str, Any], segments: int, settings: VideoSettings) -> di
                 row["output_bytes"] = destination.tell()
     except VideoError as exc:
         _fail(row, exc.reason, detail=exc.detail)
-    except UnsafeKey as exc:
-        _fail(row, "unsafe key", exc)
-    except OutsideOutput as exc:
-        _fail(row, "output path leaves OUTPUT", detail=str(exc))
     except Exception as exc:
-        _fail(row, "cannot write the output", exc)
+        fail_write(row, exc)
     else:
         row["status"] = "ok"
     row["seconds"] += time.perf_counter() - start
@@ -501,21 +495,15 @@ def _dataset(segments: list[dict[str, Any]], settings: VideoSettings, model_stag
     from pixelplexus.batch.pipeline import BLOCK_BYTES
 
     ds = ray.data.from_items(segments, override_num_blocks=len(segments))
-    ds = ds.map_batches(
-        decode_segments,
-        fn_kwargs={"settings": settings},
-        batch_size=1,
-        num_cpus=1,
-        udf_modifying_row_count=False,
-    )
+    task = {
+        "fn_kwargs": {"settings": settings},
+        "batch_size": 1,
+        "num_cpus": 1,
+        "udf_modifying_row_count": False,
+    }
+    ds = ds.map_batches(decode_segments, **task)
     ds = model_stage(ds, VideoPredictor, 1)
-    ds = ds.map_batches(
-        encode_segments,
-        fn_kwargs={"settings": settings},
-        batch_size=1,
-        num_cpus=1,
-        udf_modifying_row_count=False,
-    )
+    ds = ds.map_batches(encode_segments, **task)
     ds.context.target_max_block_size = BLOCK_BYTES
     ds.context.max_errored_blocks = -1  # a lost segment becomes its video's error row, not a failed run
     return ds
