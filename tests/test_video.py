@@ -437,3 +437,41 @@ def test_a_full_range_video_keeps_its_range_and_its_colours(tmp_path):
     ramps = np.stack([pattern(i, 64, 48) for i in range(12)]).astype(int)
     assert np.abs(decoded.astype(int) - ramps).mean() < 5  # the colours written (4:2:0 blurs the ramps)
     assert np.abs(frames_of(out)[0].astype(int) - decoded).mean() < 3
+
+
+def test_the_assembler_counts_a_retried_segment_once_and_a_failed_segment_fails_its_video(tmp_path):
+    from pixelplexus.batch.video import VideoAssembler, VideoSettings
+    from pixelplexus.io.locations import Location
+    from pixelplexus.io.s3 import S3Settings
+
+    settings = VideoSettings(S3Settings(), Location.parse(str(tmp_path)), "run", 2, None, 18)
+    emitted, progress = [], []
+    assembler = VideoAssembler(settings, 1, emitted.append, lambda *figures: progress.append(figures))
+    base = {"video": 0, "input": "/in/a.mp4", "input_key": "a.mp4", "output_key": "a.mp4", "segments": 2}
+    base |= {
+        "video_frames": 48,
+        "video_seconds": 2.0,
+        "frames": 24,
+        "seconds": 1.0,
+        "width": 64,
+        "height": 48,
+    }
+    ok = {**base, "segment": 0, "status": "ok", "reason": "", "detail": ""}
+    bad = {
+        **base,
+        "segment": 1,
+        "status": "error",
+        "reason": "corrupt video",
+        "detail": "decoded 3 of the 24",
+    }
+    for row in (ok, ok, bad):  # the first segment's block came back twice (a retry)
+        assembler.add(row)
+    assert progress[-1] == (48, 48, 2.0, 2.0, 1, 1)
+    (row,) = emitted
+    assert (row["input_key"], row["status"], row["reason"], row["frames"]) == (
+        "a.mp4",
+        "error",
+        "corrupt video",
+        48,
+    )
+    assert row["seconds"] == 2.0 and not assembler.pending

@@ -346,8 +346,8 @@ class VideoAssembler:
         import ray
 
         self.settings, self.videos, self.emit, self.progress = settings, videos, emit, progress
-        self.rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        self.pending: dict[Any, int] = {}  # mux task → video
+        self.rows: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)  # video → segment → row
+        self.pending: dict[Any, tuple[int, dict[str, Any]]] = {}  # mux task → video, its row
         self.done: set[int] = set()
         self.frames = [0, 0]  # done, known
         self.seconds = [0.0, 0.0]
@@ -359,15 +359,17 @@ class VideoAssembler:
         if video in self.done:
             return
         if row["segment"] < 0:  # the video's own error row
-            self._finish(video, _manifest_row(row, frames=None))
+            self._finish(video, _manifest_row({**row, "frames": None}))
+            return
+        rows = self.rows[video]
+        if int(row["segment"]) in rows:  # a block retried by Ray Data: counted once
             return
         per_frame = float(row["video_seconds"]) / max(1, int(row["video_frames"]))
         if video not in self.known:
             self.known.add(video)
             self.frames[1] += int(row["video_frames"])
             self.seconds[1] += float(row["video_seconds"])
-        rows = self.rows[video]
-        rows.append(row)
+        rows[int(row["segment"])] = row
         self.frames[0] += int(row["frames"])
         self.seconds[0] += int(row["frames"]) * per_frame
         self._report()
@@ -375,7 +377,7 @@ class VideoAssembler:
             self._complete(video)
 
     def _complete(self, video: int) -> None:
-        rows = sorted(self.rows.pop(video), key=lambda r: r["segment"])
+        rows = [row for _, row in sorted(self.rows.pop(video).items())]
         first = dict(rows[0])
         first["seconds"] = sum(float(r["seconds"]) for r in rows)
         first["frames"] = sum(int(r["frames"]) for r in rows)
@@ -385,8 +387,8 @@ class VideoAssembler:
             first.update(status="error", reason=bad["reason"], detail=bad["detail"])
             self._finish(video, _manifest_row(first))
             return
-        ref = self._mux.remote(_manifest_row(first, keep=("video", "within")), len(rows), self.settings)
-        self.pending[ref] = video
+        row = _manifest_row(first, keep=("video", "within"))
+        self.pending[self._mux.remote(row, len(rows), self.settings)] = (video, row)
 
     def poll(self, timeout: float = 0.0) -> None:
         """Collect the mux tasks that have finished (waiting up to ``timeout`` seconds for one)."""
@@ -396,12 +398,16 @@ class VideoAssembler:
             return
         ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=timeout)
         for ref in ready:
-            video = self.pending.pop(ref)
+            video, row = self.pending.pop(ref)
             try:
                 row = ray.get(ref)
-            except Exception as exc:
-                row = {"status": "error", "reason": "cannot write the output", "detail": type(exc).__name__}
-                row.update(video=video)
+            except Exception as exc:  # the task itself was lost (its node, ...) beyond its retries
+                row = {
+                    **row,
+                    "status": "error",
+                    "reason": "cannot write the output",
+                    "detail": type(exc).__name__,
+                }
             self._finish(video, {k: v for k, v in row.items() if k in MANIFEST_FIELDS})
 
     def wait(self) -> None:
@@ -418,10 +424,9 @@ class VideoAssembler:
             self.progress(*self.frames, *self.seconds, len(self.done), self.videos)
 
 
-def _manifest_row(row: dict[str, Any], frames: int | None = -1, keep: tuple[str, ...] = ()) -> dict[str, Any]:
+def _manifest_row(row: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A video's manifest row from a segment row (``keep``: other columns too); unknown sizes null."""
     out = {k: row.get(k) for k in (*MANIFEST_FIELDS, *keep)}
-    if frames is None:
-        out["frames"] = None
     for name in ("input_bytes", "width", "height", "output_width", "output_height", "frames", "output_bytes"):
         if out.get(name) is not None and int(out[name]) < 0:
             out[name] = None
