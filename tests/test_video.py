@@ -474,3 +474,20 @@ def test_the_assembler_counts_a_retried_segment_once_and_a_failed_segment_fails_
         48,
     )
     assert row["seconds"] == 2.0 and not assembler.pending
+
+
+@pytest.mark.slow
+def test_colorize_skip_color_passes_a_colour_video_through_untouched(ray_cluster, tmp_path, weights):
+    inputs, output = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    colour = write_clip(inputs / "colour.mp4", frames=12, size=(48, 32))
+    gray = [np.repeat(pattern(i, 48, 32)[..., :1], 3, axis=2) for i in range(12)]
+    write_clip(inputs / "gray.mp4", images=gray, size=(48, 32))
+    result = run_batch(request(weights, "colorize", inputs, output, options={"skip_color": True}))
+    rows = {row["input_key"]: row for row in result.manifest.to_pylist()}
+    assert rows["colour.mp4"]["status"] == "skipped" and rows["colour.mp4"]["reason"] == "already in colour"
+    assert rows["colour.mp4"]["frames"] == 12
+    assert (output / "colour.mp4").read_bytes() == colour.read_bytes()
+    assert rows["gray.mp4"]["status"] == "ok" and _probe(output / "gray.mp4").frames == 12
+    coloured, _ = frames_of(output / "gray.mp4")
+    assert not np.array_equal(coloured[..., 0], coloured[..., 2])  # colour was added

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -100,6 +101,9 @@ class VideoSettings:
     crf: int
     segment_frames: int | None = None  # frames per segment (None: io.video.segment_frames)
     context: int = 0  # frames of each neighbouring segment run with a segment (the options' video_context)
+    passthrough: Callable[[Any], str | None] | None = (
+        None  # the options' passthrough_rule (colorize --skip-color)
+    )
 
     @property
     def folder(self) -> str:
@@ -161,6 +165,19 @@ def split_video(row: dict[str, Any], settings: VideoSettings) -> list[dict[str, 
     except Exception as exc:
         _video_error(row, exc)
     else:
+        try:
+            passed = settings.passthrough and _passed_through(row, info, settings)
+        except Exception as exc:
+            _video_error(row, exc)
+            row["seconds"] = time.perf_counter() - start
+            return [row]
+        if passed:
+            row.update(status="skipped", reason=passed, frames=info.frames, video_seconds=info.seconds)
+            row.update(
+                width=info.width, height=info.height, output_width=info.width, output_height=info.height
+            )
+            row["seconds"] = time.perf_counter() - start
+            return [row]
         width, height = info.width * settings.scale, info.height * settings.scale
         length = settings.segment_frames or segment_frames(width, height, info.rate)
         segments = plan_segments(info, length)
@@ -185,6 +202,25 @@ def split_video(row: dict[str, Any], settings: VideoSettings) -> list[dict[str, 
         ]
     row["seconds"] = time.perf_counter() - start
     return [row]
+
+
+def _passed_through(row: dict[str, Any], info: VideoInfo, settings: VideoSettings) -> str | None:
+    """Whether the task passes this video through untouched (judged on the frame at its middle keyframe);
+    if so, the video is copied to its output as it is and the reason returned."""
+    from pixelplexus.io.images import ImageRecord
+
+    middle = max((p for p in info.keyframes if p <= info.pts[len(info.pts) // 2]), default=info.pts[0])
+    first = info.pts.index(middle)
+    end = info.pts[first + 1] if first + 1 < info.frames else None
+    with open_input(row["input"], settings.s3, within=row.get("within") or "") as f:
+        frame = decode_segment(f, info, Segment(0, first, first + 1, middle, end))[0]
+    reason = settings.passthrough(ImageRecord(frame))  # type: ignore[misc]
+    if reason:
+        with open_input(row["input"], settings.s3, within=row.get("within") or "") as source:
+            with output_file(settings.output, row["output_key"], settings.s3) as destination:
+                shutil.copyfileobj(source, destination, 1 << 20)
+                row["output_bytes"] = destination.tell()
+    return reason
 
 
 def _with_context(info: VideoInfo, segment: Segment, context: int) -> tuple[Segment, bytes, tuple[int, int]]:
@@ -358,8 +394,8 @@ class VideoAssembler:
         video = int(row["video"])
         if video in self.done:
             return
-        if row["segment"] < 0:  # the video's own error row
-            self._finish(video, _manifest_row({**row, "frames": None}))
+        if row["segment"] < 0:  # the video's own row: an error, or passed through untouched
+            self._finish(video, _manifest_row(row))
             return
         rows = self.rows[video]
         if int(row["segment"]) in rows:  # a block retried by Ray Data: counted once
@@ -454,9 +490,17 @@ def run_videos(
     import ray
 
     scale = int(getattr(request.model.info, "scale", None) or 1) if request.task == "enhance" else 1
-    context = parse_options(request.task, request.options).video_context()
+    options = parse_options(request.task, request.options)
     settings = VideoSettings(
-        request.s3, output, run_id, scale, request.video_codec, request.crf, request.segment_frames, context
+        request.s3,
+        output,
+        run_id,
+        scale,
+        request.video_codec,
+        request.crf,
+        request.segment_frames,
+        options.video_context(),
+        options.passthrough_rule(),
     )
     items = [{**row, "video": n} for n, row in enumerate(videos)]
     assembler = VideoAssembler(settings, len(items), emit, progress)
