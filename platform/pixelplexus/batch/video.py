@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from pixelplexus.batch.manifest import MANIFEST_DIR
 from pixelplexus.batch.pipeline import Batch, Predictor, _fail, _rows, fail_write
 from pixelplexus.io.locations import (
     OUTSIDE,
@@ -69,7 +70,7 @@ SEGMENT_COLUMNS = (
     "output_key",
     "within",
     "video",  # the video's number in this run (segment keys and the assembler's bookkeeping)
-    "segment",  # -1: the video's own (error) row
+    "segment",  # -1: the video's own row (an error, or passed through)
     "segments",
     "frames",  # of the segment
     "video_frames",
@@ -83,7 +84,7 @@ SEGMENT_COLUMNS = (
     "seconds",
     "codec",  # --video-codec for this video's container
     "info",  # the video's VideoInfo without its frame times (pickled, within this job)
-    "pts",  # the segment's frame times (int64 bytes)
+    "pts",  # pickled: the frames to decode (a Segment, with context), its own frames' times, the context
     "payload",  # frames between the stages (pickled N×H×W×3 uint8)
 )
 INTEGER_COLUMNS = ("video", "segment", "segments", "frames", "video_frames", "input_bytes", "width", "height")
@@ -101,9 +102,8 @@ class VideoSettings:
     crf: int
     segment_frames: int | None = None  # frames per segment (None: io.video.segment_frames)
     context: int = 0  # frames of each neighbouring segment run with a segment (the options' video_context)
-    passthrough: Callable[[Any], str | None] | None = (
-        None  # the options' passthrough_rule (colorize --skip-color)
-    )
+    # the options' passthrough_rule (colorize --skip-color): videos it names are copied through untouched
+    passthrough: Callable[[Any], str | None] | None = None
 
     @property
     def folder(self) -> str:
@@ -112,8 +112,6 @@ class VideoSettings:
 
 def segments_folder(run_id: str) -> str:
     """Where a run's encoded segments wait for muxing, relative to OUTPUT."""
-    from pixelplexus.batch.manifest import MANIFEST_DIR
-
     return f"{MANIFEST_DIR}segments-{run_id}"
 
 
