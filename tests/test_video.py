@@ -491,3 +491,30 @@ def test_colorize_skip_color_passes_a_colour_video_through_untouched(ray_cluster
     assert rows["gray.mp4"]["status"] == "ok" and _probe(output / "gray.mp4").frames == 12
     coloured, _ = frames_of(output / "gray.mp4")
     assert not np.array_equal(coloured[..., 0], coloured[..., 2])  # colour was added
+
+
+@pytest.mark.slow
+def test_a_pipeline_that_fails_as_a_whole_still_gives_every_video_its_row(
+    ray_cluster, tmp_path, weights, monkeypatch
+):
+    from pixelplexus.batch import video as batch_video
+
+    inputs, output = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for name in ("a.mp4", "b.mkv"):
+        write_clip(inputs / name, frames=12, size=(32, 24))
+    (inputs / "empty.mp4").write_bytes(b"")
+
+    def lost(*args, **kwargs):
+        raise ConnectionError("the cluster went away")
+
+    monkeypatch.setattr(batch_video, "_dataset", lost)
+    result = run_batch(request(weights, "enhance", inputs, output))
+    assert result.failure == "ConnectionError: the cluster went away"
+    rows = {row["input_key"]: (row["status"], row["reason"]) for row in result.manifest.to_pylist()}
+    assert rows == {
+        "a.mp4": ("error", "not processed: the pipeline failed"),
+        "b.mkv": ("error", "not processed: the pipeline failed"),
+        "empty.mp4": ("error", "empty file"),
+    }
+    assert not list(output.glob("*.mp4")) and not list(output.glob("_pixelplexus/segments-*"))

@@ -51,7 +51,15 @@ from pixelplexus.batch.pipeline import (
     read_and_decode,
     read_plan_part,
 )
-from pixelplexus.batch.planning import Plan, decide, gather, plan_folder, remove_plans, write_plan
+from pixelplexus.batch.planning import (
+    TODO_SCHEMA,
+    Plan,
+    decide,
+    gather,
+    plan_folder,
+    remove_plans,
+    write_plan,
+)
 from pixelplexus.batch.video import run_videos
 from pixelplexus.io.locations import Listing, Location, S3Settings, remove_folder
 from pixelplexus.io.video import DEFAULT_CRF
@@ -73,7 +81,8 @@ class BatchRequest:
     threads_per_worker: torch threads of a CPU actor (None: the node's cores / concurrency);
     format: "keep" or one of :data:`FORMATS` (images); video_codec, crf: how videos are encoded
     (:data:`~pixelplexus.io.video.VIDEO_CODECS`; None: h264, or vp9 in WebM); segment_frames: frames of
-    a video's segments (None: :func:`~pixelplexus.io.video.segment_frames`, from the output size); column: the column of a CSV/Parquet list of inputs.
+    a video's segments (None: :func:`~pixelplexus.io.video.segment_frames`); column: the column of a
+    CSV/Parquet list of inputs.
     follow_symlinks: read local inputs that are links leading outside INPUT (refused by default);
     force: take OUTPUT's lease even from a live run; lease_seconds: how long a lease outlives its last
     heartbeat (a killed run's lease expires after that).
@@ -305,16 +314,21 @@ def _process_videos(
     writer: ManifestWriter,
     progress: VideoProgress | None,
 ) -> str | None:
-    """The plan's videos through :func:`~pixelplexus.batch.video.run_videos`; returns the failure."""
+    """The plan's videos through :func:`~pixelplexus.batch.video.run_videos` (a row each), then error rows
+    for those left without one; returns the failure."""
     videos = [row for table in the_plan.tables("videos") for row in table.to_pylist()]
+    emitted: set[str] = set()
 
     def emit(row: dict) -> None:
+        emitted.add(row["input_key"])
         writer.add(conform(pa.Table.from_pylist([row]), run_id=run_id))
 
     def model_stage(ds, predictor, batch_size: int):
         return _model_stage(ds, request, predictor, batch_size)
 
     failure = run_videos(request, the_plan.output, videos, run_id, emit, model_stage, progress)
+    missing = [row for row in videos if row["input_key"] not in emitted]
+    _not_processed(pa.Table.from_pylist(missing, schema=TODO_SCHEMA), run_id, writer, failure)
     writer.flush()
     return failure
 

@@ -483,7 +483,8 @@ def run_videos(
     progress: Callable[..., None] | None = None,
 ) -> str | None:
     """Process ``videos`` (plan rows: input, input_key, output_key, within) on the current Ray cluster,
-    emitting one manifest row per video; returns why the pipeline failed as a whole (None: it did not).
+    emitting one manifest row per video it finishes (the caller accounts for the rest: a lost block, a
+    pipeline that failed); returns why the pipeline failed as a whole (None: it did not).
     ``model_stage(ds, predictor_class, batch_size)`` adds the model actor pool, as for images."""
     import ray
 
@@ -526,11 +527,6 @@ def run_videos(
         assembler.wait()
     except Exception as exc:  # the pipeline as a whole (a cluster lost, a model that cannot load, ...)
         failure = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    for n, row in enumerate(items):
-        if n not in assembler.done:
-            reason = "not processed: the pipeline failed" if failure else "not processed: its block was lost"
-            detail = failure or "a Ray Data block failed beyond its retries; rerun to retry"
-            emit({**_manifest_row(row), "status": "error", "reason": reason, "detail": detail})
     remove_segments(output, run_id, request.s3)
     return failure
 
