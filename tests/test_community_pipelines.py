@@ -85,6 +85,11 @@ def test_an_imported_anime_video_model_runs_on_a_video_with_tiles(ray_cluster, t
     want = task.predict(
         network, [ImageRecord(f) for f in frames], {"tile": 32, "tile_overlap": 8, "precision": "fp32"}
     )
-    error = np.abs(got.astype(int) - np.stack([w.pixels for w in want]).astype(int))
-    assert error.mean() < 2.0  # crf 18 on a synthetic pattern; a wrong frame or model would be tens of levels
+    luma = np.array([0.299, 0.587, 0.114])  # (4:2:0 halves the chroma: compare the luma the codec keeps)
+    got, want = got @ luma, np.stack([w.pixels for w in want]) @ luma
+    error = np.abs(got - want).mean(axis=(1, 2))
+    assert error.mean() < 3  # crf 18 on a busy synthetic pattern: ~1.5 levels
+    assert (
+        error < np.abs(got[1:] - want[:-1]).mean(axis=(1, 2)).min()
+    ).all()  # nearer its own than any other
     assert audio_packets(tmp_path / "x2" / "episode.mkv") == audio_packets(clip)
