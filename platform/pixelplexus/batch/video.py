@@ -157,9 +157,10 @@ def split_video(row: dict[str, Any], settings: VideoSettings) -> list[dict[str, 
         with open_input(row["input"], settings.s3, within=row.get("within") or "") as f:
             info = probe(f)
             row["input_bytes"] = f.seek(0, 2)
-        codec = output_codec(container_for(row["output_key"]), settings.codec)
-    except ValueError as exc:  # the container cannot hold --video-codec
-        _fail(row, "codec not supported by the container", detail=str(exc))
+        try:
+            codec = output_codec(container_for(row["output_key"]), settings.codec)
+        except ValueError as exc:  # the container cannot hold --video-codec
+            raise VideoError("codec not supported by the container", str(exc)) from None
     except Exception as exc:
         _video_error(row, exc)
     else:
