@@ -383,7 +383,7 @@ def test_colorized_film_flickers_at_most_twice_as_much_as_the_true_colours(ray_c
         per_frame = encoded_like_the_pipeline(per_frame, inputs / f"{name}.mp4", tmp_path / "raw.mp4", 18)
         flicker, expected = ab_flicker(colorized, still), ab_flicker(truth, still)
         assert flicker <= 2 * expected, (name, flicker, expected)
-        assert flicker < 0.8 * ab_flicker(per_frame, still), name  # the smoothing is what keeps it down
+        assert flicker < 0.9 * ab_flicker(per_frame, still), name  # the smoothing is what keeps it down
 
 
 @pytest.mark.slow
