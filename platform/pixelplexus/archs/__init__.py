@@ -1,7 +1,7 @@
 """Network architectures, one per file, and a plain dict from config name to class.
 
 Enhance (super-resolution): ``srresnet``, ``msrresnet``, ``rrdbnet``, ``compact`` generators;
-``vgg_discriminator``, ``unet_discriminator``. Colorize (pix2pix): ``pix2pix_unet``, ``patchgan``. Generate (few-shot GAN):
+``vgg_discriminator``, ``unet_discriminator``. Colorize: ``pix2pix_unet``, ``effnet_unet`` (an ImageNet-pretrained encoder), ``patchgan``. Generate (few-shot GAN):
 ``fastgan_generator``, ``fastgan_discriminator``, ``dcgan_generator``, ``dcgan_discriminator``.
 """
 
@@ -13,6 +13,7 @@ from torch import nn
 
 from .compact_arch import CompactSR
 from .dcgan_arch import DCGANDiscriminator, DCGANGenerator
+from .effnet_unet_arch import EffNetUNet
 from .fastgan_arch import FastGANDiscriminator, FastGANGenerator
 from .msrresnet_arch import MSRResNet
 from .patchgan_arch import PatchGANDiscriminator
@@ -31,6 +32,7 @@ ARCHS: dict[str, type[nn.Module]] = {
     "unet_discriminator": UNetDiscriminatorSN,
     "pix2pix_unet": Pix2PixUNet,
     "patchgan": PatchGANDiscriminator,
+    "effnet_unet": EffNetUNet,
     "fastgan_generator": FastGANGenerator,
     "fastgan_discriminator": FastGANDiscriminator,
     "dcgan_generator": DCGANGenerator,
@@ -62,6 +64,7 @@ __all__ = [
     "CompactSR",
     "DCGANDiscriminator",
     "DCGANGenerator",
+    "EffNetUNet",
     "FastGANDiscriminator",
     "FastGANGenerator",
     "MSRResNet",

@@ -33,10 +33,15 @@ class Networks:
 def build_networks(task: Task, device: str | torch.device = "cpu") -> Networks:
     """Generator, discriminator (if the task trains one) and their Adam optimisers from the task's config.
 
-    The generator starts from ``train.init_generator`` when the config names one.
+    The generator's encoder starts from ``train.init_backbone``'s ImageNet weights and the whole generator from
+    ``train.init_generator`` when the config names them.
     """
     optim = task.config.optim
     generator = task.build_generator()
+    if task.config.train.init_backbone:
+        from pixelplexus.references import load_backbone_weights
+
+        load_backbone_weights(generator, task.config.train.init_backbone)
     if task.config.train.init_generator:
         from pixelplexus.references import load_initial_weights
 
