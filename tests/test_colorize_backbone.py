@@ -159,3 +159,36 @@ def test_init_backbone_errors_name_what_is_wrong(tmp_path):
     }
     with pytest.raises(ModelReferenceError, match="Pix2PixUNet has no pretrained encoder"):
         build_networks(get_task(config))
+
+
+def test_the_encoder_can_learn_slower_than_the_decoder_through_the_whole_schedule():
+    from pixelplexus.config import ConfigError
+    from pixelplexus.training.state import RunState
+    from pixelplexus.training.step import Amp
+
+    config = _config()
+    config["optim"] = {"lr_g": 1e-3, "encoder_lr_scale": 0.1}
+    config["train"]["schedule"] = {"kind": "cosine", "warmup_steps": 2, "min_ratio": 0.1}
+    config["train"]["max_steps"] = 10
+    task = get_task(config)
+    nets = build_networks(task)
+    decoder_group, encoder_group = nets.opt_g.param_groups
+    assert {id(p) for p in encoder_group["params"]} == {id(p) for p in nets.generator.encoder_parameters()}
+    assert len(decoder_group["params"]) + len(encoder_group["params"]) == len(
+        list(nets.generator.parameters())
+    )
+    state = RunState(task, nets, Amp(), np.random.default_rng(0))
+    for _ in range(5):
+        state.schedulers["g"].step()
+        decoder_lr, encoder_lr = (group["lr"] for group in nets.opt_g.param_groups)
+        assert encoder_lr == pytest.approx(0.1 * decoder_lr) and 0 < decoder_lr <= 1e-3
+
+    config["generator"] = {
+        "arch": "pix2pix_unet",
+        "args": {"num_downs": 5, "ngf": 4, "out_ch": 261, "output": "logits"},
+    }
+    config["train"].pop("init_backbone")
+    with pytest.raises(
+        ConfigError, match=r"encoder_lr_scale is 0\.1 but Pix2PixUNet has no pretrained encoder"
+    ):
+        build_networks(get_task(config))

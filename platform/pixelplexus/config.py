@@ -98,6 +98,9 @@ class OptimConfig(_Strict):
     lr_d: float = Field(2e-4, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = Field(0.0, ge=0)
+    # a generator with a pretrained encoder (effnet_unet) trains it at lr_g × this: DeOldify's discriminative
+    # learning rates, so a few hundred photos adjust the ImageNet features instead of overwriting them
+    encoder_lr_scale: float = Field(1.0, gt=0, le=1)
 
 
 class DegradationConfig(_Strict):

@@ -139,6 +139,12 @@ class EffNetUNet(nn.Module):
         self.decoder = nn.ModuleList(stages)
         self.head = nn.Conv2d(c_in, out_ch, 1)
 
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The pretrained part's parameters (stem and blocks), for a learning rate of their own."""
+        return [
+            p for name, p in self.named_parameters() if name.startswith(("_conv_stem.", "_bn0.", "_blocks."))
+        ]
+
     def load_backbone(self, path: str | os.PathLike[str]) -> list[str]:
         """Load an EfficientNet-Lite0 ImageNet state dict (the layout of the ``efficientnet_pytorch`` family:
         ``_conv_stem``, ``_bn0``, ``_blocks.N._expand_conv``…) into the encoder, read with

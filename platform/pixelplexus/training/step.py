@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from pixelplexus.config import ConfigError
 from pixelplexus.tasks.base import Logs, Task, unwrap
 
 
@@ -49,7 +50,10 @@ def build_networks(task: Task, device: str | torch.device = "cpu") -> Networks:
     generator = generator.to(device)
     discriminator = task.build_discriminator()
     opt_g = torch.optim.Adam(
-        generator.parameters(), optim.lr_g, betas=optim.betas, weight_decay=optim.weight_decay
+        _parameter_groups(generator, optim.lr_g, optim.encoder_lr_scale),
+        optim.lr_g,
+        betas=optim.betas,
+        weight_decay=optim.weight_decay,
     )
     opt_d = None
     if discriminator is not None:
@@ -58,6 +62,23 @@ def build_networks(task: Task, device: str | torch.device = "cpu") -> Networks:
             discriminator.parameters(), optim.lr_d, betas=optim.betas, weight_decay=optim.weight_decay
         )
     return Networks(generator, discriminator, opt_g, opt_d)
+
+
+def _parameter_groups(generator: nn.Module, lr: float, encoder_scale: float) -> list[dict]:
+    """One group at ``lr``; or, for a generator with a pretrained encoder (an ``encoder_parameters`` method)
+    and ``encoder_scale`` < 1, its encoder at ``lr × encoder_scale`` and the rest at ``lr``."""
+    encoder = getattr(generator, "encoder_parameters", None)
+    if encoder_scale == 1:
+        return [{"params": list(generator.parameters())}]
+    if encoder is None:
+        raise ConfigError(
+            f"optim.encoder_lr_scale is {encoder_scale:g} but {type(generator).__name__} has no pretrained "
+            "encoder (effnet_unet has one); leave it at 1"
+        )
+    slow = list(encoder())
+    ids = {id(p) for p in slow}
+    rest = [p for p in generator.parameters() if id(p) not in ids]
+    return [{"params": rest}, {"params": slow, "lr": lr * encoder_scale}]
 
 
 @dataclass
