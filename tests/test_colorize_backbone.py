@@ -192,3 +192,15 @@ def test_the_encoder_can_learn_slower_than_the_decoder_through_the_whole_schedul
         ConfigError, match=r"encoder_lr_scale is 0\.1 but Pix2PixUNet has no pretrained encoder"
     ):
         build_networks(get_task(config))
+
+
+def test_pixelplexus_train_names_a_missing_backbone_before_starting_anything(tmp_path, capsys):
+    import yaml
+
+    from pixelplexus.training.command import main
+
+    config = _config(init_backbone=str(tmp_path / "imagenet.pth"))
+    (tmp_path / "colorize.yaml").write_text(yaml.safe_dump(config))
+    code = main(["colorize", "--data", str(tmp_path), "--config", str(tmp_path / "colorize.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and "train.init_backbone" in err and "imagenet.pth' is neither a file nor one of" in err

@@ -115,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = build_config(args)
+        if config.train.init_backbone:  # a missing file or package is an error now, not in every worker later
+            from pixelplexus.references import backbone_file
+
+            backbone_file(config.train.init_backbone)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"pixelplexus train: {exc}", file=sys.stderr)
         return 2
