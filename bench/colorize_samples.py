@@ -24,6 +24,17 @@ from pixelplexus.visual import as_rgb8, image_grid
 PHOTOS = ("barn", "phone_booth", "fastfood", "lighthouse", "pasture", "highway")
 
 
+def _landscape(image, aspect: float = 4 / 3):
+    """The centre of ``image`` cut to ``aspect`` (width / height) where it is taller than that, so that the
+    rows of the page line up without gaps."""
+    height, width = image.shape[:2]
+    if width / height >= aspect:
+        return image
+    keep = round(width / aspect)
+    top = (height - keep) // 2
+    return image[top : top + keep]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -42,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = next((p for p in sorted(folder.iterdir()) if p.name.startswith(prefix)), None)
         if path is None:
             raise SystemExit(f"{folder}: no photo named {prefix}*")
-        truth = as_rgb8(read_image_file(path).pixels)
+        truth = _landscape(as_rgb8(read_image_file(path).pixels))
         height, width = truth.shape[:2]
         truth = resize(truth, (args.width, round(height * args.width / width)))
         gray = ImageRecord(truth.mean(axis=-1, keepdims=True).round().astype("uint8"))
