@@ -91,5 +91,5 @@ def test_an_imported_anime_video_model_runs_on_a_video_with_tiles(ray_cluster, t
     assert error.mean() < 3  # crf 18 on a busy synthetic pattern: ~1.5 levels
     assert (
         error < np.abs(got[1:] - want[:-1]).mean(axis=(1, 2)).min()
-    ).all()  # nearer its own than any other
+    ).all()  # each frame nearer its own model output than the previous frame's
     assert audio_packets(tmp_path / "x2" / "episode.mkv") == audio_packets(clip)

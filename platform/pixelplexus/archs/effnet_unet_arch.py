@@ -22,6 +22,8 @@ LITE0_STAGES = (
     (6, 5, 2, 192, 4),
     (6, 3, 1, 320, 1),
 )
+SKIP_STAGES = (1, 2, 4)  # the stages whose ends the decoder joins: strides 4, 8, 16 (24, 40, 112 channels)
+ENCODER_PREFIXES = ("_conv_stem.", "_bn0.", "_blocks.")  # the pretrained part's parameter names
 STEM_CHANNELS = 32
 BN_EPS = 1e-3  # TensorFlow's, which the weights were trained with
 
@@ -122,16 +124,19 @@ class EffNetUNet(nn.Module):
 
         self._conv_stem = _SameConv(in_ch, STEM_CHANNELS, 3, 2)
         self._bn0 = nn.BatchNorm2d(STEM_CHANNELS, eps=BN_EPS)
-        blocks, c_in, self.taps = [], STEM_CHANNELS, []
+        blocks, c_in, ends = [], STEM_CHANNELS, []
         for expand, kernel, stride, c_out, repeats in LITE0_STAGES:
             for r in range(repeats):
                 blocks.append(_MBConv(c_in, c_out, expand, kernel, stride if r == 0 else 1))
                 c_in = c_out
-            self.taps.append(len(blocks) - 1)
+            ends.append(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)
-        # skips at strides 4, 8, 16 (the ends of the stages with 24, 40 and 112 channels), bottom at 32
-        self.skip_taps = (self.taps[1], self.taps[2], self.taps[4])
-        skip_channels = (LITE0_STAGES[4][3], LITE0_STAGES[2][3], LITE0_STAGES[1][3])  # 112, 40, 24
+        self.skip_taps = tuple(
+            ends[stage] for stage in SKIP_STAGES
+        )  # the bottom is the last block, stride 32
+        skip_channels = [
+            LITE0_STAGES[stage][3] for stage in reversed(SKIP_STAGES)
+        ]  # deepest first: 112, 40, 24
         stages, c_in = [], LITE0_STAGES[-1][3]
         for width, skip in zip(decoder, skip_channels):
             stages.append(_conv_bn_relu(c_in + skip, width))
@@ -141,9 +146,7 @@ class EffNetUNet(nn.Module):
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         """The pretrained part's parameters (stem and blocks), for a learning rate of their own."""
-        return [
-            p for name, p in self.named_parameters() if name.startswith(("_conv_stem.", "_bn0.", "_blocks."))
-        ]
+        return [p for name, p in self.named_parameters() if name.startswith(ENCODER_PREFIXES)]
 
     def load_backbone(self, path: str | os.PathLike[str]) -> list[str]:
         """Load an EfficientNet-Lite0 ImageNet state dict (the layout of the ``efficientnet_pytorch`` family:
@@ -154,7 +157,7 @@ class EffNetUNet(nn.Module):
         if not isinstance(state, dict):
             raise ValueError(f"{os.fspath(path)!r} is not a state dict")
         own = self.state_dict()
-        encoder = {k: v for k, v in own.items() if k.startswith(("_conv_stem.", "_bn0.", "_blocks."))}
+        encoder = {k: v for k, v in own.items() if k.startswith(ENCODER_PREFIXES)}
         stem = state.get("_conv_stem.weight")
         if stem is not None and stem.ndim == 4 and stem.shape[1] == 3 and self.in_ch == 1:
             state = {**state, "_conv_stem.weight": stem.sum(dim=1, keepdim=True)}
