@@ -15,7 +15,7 @@ patch): the mean absolute change of Lab a/b between consecutive frames. Prints a
 truth, per-frame, pipeline and the ratios) and writes ``docs/images/video-colorize-flicker.png``: frames
 of one film (gray, per-frame, pipeline, truth) and the flicker of each transition over time.
 
-    .venv/bin/python bench/video_flicker.py [--photos 6] [--frames 72] [--grain 4]
+    .venv/bin/python bench/video_flicker.py [--photos 6] [--frames 72] [--grain 4] [--model PATH]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=6)
     parser.add_argument("--frames", type=int, default=72)
     parser.add_argument("--grain", type=float, default=4.0)
+    parser.add_argument("--model", default=None, help="colorize weights (default: the bundled model)")
     parser.add_argument("--figure", default=str(REPO / "docs" / "images" / "video-colorize-flicker.png"))
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "tests"))
@@ -54,7 +55,7 @@ def main() -> None:
     photos = sorted((SHARED / "data" / "photos" / "BSDS500-test").glob("*.jpg"))[: args.photos]
     if not photos:
         sys.exit(f"no photos under {SHARED}/data/photos/BSDS500-test (set PIXELPLEXUS_SHARED)")
-    model = resolve_model(None, "colorize")
+    model = resolve_model(args.model, "colorize")
     task, generator = inference_task(model.info), model.load_for_inference("cpu")
     options = task.parse_options({"precision": "fp32"})
     work = Path(tempfile.mkdtemp(prefix="video-flicker-"))
@@ -91,7 +92,7 @@ def main() -> None:
         if curves is None:
             curves = (stem, gray, raw, piped, truth, still)
     print(
-        f"Films of {args.frames} frames at {SIZE[0]}×{SIZE[1]}, 24 fps, grain σ={args.grain:g}; bundled colorize model, fp32.\n"
+        f"Films of {args.frames} frames at {SIZE[0]}×{SIZE[1]}, 24 fps, grain σ={args.grain:g}; {args.model or 'bundled colorize'} model, fp32.\n"
     )
     print("| film | truth | per frame | pipeline | per frame / truth | pipeline / truth |")
     print("|---|---|---|---|---|---|")

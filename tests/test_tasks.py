@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from skimage import data
 
 from pixelplexus.archs.fastgan_arch import NoiseInjection
@@ -505,6 +506,57 @@ def test_colorize_evaluate_scores_colours_beside_gray_and_a_constant_tint(tiny_c
     assert metrics["psnr_over_gray"] == pytest.approx(
         metrics["psnr_rgb"] - metrics["psnr_gray_baseline"], abs=1e-6
     )
+
+
+def test_colorize_averages_its_render_scales_and_upsamples_along_lightness_edges(tiny_config):
+    """A model's ``render_scales`` and ``upsample`` travel in its weights file: the ensemble runs the network
+    at each scale and averages the decoded ab (scales under 32 px skipped); ``guided`` upsampling changes
+    the result only where the map is upsampled."""
+    from pixelplexus.color import AB_SCALE
+    from pixelplexus.config import ConfigError
+    from pixelplexus.tasks.colorize import ColorizeTask
+
+    config = classify_config(tiny_config)
+    config["colorize"].update(render_size=64, render_scales=[0.5, 1.0], upsample="guided")
+    task = get_task(config)
+    generator = task.build_generator().eval()
+    alone = inference_task(task.weights_info(generator))
+    assert alone.head.render_scales == (1.0, 0.5) and alone.head.upsample == "guided"
+
+    picture = record(pattern(96, 128, seed=3))
+    options = alone.parse_options(render_size=128)
+    x = alone.prepare(picture, options, generator)[None]
+    with torch.no_grad():
+        full = alone.decode(generator(x))
+        half = alone.decode(generator(F.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True)))
+        ensemble = alone.run(generator, x, options)
+    half = F.interpolate(half, size=full.shape[-2:], mode="bilinear")
+    assert ensemble.shape == full.shape and (ensemble - full).abs().max() > 1e-4
+    assert torch.allclose(ensemble, (full + half) / 2, atol=1e-5)
+    # a picture too small for the half scale (24 px on its short side) runs at the full one only
+    small = alone.prepare(picture, alone.parse_options(render_size=32), generator)
+    with torch.no_grad():
+        assert torch.equal(alone.run(generator, small[None], options), alone.decode(generator(small[None])))
+
+    # guided vs bilinear: a colour map at a quarter of the picture that changes where its lightness does
+    # (column 70, inside a map cell) — guided keeps each side's colour up to the edge, bilinear ramps over it
+    gray = np.full((96, 128, 3), 60, np.uint8)
+    gray[:, 70:] = 190
+    truth_a = torch.full((1, 1, 96, 128), -20.0)
+    truth_a[..., 70:] = 20.0
+    y = torch.cat([F.interpolate(truth_a, scale_factor=0.25, mode="area"), torch.zeros(1, 1, 24, 32)], 1)
+    y = y[0] / AB_SCALE
+    config["colorize"]["upsample"] = "bilinear"
+    bilinear = get_task(config)
+    errors = {}
+    for name, decoder in (("guided", alone), ("bilinear", bilinear)):
+        out = decoder.finish(y, record(gray), decoder.parse_options()).pixels
+        a = rgb_to_lab(torch.from_numpy(out.astype(np.float32) / 255).permute(2, 0, 1))[1]
+        errors[name] = float((a - truth_a[0, 0])[:, 62:78].abs().mean())
+    assert errors["bilinear"] > 5 and errors["guided"] < 0.3 * errors["bilinear"], errors
+    for bad in ([0.5], [1.0, 0.1], [1.0, 1.5]):
+        with pytest.raises(ConfigError, match="render_scales must lie in"):
+            ColorizeTask(config | {"colorize": {"head": "classify", "render_scales": bad}})
 
 
 def test_colorize_scene_view_sees_the_whole_scene_and_the_model_names_its_render_size(tiny_config):

@@ -334,6 +334,12 @@ class ColorizeSection(_Strict):
     ground below) at the scale it then runs at. ``render_size`` is that scale for inference: the longer
     side an image is shrunk to before the network runs when the caller does not set ``render_size``
     (:class:`pixelplexus.options.ColorizeOptions`; unset: 256); weights files carry it.
+
+    Inference, as weights files carry it too: ``render_scales`` are the sizes, as fractions of the render
+    size, at which the network sees each image; their decoded ab maps are averaged (a multi-scale ensemble:
+    the colour of a region that only one scale is sure of fades, as the uncertain do under the mean).
+    ``upsample`` brings the ab map to full resolution: ``bilinear``, or ``guided`` by the image's own
+    lightness (:mod:`pixelplexus.guided_filter`), so colour stops at lightness edges instead of bleeding.
     """
 
     head: Literal["regress", "classify"] = "regress"
@@ -344,6 +350,17 @@ class ColorizeSection(_Strict):
     neighbours: int = Field(5, ge=1)
     scene_scale: float | None = Field(None, ge=1)
     render_size: int | None = Field(None, ge=32, le=2048)
+    render_scales: tuple[float, ...] = (1.0,)
+    upsample: Literal["bilinear", "guided"] = "bilinear"
+
+    @field_validator("render_scales")
+    @classmethod
+    def _scales_end_at_the_render_size(cls, scales: tuple[float, ...]) -> tuple[float, ...]:
+        if not scales or any(not 0.25 <= scale <= 1 for scale in scales) or 1.0 not in scales:
+            raise ValueError(
+                f"render_scales must lie in [0.25, 1] and include 1 (the render size), got {scales}"
+            )
+        return tuple(sorted(set(scales), reverse=True))
 
 
 class ScheduleConfig(_Strict):

@@ -21,10 +21,11 @@ Validation (:meth:`ColorizeTask.evaluate`) scores PSNR beside the gray baseline 
 tint (the training targets' mean ab on every pixel), balanced hue accuracy and chroma spread
 (:mod:`pixelplexus.metrics`).
 
-Inference runs the network on L at ``render_size`` (longer side), upsamples ab to full resolution and
-merges it with the image's own full-resolution L, so the lightness of the original is kept: where the
-predicted colour lies outside sRGB, its chroma is reduced until it fits (clipping RGB instead would change
-L). What is left is the rounding of the output to 8 or 16 bits (|ΔL| < 0.2 at 8 bits).
+Inference runs the network on L at ``render_size`` (longer side) — and at each of the model's smaller
+``render_scales``, averaging the decoded ab —, upsamples ab to full resolution (bilinear, or ``guided`` by
+L: :mod:`pixelplexus.guided_filter`) and merges it with the image's own full-resolution L, so the
+lightness of the original is kept: where the predicted colour lies outside sRGB, its chroma is reduced
+until it fits (clipping RGB instead would change L). What is left is the rounding of the output to 8 or 16 bits (|ΔL| < 0.2 at 8 bits).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from pixelplexus.config import (
     OptimConfig,
     TaskConfig,
 )
+from pixelplexus.guided_filter import guided_upsample
 from pixelplexus.io.images import ImageRecord
 from pixelplexus.metrics import balanced_hue_accuracy, chroma_spread, colorfulness, psnr
 from pixelplexus.options import ColorizeOptions
@@ -251,11 +253,25 @@ class ColorizeTask(Task):
         return lightness
 
     def run(self, generator: nn.Module, x: Tensor, options: ColorizeOptions) -> Tensor:
-        return self.decode(generator(x))
+        """The decoded ab of the N×1×H×W lightness ``x``, averaged over the model's ``render_scales`` (each
+        scale's map upsampled bilinearly to the full scale's; scales under 32 px on the short side are left
+        out, the full scale never)."""
+        ab = self.decode(generator(x))
+        scales = [s for s in self.head.render_scales[1:] if min(x.shape[-2:]) * s >= 32]
+        for scale in scales:
+            size = [max(1, round(side * scale)) for side in x.shape[-2:]]
+            smaller = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+            other = self.decode(generator(smaller))
+            ab = ab + F.interpolate(other, size=ab.shape[-2:], mode="bilinear", align_corners=False)
+        return ab / (1 + len(scales))
 
     def finish(self, y: Tensor, item: ImageRecord, options: ColorizeOptions) -> ImageRecord:
         lab = _lab(rgb_float(item))
-        ab = F.interpolate(y[None] * AB_SCALE, size=lab.shape[-2:], mode="bilinear", align_corners=False)[0]
+        low = y[None].float() * AB_SCALE
+        if self.head.upsample == "guided" and y.shape[-2:] != lab.shape[-2:]:
+            ab = guided_upsample(lab[None, :1] / 100.0, low)[0]
+        else:
+            ab = F.interpolate(low, size=lab.shape[-2:], mode="bilinear", align_corners=False)[0]
         rgb = _rgb_keeping_lightness(torch.cat([lab[:1], ab * options.strength]))
         pixels = from_float(rgb.permute(1, 2, 0).numpy(), item.bit_depth)
         # A gray source's ICC profile does not describe RGB output.
