@@ -46,6 +46,5 @@ def guided_upsample(guide: Tensor, low: Tensor, *, radius: int = RADIUS, eps: fl
     b = mean_p - a * mean_i
     a, b = _box(a, radius), _box(b, radius)
     size = guide.shape[-2:]
-    a = F.interpolate(a, size=size, mode="bilinear", align_corners=False)
-    b = F.interpolate(b, size=size, mode="bilinear", align_corners=False)
-    return a * guide + b
+    out = F.interpolate(a, size=size, mode="bilinear", align_corners=False).mul_(guide)
+    return out.add_(F.interpolate(b, size=size, mode="bilinear", align_corners=False))
