@@ -510,8 +510,8 @@ def test_colorize_evaluate_scores_colours_beside_gray_and_a_constant_tint(tiny_c
 
 def test_colorize_averages_its_render_scales_and_upsamples_along_lightness_edges(tiny_config):
     """A model's ``render_scales`` and ``upsample`` travel in its weights file: the ensemble runs the network
-    at each scale and averages the decoded ab (scales under 32 px skipped); ``guided`` upsampling changes
-    the result only where the map is upsampled."""
+    at each scale and averages the decoded ab (scales under 32 px skipped); ``guided`` upsampling keeps a
+    colour edge where the picture's lightness edge is, where bilinear upsampling ramps across it."""
     from pixelplexus.color import AB_SCALE
     from pixelplexus.config import ConfigError
     from pixelplexus.tasks.colorize import ColorizeTask

@@ -25,7 +25,8 @@ Inference runs the network on L at ``render_size`` (longer side) — and at each
 ``render_scales``, averaging the decoded ab —, upsamples ab to full resolution (bilinear, or ``guided`` by
 L: :mod:`pixelplexus.guided_filter`) and merges it with the image's own full-resolution L, so the
 lightness of the original is kept: where the predicted colour lies outside sRGB, its chroma is reduced
-until it fits (clipping RGB instead would change L). What is left is the rounding of the output to 8 or 16 bits (|ΔL| < 0.2 at 8 bits).
+until it fits (clipping RGB instead would change L). What is left is the rounding of the output to 8 or
+16 bits (|ΔL| < 0.2 at 8 bits).
 """
 
 from __future__ import annotations
