@@ -131,12 +131,9 @@ class EffNetUNet(nn.Module):
                 c_in = c_out
             ends.append(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)
-        self.skip_taps = tuple(
-            ends[stage] for stage in SKIP_STAGES
-        )  # the bottom is the last block, stride 32
-        skip_channels = [
-            LITE0_STAGES[stage][3] for stage in reversed(SKIP_STAGES)
-        ]  # deepest first: 112, 40, 24
+        # the bottom is the last block (stride 32); the skips join deepest first (112, 40, 24 channels)
+        self.skip_taps = tuple(ends[stage] for stage in SKIP_STAGES)
+        skip_channels = [LITE0_STAGES[stage][3] for stage in reversed(SKIP_STAGES)]
         stages, c_in = [], LITE0_STAGES[-1][3]
         for width, skip in zip(decoder, skip_channels):
             stages.append(_conv_bn_relu(c_in + skip, width))
