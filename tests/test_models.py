@@ -192,3 +192,45 @@ def test_interpolation_blends_two_trainings_of_one_network(tmp_path, weights, ca
         main(["models", "interpolate", "enhance", first, str(second), str(refused), "--weight", "1.5"]) == 2
     )
     assert not refused.exists()
+
+
+def test_a_soup_is_the_mean_of_several_trainings_of_one_network(tmp_path, weights, capsys):
+    from dataclasses import replace
+
+    from pixelplexus.archs import build_network
+    from pixelplexus.cli import main
+
+    first = str(weights["enhance"])
+    info = resolve_model(first, "enhance").info
+    others = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        net = build_network(info.arch, **info.args)
+        others.append(
+            save_generator(tmp_path / f"run-{seed}.safetensors", net, replace(info, run_id=f"run-{seed}"))
+        )
+    refs = [first, *map(str, others)]
+    states = [resolve_model(ref, "enhance").load().state_dict() for ref in refs]
+    dest = tmp_path / "soup.safetensors"
+    assert main(["models", "soup", "enhance", *refs, str(dest)]) == 0
+    soup = resolve_model(str(dest), "enhance")
+    for name, tensor in soup.load().state_dict().items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(tensor, sum(state[name] for state in states) / 3)
+    assert soup.info.run_id == info.run_id and soup.info.arch == info.arch
+    sources = soup.info.extra["averaged"]["from"]
+    assert [s["reference"] for s in sources] == [
+        "enhance.safetensors",
+        "run-1.safetensors",
+        "run-2.safetensors",
+    ]
+    assert len({s["digest"] for s in sources}) == 3
+    wider_args = {**info.args, "num_feat": info.args["num_feat"] * 2}
+    wider = save_generator(
+        tmp_path / "wider.safetensors", build_network(info.arch, **wider_args), replace(info, args=wider_args)
+    )
+    refused = tmp_path / "refused.safetensors"
+    assert main(["models", "soup", "enhance", first, str(others[0]), str(wider), str(refused)]) == 2
+    assert "different networks" in capsys.readouterr().err and not refused.exists()
+    assert main(["models", "soup", "enhance", first, str(refused)]) == 2
+    assert "at least two models" in capsys.readouterr().err and not refused.exists()

@@ -111,6 +111,20 @@ def _cmd_models_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models_soup(args: argparse.Namespace) -> int:
+    from pixelplexus.references import ModelReferenceError, average_models
+
+    try:
+        info = average_models(args.references, args.task, args.dest)
+    except ModelReferenceError as exc:
+        print(f"pixelplexus models soup: {exc}; nothing was written", file=sys.stderr)
+        return 2
+    print(
+        f"{args.dest}: {info.arch}, the mean of {len(args.references)} models: {', '.join(args.references)}"
+    )
+    return 0
+
+
 def _cmd_models_import(args: argparse.Namespace) -> int:
     from pixelplexus.community.importer import import_weights
     from pixelplexus.weights import WeightsError
@@ -178,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser(
         "models",
         help="list models; import the community's weights; export any model's weights to a file; "
-        "interpolate two trainings of one network",
+        "interpolate two trainings of one network or average several",
     )
     models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     listing = models_sub.add_parser("list", help="the bundled models, and the weights files given")
@@ -213,6 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     interpolate.add_argument("dest", help="the weights file to write")
     interpolate.add_argument("--weight", type=float, required=True, help="SECOND's share, 0..1")
     interpolate.set_defaults(func=_cmd_models_interpolate)
+    soup = models_sub.add_parser(
+        "soup",
+        help="average several trainings of one network started from the same weights (a model soup: "
+        "often better than each, at the cost of one)",
+    )
+    soup.add_argument("task", choices=TASK_NAMES)
+    soup.add_argument(
+        "references", nargs="+", metavar="REFERENCE", help="two or more model references of the same network"
+    )
+    soup.add_argument("dest", help="the weights file to write (keeps the first reference's metadata)")
+    soup.set_defaults(func=_cmd_models_soup)
     importing = models_sub.add_parser(
         "import",
         help="turn a Real-ESRGAN / BasicSR / ESRGAN checkpoint or an ncnn model into a weights file",

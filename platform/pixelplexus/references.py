@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -165,30 +166,71 @@ def interpolate_models(first: str, second: str, task: str, weight: float, dest: 
     """
     if not 0.0 <= weight <= 1.0:
         raise ModelReferenceError(f"the interpolation weight must be in [0, 1], got {weight}")
-    a, b = resolve_model(first, task), resolve_model(second, task)
-    if (a.info.arch, a.info.args) != (b.info.arch, b.info.args):
-        raise ModelReferenceError(
-            f"{first} ({a.info.arch} {a.info.args}) and {second} ({b.info.arch} {b.info.args}) are different "
-            "networks; only the same network can be interpolated"
-        )
-    import torch
-
-    net_a, net_b = a.load(), b.load()
-    state_b = net_b.state_dict()
-    with torch.no_grad():
-        for name, tensor in net_a.state_dict().items():
-            if tensor.is_floating_point():
-                tensor.lerp_(state_b[name], weight)
-    # a local file is named, never its folder (as imports record their sources)
-    sources = [
-        {"reference": m.reference if scheme_of(m.reference) else Path(m.reference).name, "digest": m.digest}
-        for m in (a, b)
-    ]
-    extra = {**b.info.extra, "interpolated": {"from": sources, "weight": weight}}
+    a, b = _same_network([first, second], task, "interpolated")
+    net = _weighted_sum([a, b], [1.0 - weight, weight])
+    extra = {**b.info.extra, "interpolated": {"from": _sources([a, b]), "weight": weight}}
     info = WeightsInfo(a.info.task, a.info.arch, a.info.args, a.info.scale, b.info.run_id, extra)
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(dest, generator_bytes(net_a, info))
+    write_atomic(dest, generator_bytes(net, info))
     return info
+
+
+def average_models(references: Sequence[str], task: str, dest: str | Path) -> WeightsInfo:
+    """Write the mean of several trainings of one network — a uniform model soup (Wortsman et al. 2022,
+    "Model soups: averaging weights of multiple fine-tuned models improves accuracy without increasing
+    inference time") — to the local weights file ``dest``.
+
+    The trainings must be the same network (architecture and arguments) started from the same weights: the
+    same pretrained encoder and the same seed for what is trained from scratch, so that they stay in one basin
+    and their mean is a better model rather than a broken one (check it: ``bench/quality.py``). The result
+    costs what one of them costs to run; it keeps the first's run id and metadata (a colorize model's
+    decoding) and records the sources (reference and digest) under ``extra.averaged``.
+    """
+    if len(references) < 2:
+        raise ModelReferenceError(f"a soup needs at least two models, got {len(references)}")
+    models = _same_network(references, task, "averaged")
+    net = _weighted_sum(models, [1.0 / len(models)] * len(models))
+    first = models[0].info
+    extra = {**first.extra, "averaged": {"from": _sources(models)}}
+    info = WeightsInfo(first.task, first.arch, first.args, first.scale, first.run_id, extra)
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(dest, generator_bytes(net, info))
+    return info
+
+
+def _same_network(references: Sequence[str], task: str, verb: str) -> list[ResolvedModel]:
+    models = [resolve_model(ref, task) for ref in references]
+    first = models[0]
+    for ref, model in zip(references[1:], models[1:]):
+        if (model.info.arch, model.info.args) != (first.info.arch, first.info.args):
+            raise ModelReferenceError(
+                f"{references[0]} ({first.info.arch} {first.info.args}) and {ref} ({model.info.arch} "
+                f"{model.info.args}) are different networks; only the same network can be {verb}"
+            )
+    return models
+
+
+def _weighted_sum(models: Sequence[ResolvedModel], weights: Sequence[float]) -> nn.Module:
+    """The first model's network holding ``Σ weight_i · model_i`` in every floating tensor (integer
+    buffers, such as batch norm's step count, are the first's)."""
+    import torch
+
+    nets = [m.load() for m in models]
+    states = [net.state_dict() for net in nets]
+    with torch.no_grad():
+        for name, tensor in states[0].items():
+            if tensor.is_floating_point():
+                total = sum(w * state[name].double() for w, state in zip(weights, states))
+                tensor.copy_(total)
+    return nets[0]
+
+
+def _sources(models: Sequence[ResolvedModel]) -> list[dict[str, str]]:
+    """Each source's reference and digest; a local file by its name only, never its folder."""
+    return [
+        {"reference": m.reference if scheme_of(m.reference) else Path(m.reference).name, "digest": m.digest}
+        for m in models
+    ]
 
 
 def load_initial_weights(generator: nn.Module, reference: str, task: Task) -> None:
