@@ -175,7 +175,10 @@ def scoring_task(info: WeightsInfo) -> Task:
         changes = {**changes, "crop_size": info.args.get("resolution", config.crop_size)}
     if info.task == "colorize":  # how its output decodes to ab (regression when the file does not say)
         changes = {**changes, "colorize": info.extra.get("colorize", {})}
-    return get_task(config.override(**changes))
+    task = get_task(config.override(**changes))
+    if info.task == "colorize":  # and the prior a prior correction decodes with
+        task.load_prior(info)
+    return task
 
 
 @dataclass

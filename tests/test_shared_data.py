@@ -62,3 +62,42 @@ def test_every_shared_image_decodes():
         if record.is_gray:
             gray.append(path.name)
     assert "bridge.png" in gray  # Set14's bridge is the one grayscale image
+
+
+def _photos(folder: Path) -> list[np.ndarray]:
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    return [read_image_file(p).pixels for p in paths]
+
+
+@pytest.mark.slow
+def test_bundled_colorize_paints_real_colours_on_photos_it_never_saw():
+    """Issue 16's colour measures for the bundled ``colorize`` on the 80 SunHays80 photos that no colorize run
+    trained on, at 256 px as MLflow tracks them: hue and spread targets, and clear of both baselines."""
+    import torch
+
+    from pixelplexus.references import resolve_model
+    from pixelplexus.tasks import get_task
+    from pixelplexus.tasks.colorize import ColorizeTask, mean_ab
+
+    model = resolve_model("colorize", "colorize")
+    info = model.info
+    config = ColorizeTask.default_config().override(
+        **{
+            "generator.arch": info.arch,
+            "generator.args": info.args,
+            "colorize": info.extra["colorize"],
+            "train.eval_size": 256,
+        }
+    )
+    task = get_task(config)
+    task.load_prior(info)  # as an inference task would (prior_correction)
+    training = [
+        rgb for name in ("train/T91", "train/BSD200", "photos/BSDS500-test") for rgb in _photos(DATA / name)
+    ]
+    with torch.no_grad():
+        metrics = task.evaluate(model.load(), _photos(DATA / "photos/SunHays80"), tint=mean_ab(training))
+    metrics = metrics.metrics
+    assert metrics["hue_accuracy"] >= 0.50 > metrics["hue_accuracy_tint"] + 0.2
+    assert 0.7 <= metrics["chroma_spread"] <= 1.2
+    assert metrics["psnr_over_gray"] >= 1.0
+    assert metrics["psnr_rgb"] > metrics["psnr_tint_baseline"] + 1.0

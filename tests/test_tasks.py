@@ -462,6 +462,9 @@ def test_colorize_classify_learns_one_image_and_its_weights_carry_the_decoding(t
     info = task.weights_info(generator)
     assert info.extra["colorize"]["head"] == "classify" and info.extra["colorize"]["temperature"] == 0.38
     assert torch.equal(torch.tensor(info.extra["ab_bins"]), ab_bins(10.0))
+    # and the prior it trained under, as counted: the most common bin is the one the loss weighs least
+    prior = torch.tensor(info.extra["ab_prior"])
+    assert prior.sum() == pytest.approx(1, abs=1e-3) and prior.argmax() == counts.argmax()
     alone = inference_task(info)
     picture = record(pattern(24, 28, seed=2))
     want = task.predict(generator, [picture], {"render_size": 32})[0].pixels
@@ -492,6 +495,44 @@ def test_colorize_classify_decodes_the_annealed_mean_and_checks_the_generator(ti
     config["generator"]["args"]["out_ch"] = 2
     with pytest.raises(ConfigError, match="out_ch: 261 and output: logits"):
         get_task(config)
+
+
+def test_colorize_prior_correction_takes_the_rebalancing_back_out_and_travels_with_the_prior(tiny_config):
+    """α = ``prior_correction`` divides the predicted distribution by the rebalancing weights^α before the
+    mean: where the network is torn between a common and a rare colour, the common one wins back its share.
+    The prior it needs is counted from training views and carried in the weights file."""
+    from pixelplexus.color import AB_SCALE
+    from pixelplexus.config import ConfigError
+
+    config = classify_config(tiny_config)
+    config["colorize"].update(rebalance=0.5, scene_scale=1.25, temperature=1.0)
+    task = get_task(config)
+    gray_bin = int(task.bins.norm(dim=1).argmin())
+    images = [np.full((40, 48, 3), 128, np.uint8)] * 3 + [pattern(40, 48, seed=s) for s in range(3)]
+    counts = task.count_prior(images, views=2, stride=4)
+    assert counts.sum() == 6 * 2 * (task.config.crop_size // 4) ** 2  # every pixel of every view, once
+    assert int(counts.argmax()) == gray_bin  # the gray photos' pixels dominate
+    weights = task.rebalancing_weights()
+    rare = int(weights.argmax())
+    logits = torch.full((1, len(task.bins), 1, 1), -50.0)
+    logits[0, [gray_bin, rare], 0, 0] = 0.0  # torn 1 : 1 between gray and the rarest colour
+    plain = task.decode(logits)[0, :, 0, 0]
+
+    corrected = get_task(config | {"colorize": {**config["colorize"], "prior_correction": 1.0}})
+    corrected._bin_counts = counts
+    share = 1 / weights[[gray_bin, rare]]  # p ∝ p_model / w
+    want = (share[0] * task.bins[gray_bin] + share[1] * task.bins[rare]) / share.sum() / AB_SCALE
+    got = corrected.decode(logits)[0, :, 0, 0]
+    assert torch.allclose(got, want, atol=1e-4)
+    assert got.norm() < 0.5 * plain.norm()  # toward gray, the common colour
+
+    generator = corrected.build_generator().eval()
+    info = corrected.weights_info(generator)
+    assert len(info.extra["ab_prior"]) == len(task.bins)
+    assert torch.allclose(inference_task(info).decode(logits)[0, :, 0, 0], got, atol=1e-3)
+    info.extra.pop("ab_prior")
+    with pytest.raises(ConfigError, match="needs the prior the model was trained on"):
+        inference_task(info)
 
 
 def test_colorize_evaluate_scores_colours_beside_gray_and_a_constant_tint(tiny_config):

@@ -340,6 +340,12 @@ class ColorizeSection(_Strict):
     the colour of a region that only one scale is sure of fades, as the uncertain do under the mean).
     ``upsample`` brings the ab map to full resolution: ``bilinear``, or ``guided`` by the image's own
     lightness (:mod:`pixelplexus.guided_filter`), so colour stops at lightness edges instead of bleeding.
+    ``prior_correction`` α (``classify``) takes the rebalancing back out at decoding: the predicted
+    distribution is divided by the rebalancing weights to the power α before its mean is taken ("logit
+    adjustment", Menon et al. 2021). Rebalancing teaches the network the rare, vivid colours; its mean
+    then overshoots toward them wherever the network is unsure. 0 decodes the network as trained, 1 as the
+    unweighted loss would have it (the mean nearest the truth, and the most muted). A weights file with
+    α > 0 carries the prior it was trained on (``extra.ab_prior``).
     """
 
     head: Literal["regress", "classify"] = "regress"
@@ -352,6 +358,7 @@ class ColorizeSection(_Strict):
     render_size: int | None = Field(None, ge=32, le=2048)
     render_scales: tuple[float, ...] = (1.0,)
     upsample: Literal["bilinear", "guided"] = "bilinear"
+    prior_correction: float = Field(0.0, ge=0, le=1)
 
     @field_validator("render_scales")
     @classmethod

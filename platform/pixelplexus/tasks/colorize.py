@@ -11,11 +11,12 @@ Two heads, chosen by the config's ``colorize.head`` (:class:`pixelplexus.config.
   inference upsamples ab as it does for ``regress`` from ``render_size``); the loss is cross-entropy against
   soft-encoded targets (the 5 nearest bins, Gaussian σ = 5), each pixel weighted by class rebalancing
   (the inverse of the bins' smoothed empirical prior mixed with uniform, λ = 0.5), times
-  ``losses.pixel_weight``; ab is the annealed mean (T = 0.38) of the predicted distribution. The prior is
-  counted on the training targets as they come (cumulative from the first step; a resumed run counts
-  again). An adversarial term, when configured, judges the decoded ab as for ``regress``. A weights
-  file of this head carries the bins and the decoding in its metadata (``extra.colorize``,
-  ``extra.ab_bins``).
+  ``losses.pixel_weight``; ab is the annealed mean (T = 0.38) of the predicted distribution, with the
+  rebalancing divided back out to the power ``prior_correction`` (0: not at all). The prior is counted on
+  the training targets as they come (cumulative from the first step; a resumed run counts again). An
+  adversarial term, when configured, judges the decoded ab as for ``regress``. A weights file of this
+  head carries the bins, the prior and the decoding in its metadata (``extra.colorize``,
+  ``extra.ab_bins``, ``extra.ab_prior``).
 
 Validation (:meth:`ColorizeTask.evaluate`) scores PSNR beside the gray baseline (ab = 0) and a constant
 tint (the training targets' mean ab on every pixel), balanced hue accuracy and chroma spread
@@ -112,6 +113,11 @@ def mean_ab(images: Sequence[np.ndarray]) -> tuple[float, float]:
     return (float(total[0] / count), float(total[1] / count)) if count else (0.0, 0.0)
 
 
+def prior_shares(counts: Tensor) -> list[float]:
+    """Bin counts → the shares a weights file stores as its prior (``extra.ab_prior``), 4 significant digits."""
+    return [float(f"{share:.4g}") for share in (counts / counts.sum()).tolist()]
+
+
 class ColorizeTask(Task):
     name = "colorize"
     Options = ColorizeOptions
@@ -129,7 +135,21 @@ class ColorizeTask(Task):
         task = super().for_inference(info)
         stored = info.extra.get("ab_bins")
         task._use_head(ColorizeSection(**info.extra.get("colorize", {})), stored)
+        task._bin_counts = None
+        task.load_prior(info)
         return task
+
+    def load_prior(self, info: WeightsInfo) -> None:
+        """Take the prior of the ab bins that the weights ``info`` describes carry (``extra.ab_prior``, the
+        shares training counted), which ``prior_correction`` decodes with; refuse a correction without one."""
+        prior = info.extra.get("ab_prior")
+        if prior is not None and self.bins is not None and len(prior) == len(self.bins):
+            self._bin_counts = torch.tensor(prior, dtype=torch.float64)
+        elif self.head.prior_correction > 0:
+            raise ConfigError(
+                f"colorize.prior_correction {self.head.prior_correction:g} needs the prior the model was trained "
+                f"on (extra.ab_prior, one share per ab bin), which this weights file does not carry"
+            )
 
     def _use_head(self, head: ColorizeSection, stored_bins: Sequence[Sequence[float]] | None) -> None:
         self.head = head
@@ -149,6 +169,8 @@ class ColorizeTask(Task):
         extra = {**extra, "colorize": self.head.model_dump()}  # the head, its decoding, its render size
         if self.bins is not None:
             extra["ab_bins"] = self.bins.tolist()
+        if self.bins is not None and self._bin_counts is not None:  # the prior it learnt under
+            extra["ab_prior"] = prior_shares(self._bin_counts)
         return super().weights_info(generator, run_id=run_id, **extra)
 
     @classmethod
@@ -232,11 +254,33 @@ class ColorizeTask(Task):
 
     def decode(self, y: Tensor) -> Tensor:
         """The generator's N×C×H×W output → ab in model units (N×2×H×W): as it is for ``regress``; the
-        annealed mean ``Σ_q softmax(logits / T)_q · bin_q`` for ``classify``."""
+        annealed mean ``Σ_q softmax((logits − α·log w) / T)_q · bin_q`` for ``classify``, with w the
+        rebalancing weights and α the ``prior_correction``."""
         if self.bins is None:
             return y
-        probs = torch.softmax(y.float() / self.head.temperature, dim=1)
+        logits = y.float()
+        if self.head.prior_correction:
+            shift = self.head.prior_correction * self.rebalancing_weights().log()
+            logits = logits - shift.to(logits.device).view(1, -1, 1, 1)
+        probs = torch.softmax(logits / self.head.temperature, dim=1)
         return torch.einsum("nqhw,qc->nchw", probs, self.bins.to(y.device) / AB_SCALE)
+
+    def count_prior(
+        self, images: Sequence[np.ndarray], *, views: int = 4, stride: int = 4, seed: int = 0
+    ) -> Tensor:
+        """Count the ab bins of ``views`` training views of each image (:meth:`training_sample`, averaged
+        down by ``stride`` as the loss sees them at the network's output size) as the prior of the weights
+        files this task writes — what training counts as it goes, for a model made without it (a soup)."""
+        rng = np.random.default_rng(seed)
+        counts = torch.zeros(len(self.bins), dtype=torch.float64)
+        for rgb in images:
+            for _ in range(views):
+                ab = torch.from_numpy(self.training_sample(np.asarray(rgb), rng)["ab"])[None]
+                ab = F.avg_pool2d(ab, stride) if stride > 1 else ab
+                nearest = torch.cdist(ab[0].reshape(2, -1).T * AB_SCALE, self.bins).argmin(dim=1)
+                counts += torch.bincount(nearest, minlength=len(self.bins)).double()
+        self._bin_counts = counts
+        return counts
 
     def training_mean_ab(self) -> tuple[float, float] | None:
         """The mean ab of the training targets seen so far (the constant tint), or None before training."""
