@@ -97,31 +97,21 @@ def _cmd_models_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_models_interpolate(args: argparse.Namespace) -> int:
-    from pixelplexus.references import ModelReferenceError, interpolate_models
+def _cmd_models_blend(args: argparse.Namespace) -> int:
+    """``models interpolate`` and ``models soup``: write a blend of trainings of one network, or say why not."""
+    from pixelplexus.references import ModelReferenceError, average_models, interpolate_models
 
     try:
-        info = interpolate_models(args.first, args.second, args.task, args.weight, args.dest)
+        if args.models_command == "interpolate":
+            info = interpolate_models(args.first, args.second, args.task, args.weight, args.dest)
+            what = f"{1 - args.weight:g} × {args.first} + {args.weight:g} × {args.second}"
+        else:
+            info = average_models(args.references, args.task, args.dest)
+            what = f"the mean of {len(args.references)} models: {', '.join(args.references)}"
     except ModelReferenceError as exc:
-        print(f"pixelplexus models interpolate: {exc}; nothing was written", file=sys.stderr)
+        print(f"pixelplexus models {args.models_command}: {exc}; nothing was written", file=sys.stderr)
         return 2
-    print(
-        f"{args.dest}: {info.arch} ×{info.scale}, {1 - args.weight:g} × {args.first} + {args.weight:g} × {args.second}"
-    )
-    return 0
-
-
-def _cmd_models_soup(args: argparse.Namespace) -> int:
-    from pixelplexus.references import ModelReferenceError, average_models
-
-    try:
-        info = average_models(args.references, args.task, args.dest)
-    except ModelReferenceError as exc:
-        print(f"pixelplexus models soup: {exc}; nothing was written", file=sys.stderr)
-        return 2
-    print(
-        f"{args.dest}: {info.arch}, the mean of {len(args.references)} models: {', '.join(args.references)}"
-    )
+    print(f"{args.dest}: {info.arch}{f' ×{info.scale}' if info.scale else ''}, {what}")
     return 0
 
 
@@ -226,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     interpolate.add_argument("second", help="model reference of the same network")
     interpolate.add_argument("dest", help="the weights file to write")
     interpolate.add_argument("--weight", type=float, required=True, help="SECOND's share, 0..1")
-    interpolate.set_defaults(func=_cmd_models_interpolate)
+    interpolate.set_defaults(func=_cmd_models_blend)
     soup = models_sub.add_parser(
         "soup",
         help="average several trainings of one network started from the same weights (a model soup: "
@@ -237,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         "references", nargs="+", metavar="REFERENCE", help="two or more model references of the same network"
     )
     soup.add_argument("dest", help="the weights file to write (keeps the first reference's metadata)")
-    soup.set_defaults(func=_cmd_models_soup)
+    soup.set_defaults(func=_cmd_models_blend)
     importing = models_sub.add_parser(
         "import",
         help="turn a Real-ESRGAN / BasicSR / ESRGAN checkpoint or an ncnn model into a weights file",
