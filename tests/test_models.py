@@ -225,6 +225,7 @@ def test_a_soup_is_the_mean_of_several_trainings_of_one_network(tmp_path, weight
         "run-2.safetensors",
     ]
     assert len({s["digest"] for s in sources}) == 3
+    assert [s.get("run_id") for s in sources] == [info.run_id, "run-1", "run-2"]
     wider_args = {**info.args, "num_feat": info.args["num_feat"] * 2}
     wider = save_generator(
         tmp_path / "wider.safetensors", build_network(info.arch, **wider_args), replace(info, args=wider_args)

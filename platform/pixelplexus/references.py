@@ -226,9 +226,14 @@ def _weighted_sum(models: Sequence[ResolvedModel], weights: Sequence[float]) -> 
 
 
 def _sources(models: Sequence[ResolvedModel]) -> list[dict[str, str]]:
-    """Each source's reference and digest; a local file by its name only, never its folder."""
+    """Each source's reference, digest and training run (when its file names one); a local file by its name
+    only, never its folder."""
     return [
-        {"reference": m.reference if scheme_of(m.reference) else Path(m.reference).name, "digest": m.digest}
+        {
+            "reference": m.reference if scheme_of(m.reference) else Path(m.reference).name,
+            "digest": m.digest,
+            **({"run_id": m.info.run_id} if m.info.run_id else {}),
+        }
         for m in models
     ]
 
