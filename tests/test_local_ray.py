@@ -267,10 +267,33 @@ def sleeper(*args: str, log: Path | None = None) -> subprocess.Popen:
 def dead_process() -> list:
     """The identity ([pid, start time]) of a process that has ended."""
     process = sleeper()
-    identity = [process.pid, psutil.Process(process.pid).create_time()]
+    identity = [process.pid, localray.start_time(process.pid)]
     process.kill()
     process.wait()
     return identity
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat's boot time is Linux's")
+def test_a_clock_adjustment_does_not_make_a_running_command_look_dead(monkeypatch):
+    """psutil's ``create_time`` on Linux adds the boot time of ``/proc/stat``: whole seconds, the wall clock
+    minus the time since boot, so an adjustment of milliseconds across a second's edge moves every process's
+    ``create_time`` by one second. The identity a watcher checks its command by must not move with it."""
+    from psutil import _pslinux
+
+    process = sleeper()
+    try:
+        identity = localray._identity(process.pid)
+        assert localray._alive(identity) is not None
+        before = psutil.Process(process.pid).create_time()
+        boot_time = _pslinux.boot_time
+        monkeypatch.setattr(_pslinux, "boot_time", lambda: boot_time() + 1.0)  # the clock stepped
+        assert psutil.Process(process.pid).create_time() == pytest.approx(before + 1.0)
+        assert localray._alive(identity) is not None  # still the same running process
+        assert localray.session_processes(f"/nonexistent-{process.pid}", since=identity[1]) == []
+    finally:
+        process.kill()
+        process.wait()
+    assert localray._alive(identity) is None  # and gone once it ends
 
 
 def test_only_leftovers_of_dead_commands_are_stopped_and_joining_a_cluster_stops_nothing(
@@ -290,7 +313,7 @@ def test_only_leftovers_of_dead_commands_are_stopped_and_joining_a_cluster_stops
         "running": sleeper(f"--session-dir={running}"),  # the instance of a command still running
     }
     try:
-        for folder, identity in [(ended, driver), (running, [os.getpid(), psutil.Process().create_time()])]:
+        for folder, identity in [(ended, driver), (running, [os.getpid(), localray.start_time(os.getpid())])]:
             record = {"session_dir": str(folder), "driver": identity, "watcher": None}
             (folder / localray.RECORD).write_text(json.dumps(record))
 

@@ -53,7 +53,7 @@ WATCH_EVERY_S = 2.0  # the watcher checks that the command is alive at least thi
 WATCH_ENV = "PIXELPLEXUS_LOCALRAY_WATCH"  # the watcher's orders: session folder and command (JSON)
 STOP_NOW = b"stop now\n"  # to the watcher's stdin: the command is ending and leaves the instance to it
 
-Identity = list  # [pid, create_time]: a process, safe against pid reuse
+Identity = list  # [pid, start_time(pid)]: a process, safe against pid reuse
 
 
 class LocalRay:
@@ -222,19 +222,19 @@ def stop_orphaned_sessions(temp_dir: str | os.PathLike) -> int:
 
 def session_processes(session_dir: str, since: float = 0.0) -> list[psutil.Process]:
     """The running processes of the instance whose session folder is ``session_dir`` (see the module
-    docstring), started at ``since`` (a time stamp) or later; never this process or its ancestors."""
+    docstring), started at ``since`` (:func:`start_time`) or later; never this process or its ancestors."""
     own = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
     inside = session_dir.rstrip("/") + "/"
     children: dict[int, list[int]] = {}
     found: dict[int, psutil.Process] = {}
     processes: dict[int, psutil.Process] = {}
-    for process in psutil.process_iter(["ppid", "cmdline", "create_time", "status"]):
+    for process in psutil.process_iter(["ppid", "cmdline", "status"]):
         info = process.info
         if process.pid in own or info["status"] == psutil.STATUS_ZOMBIE:
             continue
         processes[process.pid] = process
         children.setdefault(info["ppid"], []).append(process.pid)
-        if (info["create_time"] or 0) < since:
+        if _start_or_zero(process.pid) < since:
             continue
         if any(_flag_inside(arg, inside) for arg in info["cmdline"] or ()):
             found[process.pid] = process
@@ -289,9 +289,37 @@ def stop_processes(processes: Iterable[psutil.Process], grace: float = GRACE_S) 
     psutil.wait_procs(alive, timeout=1.0)
 
 
+def start_time(pid: int) -> float:
+    """When process ``pid`` started, in seconds, as a number no clock adjustment moves: on Linux the start in
+    clock ticks after boot (``/proc/PID/stat``); elsewhere psutil's ``create_time`` (fixed when taken).
+
+    Not psutil's ``create_time`` on Linux: that adds the boot time, which ``/proc/stat`` gives in whole
+    seconds as the wall clock minus the time since boot — when the wall clock is adjusted by a few
+    milliseconds across a second's edge, every process's ``create_time`` moves by one second, and a
+    watcher comparing identities to 0.01 s took its running command for dead and stopped its instance
+    (a training lost at step 350, 2026-12-03). Raises ``psutil.NoSuchProcess`` when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            fields = stat_file.read().rpartition(b")")[2].split()
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime; fields[0] is field 3
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            raise psutil.NoSuchProcess(pid) from None
+    except (OSError, IndexError, ValueError):
+        pass
+    return psutil.Process(pid).create_time()
+
+
+def _start_or_zero(pid: int) -> float:
+    try:
+        return start_time(pid)
+    except psutil.Error:
+        return 0.0
+
+
 def _identity(pid: int) -> Identity | None:
     try:
-        return [pid, psutil.Process(pid).create_time()]
+        return [pid, start_time(pid)]
     except psutil.Error:
         return None
 
@@ -303,7 +331,7 @@ def _alive(identity: Identity | None) -> psutil.Process | None:
     pid, started = identity
     try:
         process = psutil.Process(pid)
-        if abs(process.create_time() - started) < 0.01 and process.status() != psutil.STATUS_ZOMBIE:
+        if abs(start_time(pid) - started) < 0.01 and process.status() != psutil.STATUS_ZOMBIE:
             return process
     except psutil.Error:
         pass
