@@ -296,8 +296,9 @@ def start_time(pid: int) -> float:
     Not psutil's ``create_time`` on Linux: that adds the boot time, which ``/proc/stat`` gives in whole
     seconds as the wall clock minus the time since boot — when the wall clock is adjusted by a few
     milliseconds across a second's edge, every process's ``create_time`` moves by one second, and a
-    watcher comparing identities to 0.01 s took its running command for dead and stopped its instance
-    (a training lost at step 350, 2026-12-03). Raises ``psutil.NoSuchProcess`` when the process is gone."""
+    watcher comparing identities to 0.01 s takes its running command for dead and stops its instance (most
+    likely what stopped a training at step 350 on 2026-12-03). Raises ``psutil.NoSuchProcess`` when the
+    process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat_file:
             fields = stat_file.read().rpartition(b")")[2].split()
