@@ -49,9 +49,7 @@ def decoded(info: WeightsInfo, **decoding: object) -> WeightsInfo:
 
 
 def score(generator: torch.nn.Module, info: WeightsInfo, images, tint) -> dict[str, float]:
-    task = scoring_task(info)
-    task = type(task)(task.config.override(**{"train.eval_size": EVAL_SIZE}))
-    task.load_prior(info)
+    task = scoring_task(info, **{"train.eval_size": EVAL_SIZE})
     with torch.no_grad():
         return task.evaluate(generator, images, tint=tint).metrics
 
@@ -103,8 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         soup_path = Path(tmp) / "soup.safetensors"
         average_models([str(p) for p in args.runs], "colorize", soup_path)
         generator, info = load_generator(soup_path, task="colorize")
-    counter = scoring_task(info)
-    counter = type(counter)(counter.config.override(crop_size=args.crop_size))
+    counter = scoring_task(info, crop_size=args.crop_size)
     prior = counter.count_prior(training)
     info = dataclasses.replace(info, extra={**info.extra, "ab_prior": prior_shares(prior)})
     print(f"prior counted on {len(training)} training photos ({int(prior.sum())} pixels)", file=sys.stderr)

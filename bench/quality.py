@@ -52,6 +52,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -167,15 +168,16 @@ class Timed(nn.Module):
         return y
 
 
-def scoring_task(info: WeightsInfo) -> Task:
-    """A task configured for the generator ``info`` describes, scoring whole images."""
+def scoring_task(info: WeightsInfo, **overrides: Any) -> Task:
+    """A task configured for the generator ``info`` describes, scoring whole images (``overrides``: config
+    paths to set besides, e.g. ``{"train.eval_size": 256}``)."""
     config = TASKS[info.task].default_config()
     changes = {"generator.arch": info.arch, "generator.args": info.args, "train.eval_size": WHOLE_IMAGE}
     if info.task == "generate":  # evaluate() compares at the generator's resolution
         changes = {**changes, "crop_size": info.args.get("resolution", config.crop_size)}
     if info.task == "colorize":  # how its output decodes to ab (regression when the file does not say)
         changes = {**changes, "colorize": info.extra.get("colorize", {})}
-    task = get_task(config.override(**changes))
+    task = get_task(config.override(**{**changes, **overrides}))
     if info.task == "colorize":  # and the prior a prior correction decodes with
         task.load_prior(info)
     return task

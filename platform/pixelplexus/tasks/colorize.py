@@ -260,10 +260,20 @@ class ColorizeTask(Task):
             return y
         logits = y.float()
         if self.head.prior_correction:
-            shift = self.head.prior_correction * self.rebalancing_weights().log()
-            logits = logits - shift.to(logits.device).view(1, -1, 1, 1)
+            logits = logits - self._prior_shift().to(logits.device).view(1, -1, 1, 1)
         probs = torch.softmax(logits / self.head.temperature, dim=1)
         return torch.einsum("nqhw,qc->nchw", probs, self.bins.to(y.device) / AB_SCALE)
+
+    def _prior_shift(self) -> Tensor:
+        """``α·log w`` for the counts as they are: computed once per set of counts (training replaces the
+        tensor at every step; inference never), not at every decode."""
+        cached = getattr(self, "_shift_for", None)
+        if cached is None or cached[0] is not self._bin_counts:
+            self._shift_for = (
+                self._bin_counts,
+                self.head.prior_correction * self.rebalancing_weights().log(),
+            )
+        return self._shift_for[1]
 
     def count_prior(
         self, images: Sequence[np.ndarray], *, views: int = 4, stride: int = 4, seed: int = 0
