@@ -136,12 +136,13 @@ def test_a_finished_batch_command_ends_at_once_and_its_watcher_stops_the_rest(tm
         assert driver.wait(timeout=30) == 0, lines
         assert time.monotonic() - printed < 1.0  # ray.shutdown() and the teardown took 2–3 s here
         assert "6 ok" in lines[0] and len(list((tmp_path / "out").glob("*.png"))) == 6
-        deadline = time.monotonic() + 15
-        while (left := leftovers(ray_root, tree)) and time.monotonic() < deadline:
+        (session,) = Path(ray_root, "ray").glob("session_2*")
+        record = session / localray.RECORD
+        deadline = time.monotonic() + 15  # the watcher clears its record just after the last process is gone
+        while ((left := leftovers(ray_root, tree)) or record.exists()) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert left == []
-        (session,) = Path(ray_root, "ray").glob("session_2*")
-        assert not (session / localray.RECORD).exists()  # the watcher finished its job and cleared it
+        assert not record.exists()  # the watcher finished its job and cleared it
         assert "leftover processes" in (session / "logs" / "pixelplexus_watcher.log").read_text()
     finally:
         kill_all(tree, driver)
