@@ -8,13 +8,15 @@ each of them and costs what one costs (Wortsman et al. 2022, "Model soups"). Thi
 1. averages the given weights files (``pixelplexus models soup``; the first's metadata is kept),
 2. counts the prior of the ab bins on the training photos (every shared photo set but the held-out one,
    the views training sees: :meth:`ColorizeTask.count_prior`), which ``prior_correction`` decodes with,
+   and their mean colour, which ``chroma_gain`` stretches about,
 3. scores every training and the soup on the held-out photos at 256 px as MLflow tracks them
    (:meth:`ColorizeTask.evaluate`), the soup under each decoding of ``--grid``,
-4. writes the soup with the decoding chosen by ``--render-scales`` and ``--prior-correction`` to ``--out``,
-   its floating tensors stored as float16 (they load as float32).
+4. writes the soup with the decoding chosen by ``--render-scales``, ``--prior-correction`` and
+   ``--chroma-gain`` to ``--out``, its floating tensors stored as float16 (they load as float32).
 
     .venv/bin/python bench/colorize_soup.py RUN_A.safetensors RUN_B.safetensors ... --data ../shared/data \\
-        --out platform/pixelplexus/bundled/colorize.safetensors --render-scales 1 --prior-correction 0.5
+        --out platform/pixelplexus/bundled/colorize.safetensors --render-scales 1 --prior-correction 1 \\
+        --chroma-gain 1.08
 
 Prints Markdown rows for docs/models.md.
 """
@@ -43,6 +45,11 @@ def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(part) for part in text.split(","))
 
 
+def _decodings(text: str) -> tuple[tuple[float, float], ...]:
+    """``0.5,1@1.08`` → ((0.5, 1.0), (1.0, 1.08)): α, or α@chroma gain."""
+    return tuple((float(a), float(g or 1)) for a, _, g in (part.partition("@") for part in text.split(",")))
+
+
 def decoded(info: WeightsInfo, **decoding: object) -> WeightsInfo:
     """``info`` with its colorize decoding keys replaced."""
     return dataclasses.replace(info, extra={**info.extra, "colorize": {**info.extra["colorize"], **decoding}})
@@ -56,7 +63,7 @@ def score(generator: torch.nn.Module, info: WeightsInfo, images, tint) -> dict[s
 
 def row(name: str, m: dict[str, float]) -> str:
     return (
-        f"| {name} | {m['psnr_over_gray']:+.2f} | {m['hue_accuracy']:.3f} | {m['chroma_spread']:.2f} "
+        f"| {name} | {m['psnr_over_gray']:+.3f} | {m['hue_accuracy']:.3f} | {m['chroma_spread']:.3f} "
         f"| {m['colorfulness_ratio']:.2f} |"
     )
 
@@ -72,7 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--render-scales", type=_floats, default=(1.0,), help="e.g. 1 or 1,0.75")
     parser.add_argument("--prior-correction", type=float, default=0.0, help="α, 0..1")
     parser.add_argument(
-        "--grid", type=_floats, default=(0.0, 0.25, 0.5, 0.75, 1.0), help="α values to score the soup at"
+        "--chroma-gain", type=float, default=1.0, help="g: ab stretched about the prior's mean"
+    )
+    parser.add_argument(
+        "--grid",
+        type=_decodings,
+        default=_decodings("0,0.25,0.5,0.75,1"),
+        help="decodings to score the soup at: α or α@g, comma-separated",
     )
     parser.add_argument(
         "--crop-size", type=int, default=128, help="the recipe's crop size, for the prior's views"
@@ -103,19 +116,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         generator, info = load_generator(soup_path, task="colorize")
     counter = scoring_task(info, crop_size=args.crop_size)
     prior = counter.count_prior(training)
-    info = dataclasses.replace(info, extra={**info.extra, "ab_prior": prior_shares(prior)})
+    centre = [round(part, 3) for part in tint]  # what chroma_gain stretches about
+    info = dataclasses.replace(info, extra={**info.extra, "ab_prior": prior_shares(prior), "ab_mean": centre})
     print(f"prior counted on {len(training)} training photos ({int(prior.sum())} pixels)", file=sys.stderr)
     for scales in sorted({(1.0,), tuple(args.render_scales)}, key=len):
-        for alpha in args.grid:
-            m = score(generator, decoded(info, render_scales=scales, prior_correction=alpha), held_out, tint)
-            print(row(f"soup, render scales {scales}, α {alpha:g}", m), flush=True)
+        for alpha, gain in args.grid:
+            decoding = decoded(info, render_scales=scales, prior_correction=alpha, chroma_gain=gain)
+            m = score(generator, decoding, held_out, tint)
+            print(row(f"soup, render scales {scales}, α {alpha:g}, gain {gain:g}", m), flush=True)
 
-    chosen = decoded(info, render_scales=tuple(args.render_scales), prior_correction=args.prior_correction)
+    chosen = decoded(
+        info,
+        render_scales=tuple(args.render_scales),
+        prior_correction=args.prior_correction,
+        chroma_gain=args.chroma_gain,
+    )
     ColorizeTask.for_inference(chosen)  # the decoding is valid and the prior is there
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out, generator_bytes(generator.half(), chosen))
     print(
-        f"wrote {args.out}: render scales {args.render_scales}, α {args.prior_correction:g}", file=sys.stderr
+        f"wrote {args.out}: render scales {args.render_scales}, α {args.prior_correction:g}, "
+        f"gain {args.chroma_gain:g}",
+        file=sys.stderr,
     )
     return 0
 

@@ -535,6 +535,37 @@ def test_colorize_prior_correction_takes_the_rebalancing_back_out_and_travels_wi
         inference_task(info)
 
 
+def test_colorize_chroma_gain_stretches_the_mean_about_the_training_colour_and_travels_with_it(tiny_config):
+    """g = ``chroma_gain`` stretches the decoded ab about the training photos' mean colour c: c + g·(m − c).
+    Training counts c from its targets; the weights file carries it, and inference decodes alike."""
+    from pixelplexus.color import AB_SCALE
+    from pixelplexus.config import ConfigError
+
+    config = classify_config(tiny_config)
+    config["colorize"].update(scene_scale=1.25, temperature=1.0)
+    task = get_task(config)
+    stretched = get_task(config | {"colorize": {**config["colorize"], "chroma_gain": 1.5}})
+    generator = stretched.build_generator()
+    rng = np.random.default_rng(0)
+    batch = stretched.collate([stretched.training_sample(pattern(40, 48, seed=s), rng) for s in range(4)])
+    stretched.content_loss(batch, generator(batch["L"]))  # one training step's worth of targets
+    mean = stretched.training_mean_ab()
+    assert mean is not None and abs(mean[0]) + abs(mean[1]) > 1  # the patterns are coloured
+    centre = torch.tensor(mean).view(1, 2, 1, 1) / AB_SCALE
+    logits = torch.randn(2, len(task.bins), 3, 5, generator=torch.Generator().manual_seed(0)) * 3
+    plain, got = task.decode(logits), stretched.decode(logits)
+    assert torch.allclose(got, centre + 1.5 * (plain - centre), atol=1e-5)
+    assert (got - plain).abs().max() > 0.01  # it did stretch
+
+    info = stretched.weights_info(generator.eval())
+    assert info.extra["colorize"]["chroma_gain"] == 1.5
+    assert info.extra["ab_mean"] == pytest.approx(list(mean), abs=1e-3)
+    assert torch.allclose(inference_task(info).decode(logits), got, atol=1e-3)
+    info.extra.pop("ab_mean")
+    with pytest.raises(ConfigError, match=r"chroma_gain 1\.5 needs the mean colour"):
+        inference_task(info)
+
+
 def test_colorize_evaluate_scores_colours_beside_gray_and_a_constant_tint(tiny_config):
     task = get_task(tiny_config("colorize"))
     generator = task.build_generator().eval()

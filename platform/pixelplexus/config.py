@@ -344,8 +344,13 @@ class ColorizeSection(_Strict):
     distribution is divided by the rebalancing weights to the power α before its mean is taken ("logit
     adjustment", Menon et al. 2021). Rebalancing teaches the network the rare, vivid colours; its mean
     then overshoots toward them wherever the network is unsure. 0 decodes the network as trained, 1 as the
-    unweighted loss would have it (the mean nearest the truth, and the most muted). A weights file with
-    α > 0 carries the prior it was trained on (``extra.ab_prior``).
+    unweighted loss would have it (the mean nearest the truth, and the most muted). ``chroma_gain`` g
+    (``classify``) then stretches the decoded ab about the training photos' mean colour c:
+    ab ← c + g·(ab − c). The mean is the least-squares guess of each pixel and so too muted as a picture
+    (its spread is only what the network is sure of); among guesses with more spread, the mean stretched
+    about the average colour is the least-squares one (a variance floor's Lagrangian), so g buys spread for
+    less PSNR than lowering α does. A weights file carries the prior and the mean colour it was trained on
+    (``extra.ab_prior``, ``extra.ab_mean``).
     """
 
     head: Literal["regress", "classify"] = "regress"
@@ -359,6 +364,7 @@ class ColorizeSection(_Strict):
     render_scales: tuple[float, ...] = (1.0,)
     upsample: Literal["bilinear", "guided"] = "bilinear"
     prior_correction: float = Field(0.0, ge=0, le=1)
+    chroma_gain: float = Field(1.0, ge=0.5, le=2)
 
     @field_validator("render_scales")
     @classmethod

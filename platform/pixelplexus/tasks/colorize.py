@@ -12,11 +12,12 @@ Two heads, chosen by the config's ``colorize.head`` (:class:`pixelplexus.config.
   soft-encoded targets (the 5 nearest bins, Gaussian σ = 5), each pixel weighted by class rebalancing
   (the inverse of the bins' smoothed empirical prior mixed with uniform, λ = 0.5), times
   ``losses.pixel_weight``; ab is the annealed mean (T = 0.38) of the predicted distribution, with the
-  rebalancing divided back out to the power ``prior_correction`` (0: not at all). The prior is counted on
+  rebalancing divided back out to the power ``prior_correction`` (0: not at all) and stretched about the
+  training photos' mean colour by ``chroma_gain`` (1: not at all). The prior is counted on
   the training targets as they come (cumulative from the first step; a resumed run counts again). An
   adversarial term, when configured, judges the decoded ab as for ``regress``. A weights file of this
-  head carries the bins, the prior and the decoding in its metadata (``extra.colorize``,
-  ``extra.ab_bins``, ``extra.ab_prior``).
+  head carries the bins, the prior, the mean colour and the decoding in its metadata (``extra.colorize``,
+  ``extra.ab_bins``, ``extra.ab_prior``, ``extra.ab_mean``).
 
 Validation (:meth:`ColorizeTask.evaluate`) scores PSNR beside the gray baseline (ab = 0) and a constant
 tint (the training targets' mean ab on every pixel), balanced hue accuracy and chroma spread
@@ -129,6 +130,7 @@ class ColorizeTask(Task):
         self._use_head(self.config.colorize or ColorizeSection(), None)
         self._ab_sum = torch.zeros(2, dtype=torch.float64)  # the training targets seen so far
         self._bin_counts: Tensor | None = None
+        self._ab_mean: tuple[float, float] | None = None  # the training photos' mean ab, as a file carries it
 
     @classmethod
     def for_inference(cls, info: WeightsInfo) -> ColorizeTask:
@@ -140,15 +142,23 @@ class ColorizeTask(Task):
         return task
 
     def load_prior(self, info: WeightsInfo) -> None:
-        """Take the prior of the ab bins that the weights ``info`` describes carry (``extra.ab_prior``, the
-        shares training counted), which ``prior_correction`` decodes with; refuse a correction without one."""
-        prior = info.extra.get("ab_prior")
+        """Take the prior of the ab bins (``extra.ab_prior``, the shares training counted) and the mean ab of
+        the training photos (``extra.ab_mean``) that the weights ``info`` describes carry, which
+        ``prior_correction`` and ``chroma_gain`` decode with; refuse either without what it needs."""
+        prior, mean = info.extra.get("ab_prior"), info.extra.get("ab_mean")
         if prior is not None and self.bins is not None and len(prior) == len(self.bins):
             self._bin_counts = torch.tensor(prior, dtype=torch.float64)
         elif self.head.prior_correction > 0:
             raise ConfigError(
                 f"colorize.prior_correction {self.head.prior_correction:g} needs the prior the model was trained "
                 f"on (extra.ab_prior, one share per ab bin), which this weights file does not carry"
+            )
+        if mean is not None and len(mean) == 2:
+            self._ab_mean = (float(mean[0]), float(mean[1]))
+        elif self.head.chroma_gain != 1 and self.bins is not None:
+            raise ConfigError(
+                f"colorize.chroma_gain {self.head.chroma_gain:g} needs the mean colour of the photos the model "
+                f"was trained on (extra.ab_mean: a, b), which this weights file does not carry"
             )
 
     def _use_head(self, head: ColorizeSection, stored_bins: Sequence[Sequence[float]] | None) -> None:
@@ -171,6 +181,9 @@ class ColorizeTask(Task):
             extra["ab_bins"] = self.bins.tolist()
         if self.bins is not None and self._bin_counts is not None:  # the prior it learnt under
             extra["ab_prior"] = prior_shares(self._bin_counts)
+        mean = self._ab_mean or self.training_mean_ab()
+        if self.bins is not None and mean is not None:  # the centre of chroma_gain
+            extra["ab_mean"] = [round(mean[0], 3), round(mean[1], 3)]
         return super().weights_info(generator, run_id=run_id, **extra)
 
     @classmethod
@@ -253,16 +266,22 @@ class ColorizeTask(Task):
         return (weights / (prior * weights).sum()).float()
 
     def decode(self, y: Tensor) -> Tensor:
-        """The generator's N×C×H×W output → ab in model units (N×2×H×W): as it is for ``regress``; the
-        annealed mean ``Σ_q softmax((logits − α·log w) / T)_q · bin_q`` for ``classify``, with w the
-        rebalancing weights and α the ``prior_correction``."""
+        """The generator's N×C×H×W output → ab in model units (N×2×H×W): as it is for ``regress``; for
+        ``classify`` the annealed mean ``m = Σ_q softmax((logits − α·log w) / T)_q · bin_q``, with w the
+        rebalancing weights and α the ``prior_correction``, stretched about the training photos' mean ab c
+        by the ``chroma_gain`` g: ``c + g·(m − c)``."""
         if self.bins is None:
             return y
         logits = y.float()
         if self.head.prior_correction:
             logits = logits - self._prior_shift().to(logits.device).view(1, -1, 1, 1)
         probs = torch.softmax(logits / self.head.temperature, dim=1)
-        return torch.einsum("nqhw,qc->nchw", probs, self.bins.to(y.device) / AB_SCALE)
+        ab = torch.einsum("nqhw,qc->nchw", probs, self.bins.to(y.device) / AB_SCALE)
+        if self.head.chroma_gain != 1:
+            mean = self._ab_mean or self.training_mean_ab() or (0.0, 0.0)  # (0, 0): before the first step
+            centre = torch.tensor(mean, dtype=ab.dtype, device=ab.device).view(1, 2, 1, 1) / AB_SCALE
+            ab = centre + self.head.chroma_gain * (ab - centre)
+        return ab
 
     def _prior_shift(self) -> Tensor:
         """``α·log w`` for the counts as they are: computed once per set of counts (training replaces the
