@@ -72,7 +72,8 @@ def _photos(folder: Path) -> list[np.ndarray]:
 @pytest.mark.slow
 def test_bundled_colorize_paints_real_colours_on_photos_it_never_saw():
     """Issue 16's colour measures for the bundled ``colorize`` on the 80 SunHays80 photos that no colorize run
-    trained on, at 256 px as MLflow tracks them: hue and spread targets, and clear of both baselines."""
+    trained on, at 256 px as MLflow tracks them: the hue, spread and PSNR targets (+1.514 dB over gray when
+    bundled), and clear of both baselines."""
     import torch
 
     from pixelplexus.references import resolve_model
@@ -99,5 +100,5 @@ def test_bundled_colorize_paints_real_colours_on_photos_it_never_saw():
     metrics = metrics.metrics
     assert metrics["hue_accuracy"] >= 0.50 > metrics["hue_accuracy_tint"] + 0.2
     assert 0.7 <= metrics["chroma_spread"] <= 1.2
-    assert metrics["psnr_over_gray"] >= 1.0
+    assert metrics["psnr_over_gray"] >= 1.5
     assert metrics["psnr_rgb"] > metrics["psnr_tint_baseline"] + 1.0
