@@ -15,8 +15,8 @@ each of them and costs what one costs (Wortsman et al. 2022, "Model soups"). Thi
    ``--chroma-gain`` to ``--out``, its floating tensors stored as float16 (they load as float32).
 
     .venv/bin/python bench/colorize_soup.py RUN_A.safetensors RUN_B.safetensors ... --data ../shared/data \\
-        --out platform/pixelplexus/bundled/colorize.safetensors --render-scales 1 --prior-correction 1 \\
-        --chroma-gain 1.08
+        --out platform/pixelplexus/bundled/colorize.safetensors --render-scales 1 --prior-correction 0.75 \\
+        --chroma-gain 1.06
 
 Prints Markdown rows for docs/models.md.
 """
@@ -79,7 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--render-scales", type=_floats, default=(1.0,), help="e.g. 1 or 1,0.75")
     parser.add_argument("--prior-correction", type=float, default=0.0, help="α, 0..1")
     parser.add_argument(
-        "--chroma-gain", type=float, default=1.0, help="g: ab stretched about the prior's mean"
+        "--chroma-gain",
+        type=float,
+        default=1.0,
+        help="g: ab stretched about the training photos' mean colour",
     )
     parser.add_argument(
         "--grid",

@@ -349,8 +349,8 @@ class ColorizeSection(_Strict):
     ab ← c + g·(ab − c). The mean is the least-squares guess of each pixel and so too muted as a picture
     (its spread is only what the network is sure of); among guesses with more spread, the mean stretched
     about the average colour is the least-squares one when the mean is calibrated (a variance floor's
-    Lagrangian), and on the bundled soup g bought spread for less PSNR than lowering α did. A weights file carries the prior and the mean colour it was trained on
-    (``extra.ab_prior``, ``extra.ab_mean``).
+    Lagrangian), and on the bundled soup g bought spread for less PSNR than lowering α did. A weights file
+    carries the prior and the mean colour it was trained on (``extra.ab_prior``, ``extra.ab_mean``).
     """
 
     head: Literal["regress", "classify"] = "regress"

@@ -181,7 +181,7 @@ class ColorizeTask(Task):
             extra["ab_bins"] = self.bins.tolist()
         if self.bins is not None and self._bin_counts is not None:  # the prior it learnt under
             extra["ab_prior"] = prior_shares(self._bin_counts)
-        mean = self._ab_mean or self.training_mean_ab()
+        mean = self.training_mean_ab()
         if self.bins is not None and mean is not None:  # the centre of chroma_gain
             extra["ab_mean"] = [round(mean[0], 3), round(mean[1], 3)]
         return super().weights_info(generator, run_id=run_id, **extra)
@@ -278,7 +278,7 @@ class ColorizeTask(Task):
         probs = torch.softmax(logits / self.head.temperature, dim=1)
         ab = torch.einsum("nqhw,qc->nchw", probs, self.bins.to(y.device) / AB_SCALE)
         if self.head.chroma_gain != 1:
-            mean = self._ab_mean or self.training_mean_ab() or (0.0, 0.0)  # (0, 0): before the first step
+            mean = self.training_mean_ab() or (0.0, 0.0)  # (0, 0): before the first step
             centre = torch.tensor(mean, dtype=ab.dtype, device=ab.device).view(1, 2, 1, 1) / AB_SCALE
             ab = centre + self.head.chroma_gain * (ab - centre)
         return ab
@@ -312,9 +312,13 @@ class ColorizeTask(Task):
         return counts
 
     def training_mean_ab(self) -> tuple[float, float] | None:
-        """The mean ab of the training targets seen so far (the constant tint), or None before training."""
+        """The mean ab of the training photos (the constant tint, the centre of ``chroma_gain``): as the
+        weights file carries it (``extra.ab_mean``), else of the training targets seen so far, or None
+        before training."""
         seen = getattr(self, "_pixels_seen", 0)
-        return None if not seen else (float(self._ab_sum[0] / seen), float(self._ab_sum[1] / seen))
+        if self._ab_mean is not None or not seen:
+            return self._ab_mean
+        return float(self._ab_sum[0] / seen), float(self._ab_sum[1] / seen)
 
     # ---------------------------------------------------------------------------------------- inference
     def render_size(self, options: ColorizeOptions) -> int:
