@@ -22,7 +22,7 @@ from pixelplexus.config import (
 from pixelplexus.tasks import get_task
 from pixelplexus.training.command import add_arguments, build_config
 from pixelplexus.training.data import read_images
-from pixelplexus.training.state import EMA, RunState, checkpoint_config, lr_factor, step_generator
+from pixelplexus.training.state import EMA, RunState, checkpoint_config, lr_factor
 from pixelplexus.training.step import Amp, build_networks, train_step
 from pixelplexus.training.tracking import flatten
 from pixelplexus.transforms import archive_copy, degrade
@@ -154,11 +154,7 @@ def test_checkpoint_restore_continues_exactly(tmp_path, tiny_config, high_order)
     def steps(state: RunState, count: int) -> None:
         for _ in range(count):
             samples = [state.task.training_sample(image, state.rng) for image in images]
-            batch = state.task.collate(samples)
-            generator = step_generator(config.train.seed, 0, state.position.step, "cpu")
-            batch = state.task.device_batch(batch, generator)
-            train_step(state.task, state.nets, batch, step=state.position.step)
-            state.after_step()
+            state.train_on(state.task.collate(samples), "cpu")  # device_batch, train_step, EMA, schedules
 
     straight = fresh()
     steps(straight, 4)

@@ -2,7 +2,8 @@
 
 Per step: a batch from this worker's shard of the Ray Dataset → ``Task.training_sample`` per image (with
 this rank's RNG) → on the device, ``Task.device_batch`` (with the step's ``torch.Generator``) →
-:func:`pixelplexus.training.step.train_step` on DDP-wrapped networks → EMA and schedules.
+:func:`pixelplexus.training.step.train_step` on DDP-wrapped networks → EMA and schedules
+(:meth:`RunState.train_on`).
 Every ``log_every`` steps rank 0 prints a progress line and logs losses, learning rates, images/s and the
 skipped-image count to MLflow; every ``eval_every`` steps it scores the EMA generator on the validation
 images and logs a sample grid; every ``checkpoint_every`` steps all ranks gather their RNG states, rank 0
@@ -27,8 +28,8 @@ from pixelplexus.config import TaskConfig, parse_config
 from pixelplexus.tasks import get_task
 from pixelplexus.training.checkpoints import fetch_checkpoint, save_checkpoint
 from pixelplexus.training.reporting import Reporter
-from pixelplexus.training.state import RunState, step_generator
-from pixelplexus.training.step import Amp, build_networks, train_step
+from pixelplexus.training.state import RunState
+from pixelplexus.training.step import Amp, build_networks
 
 
 @dataclass
@@ -100,10 +101,7 @@ def train_worker(spec: dict[str, Any]) -> None:
                 task.training_sample(image, state.rng, **{key: values[i] for key, values in partners.items()})
                 for i, image in enumerate(rows["image"])
             ]
-            batch = {key: value.to(device) for key, value in task.collate(samples).items()}
-            batch = task.device_batch(batch, step_generator(train.seed, rank, position.step, device))
-            logs = train_step(task, nets, batch, step=position.step, amp=state.amp, d_steps=train.d_steps)
-            state.after_step()
+            logs = state.train_on(task.collate(samples), device, rank)
             if reporter is not None:
                 reporter.step(logs, config.batch_size * world, waited)
             if position.step % train.checkpoint_every == 0 or position.step == train.max_steps:

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from pixelplexus.config import ScheduleConfig, TaskConfig
-from pixelplexus.tasks.base import Task, unwrap
-from pixelplexus.training.step import Amp, Networks
+from pixelplexus.tasks.base import Logs, Task, unwrap
+from pixelplexus.training.step import Amp, Networks, train_step
 from pixelplexus.weights import save_generator
 
 STATE_FILE = "state.pt"
@@ -126,6 +126,17 @@ class RunState:
             )
             for scheduler in self.schedulers.values():
                 scheduler.step()
+
+    def train_on(self, batch: dict[str, torch.Tensor], device: torch.device | str, rank: int = 0) -> Logs:
+        """One optimisation step on a collated batch of :meth:`Task.training_sample` outputs (on the CPU): to
+        ``device``, the task's device-side draws (:meth:`Task.device_batch`, seeded by :func:`step_generator`),
+        :func:`train_step`, then EMA and schedules. The Ray loop and ``bench/train_on_device.py`` both step here."""
+        task, train, step = self.task, self.task.config.train, self.position.step
+        batch = {key: value.to(device) for key, value in batch.items()}
+        batch = task.device_batch(batch, step_generator(train.seed, rank, step, device))
+        logs = train_step(task, self.nets, batch, step=step, amp=self.amp, d_steps=train.d_steps)
+        self.after_step()
+        return logs
 
     def learning_rates(self) -> dict[str, float]:
         return {f"lr_{name}": scheduler.get_last_lr()[0] for name, scheduler in self.schedulers.items()}
