@@ -95,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         changes.update({"train.init_generator": args.init_generator, "train.init_backbone": None})
     config = load_config(args.config).override(**changes) if changes else load_config(args.config)
     train = config.train
-    if args.probe_steps > train.schedule.warmup_steps:
-        parser.error(f"--probe-steps must stay inside the schedule's warm-up ({train.schedule.warmup_steps})")
+    if train.schedule.kind == "cosine" and args.probe_steps > train.schedule.warmup_steps:
+        parser.error(
+            f"--probe-steps must stay inside the cosine schedule's warm-up ({train.schedule.warmup_steps})"
+        )
     files = sorted(p for p in Path(args.data).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     images = [np.asarray(Image.open(p).convert("RGB")) for p in files]
     torch.manual_seed(train.seed * 1000)

@@ -271,3 +271,45 @@ def test_ray_bookkeeping_lines_are_kept_off_the_console_and_ours_are_not():
     assert keep_lines(batch)["lines"] == [ours]
     task = {"task_name": "ReadBinary", "pid": 9, "is_err": True, "lines": ["Moving model to device: cpu"]}
     assert keep_lines(task) == task  # only Ray's own actors' lines are filtered
+
+
+def test_train_on_device_trains_the_config_without_ray_to_its_step_budget(tmp_path):
+    """bench/train_on_device.py (the lent GPU's trainer, no Ray or MLflow there) on the CPU: from a given start
+    it trains colorize-tiny to its step cap (probe and re-time inside the cap), writes the EMA generator halfway
+    and at the end as loadable weights files, and its weights moved away from the start."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    for index in range(6):
+        Image.fromarray(pattern(48, 56, seed=index)).save(data / f"p{index}.png")
+    config = shipped_config("colorize-tiny")
+    torch.manual_seed(0)
+    task = get_task(config)
+    start = build_networks(task).generator
+    from pixelplexus.weights import save_generator
+
+    save_generator(tmp_path / "start.safetensors", start, task.weights_info(start, step=0))
+    out = tmp_path / "out" / "tiny.safetensors"
+    script = Path(__file__).resolve().parents[1] / "bench" / "train_on_device.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--config", str(shipped_config_path("colorize-tiny")),
+         "--data", str(data), "--out", str(out), "--minutes", "2", "--max-steps", "24", "--probe-steps", "6",
+         "--recheck-after", "6", "--workers", "1", "--log-every", "8",
+         "--init-generator", str(tmp_path / "start.safetensors"), "--set", "batch_size=2"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "6 images, 2/batch" in result.stdout and "training 24 steps" in result.stdout
+    trained, info = load_generator(out, task="colorize")
+    _, half_info = load_generator(out.with_name("tiny-half.safetensors"), task="colorize")
+    assert (info.extra["step"], info.extra["ema"], half_info.extra["step"]) == (24, True, 12)
+    moved = [
+        (a.float() - b.float()).abs().max().item()
+        for a, b in zip(trained.state_dict().values(), start.state_dict().values())
+        if a.is_floating_point()
+    ]
+    assert max(moved) > 1e-3
+    with torch.no_grad():
+        assert torch.isfinite(trained(torch.rand(1, 1, 32, 32))).all()
