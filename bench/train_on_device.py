@@ -7,16 +7,19 @@ images from one local folder, batches prepared in DataLoader worker processes (e
 drawing images with replacement), and a time box instead of a fixed step count: the first
 ``--probe-steps`` (inside the schedule's warm-up, where the step count does not matter yet) measure the
 rate, and ``train.max_steps`` is then set to what fits in ``--minutes`` (capped by ``--max-steps``), so the
-cosine schedule ends when the time does; ``--recheck-after`` steps later it is set again from the rate so far
-(other runs sharing the device have started by then), and a run still going at the deadline stops there. The EMA generator is written as a PixelPlexus weights file to
-``--out`` at the end, and to ``--out`` with ``-half`` before the suffix halfway through (fp16, as the
-bundled files are).
+cosine schedule ends when the time does; ``--recheck-after`` steps later it is set again from the rate so
+far (other runs sharing the device have started by then), and a run still going at the deadline stops
+there. The EMA generator is written as a PixelPlexus weights file to ``--out`` at the end, and to ``--out``
+with ``-half`` before the suffix halfway through (fp16, as the bundled files are).
 
+  # here, where the project is installed: the start a Ray run of the config makes (its seed, the backbone)
+  python bench/train_on_device.py --config jobs/configs/bundled/colorize.yaml --write-start start.safetensors
+  # there
   python bench/train_on_device.py --config jobs/configs/bundled/colorize.yaml --data DIR --minutes 7 \\
-      --out $OUT/colorize.safetensors [--init-generator FILE] [--set key=value ...]
+      --init-generator start.safetensors --out $OUT/colorize.safetensors [--set key=value ...]
 
-``--init-generator``: a weights file to start from (the first weights of a CPU run, to get its exact
-initialisation without the backbone package, or a model to fine-tune).
+``--init-generator``: a weights file to start from (the start ``--write-start`` wrote, which needs no
+backbone package there and lets the run be averaged with the config's CPU runs; or a model to fine-tune).
 """
 
 from __future__ import annotations
@@ -72,13 +75,26 @@ def save(state: RunState, path: Path) -> None:
     print(f"wrote {path} (step {step})", flush=True)
 
 
+def write_start(config, path: Path) -> None:
+    """The generator a Ray run of ``config`` starts from (rank 0's seed, ``train.init_backbone`` and
+    ``train.init_generator`` loaded), as a float16 weights file whose decoding needs no prior."""
+    torch.manual_seed(config.train.seed * 1000)  # as pixelplexus.training.loop.train_worker seeds rank 0
+    task = get_task(config)
+    generator = build_networks(task).generator
+    if config.colorize is not None:  # a start has no prior or mean colour to decode with yet
+        task = get_task(config.override(**{"colorize.prior_correction": 0.0, "colorize.chroma_gain": 1.0}))
+    save_generator(path, generator.half(), task.weights_info(generator, step=0))
+    print(f"wrote {path}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="task config YAML")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--data", required=True, help="folder of training images (RGB)")
-    parser.add_argument("--out", required=True, help="weights file to write (EMA generator)")
-    parser.add_argument("--minutes", type=float, required=True, help="training time, probe included")
+    parser.add_argument("--write-start", default=None, help="write the config's starting generator; exit")
+    parser.add_argument("--data", help="folder of training images (RGB)")
+    parser.add_argument("--out", help="weights file to write (EMA generator)")
+    parser.add_argument("--minutes", type=float, help="training time, probe included")
     parser.add_argument("--max-steps", type=int, default=None, help="at most this many steps")
     parser.add_argument("--probe-steps", type=int, default=60)
     parser.add_argument("--recheck-after", type=int, default=300, help="steps after the probe to re-time")
@@ -95,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         changes.update({"train.init_generator": args.init_generator, "train.init_backbone": None})
     config = load_config(args.config).override(**changes) if changes else load_config(args.config)
     train = config.train
+    if args.write_start:
+        write_start(config, Path(args.write_start))
+        return 0
+    if not (args.data and args.out and args.minutes):
+        parser.error("--data, --out and --minutes are needed to train")
     if train.schedule.kind == "cosine" and args.probe_steps > train.schedule.warmup_steps:
         parser.error(
             f"--probe-steps must stay inside the cosine schedule's warm-up ({train.schedule.warmup_steps})"

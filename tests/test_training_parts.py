@@ -274,9 +274,10 @@ def test_ray_bookkeeping_lines_are_kept_off_the_console_and_ours_are_not():
 
 
 def test_train_on_device_trains_the_config_without_ray_to_its_step_budget(tmp_path):
-    """bench/train_on_device.py (the lent GPU's trainer, no Ray or MLflow there) on the CPU: from a given start
-    it trains colorize-tiny to its step cap (probe and re-time inside the cap), writes the EMA generator halfway
-    and at the end as loadable weights files, and its weights moved away from the start."""
+    """bench/train_on_device.py (the lent GPU's trainer, no Ray or MLflow there) on the CPU: ``--write-start``
+    writes the generator a Ray run of the config starts from; from it the script trains colorize-tiny to its
+    step cap (probe and re-time inside the cap), writes the EMA generator halfway and at the end as loadable
+    weights files, and its weights moved away from the start."""
     import subprocess
     import sys
 
@@ -284,17 +285,21 @@ def test_train_on_device_trains_the_config_without_ray_to_its_step_budget(tmp_pa
     data.mkdir()
     for index in range(6):
         Image.fromarray(pattern(48, 56, seed=index)).save(data / f"p{index}.png")
-    config = shipped_config("colorize-tiny")
-    torch.manual_seed(0)
-    task = get_task(config)
-    start = build_networks(task).generator
-    from pixelplexus.weights import save_generator
-
-    save_generator(tmp_path / "start.safetensors", start, task.weights_info(start, step=0))
-    out = tmp_path / "out" / "tiny.safetensors"
     script = Path(__file__).resolve().parents[1] / "bench" / "train_on_device.py"
+    tiny = str(shipped_config_path("colorize-tiny"))
+    wrote = subprocess.run(
+        [sys.executable, str(script), "--config", tiny, "--write-start", str(tmp_path / "start.safetensors")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert wrote.returncode == 0, wrote.stderr[-2000:]
+    start, _ = load_generator(tmp_path / "start.safetensors", task="colorize")
+    torch.manual_seed(shipped_config("colorize-tiny").train.seed * 1000)  # as a Ray run's rank 0 starts
+    fresh = build_networks(get_task(shipped_config("colorize-tiny"))).generator
+    for a, b in zip(start.state_dict().values(), fresh.state_dict().values()):
+        torch.testing.assert_close(a, b.half().float() if b.is_floating_point() else b)
+    out = tmp_path / "out" / "tiny.safetensors"
     result = subprocess.run(
-        [sys.executable, str(script), "--config", str(shipped_config_path("colorize-tiny")),
+        [sys.executable, str(script), "--config", tiny,
          "--data", str(data), "--out", str(out), "--minutes", "2", "--max-steps", "24", "--probe-steps", "6",
          "--recheck-after", "6", "--workers", "1", "--log-every", "8",
          "--init-generator", str(tmp_path / "start.safetensors"), "--set", "batch_size=2"],
