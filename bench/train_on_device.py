@@ -33,20 +33,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
+# The device image lacks imagecodecs; only 16-bit PNG/TIFF decoding needs it, and this reads JPEG and PNG8.
 try:
     import imagecodecs  # noqa: F401
-except (
-    ImportError
-):  # the device image lacks it; only 16-bit PNG/TIFF decoding needs it, and this reads JPEG/PNG8
+except ImportError:
     sys.modules["imagecodecs"] = types.ModuleType("imagecodecs")
 
-from pixelplexus.config import load_config
+from pixelplexus.config import ConfigError, load_config
 from pixelplexus.tasks import get_task
-from pixelplexus.training.state import RunState, lr_factor
+from pixelplexus.training.command import parse_overrides
+from pixelplexus.training.state import RunState, lr_factor, seed_worker
 from pixelplexus.training.step import Amp, build_networks
 from pixelplexus.weights import save_generator
 
@@ -78,7 +77,7 @@ def save(state: RunState, path: Path) -> None:
 def write_start(config, path: Path) -> None:
     """The generator a Ray run of ``config`` starts from (rank 0's seed, ``train.init_backbone`` and
     ``train.init_generator`` loaded), as a float16 weights file whose decoding needs no prior."""
-    torch.manual_seed(config.train.seed * 1000)  # as pixelplexus.training.loop.train_worker seeds rank 0
+    seed_worker(config.train.seed, 0)  # as a Ray run's rank 0
     task = get_task(config)
     generator = build_networks(task).generator
     if config.colorize is not None:  # a start has no prior or mean colour to decode with yet
@@ -104,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     began = time.perf_counter()
 
-    changes = {
-        key.strip(): yaml.safe_load(value) for key, _, value in (s.partition("=") for s in args.overrides)
-    }
+    try:
+        changes = parse_overrides(args.overrides)
+    except ConfigError as exc:
+        parser.error(str(exc))
     if args.init_generator:
         changes.update({"train.init_generator": args.init_generator, "train.init_backbone": None})
     config = load_config(args.config).override(**changes) if changes else load_config(args.config)
@@ -122,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     files = sorted(p for p in Path(args.data).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     images = [np.asarray(Image.open(p).convert("RGB")) for p in files]
-    torch.manual_seed(train.seed * 1000)
+    seed_worker(train.seed, 0)
     task = get_task(config)
     loader = torch.utils.data.DataLoader(
-        Batches(get_task(config), images, config.batch_size, train.seed),
+        Batches(task, images, config.batch_size, train.seed),  # each worker forks a CPU copy of the task
         batch_size=None,
         num_workers=args.workers,
         worker_init_fn=lambda _: torch.set_num_threads(1),

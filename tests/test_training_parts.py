@@ -22,7 +22,7 @@ from pixelplexus.config import (
 from pixelplexus.tasks import get_task
 from pixelplexus.training.command import add_arguments, build_config
 from pixelplexus.training.data import read_images
-from pixelplexus.training.state import EMA, RunState, checkpoint_config, lr_factor
+from pixelplexus.training.state import EMA, RunState, checkpoint_config, lr_factor, seed_worker
 from pixelplexus.training.step import Amp, build_networks, train_step
 from pixelplexus.training.tracking import flatten
 from pixelplexus.transforms import archive_copy, degrade
@@ -293,7 +293,7 @@ def test_train_on_device_trains_the_config_without_ray_to_its_step_budget(tmp_pa
     )  # fmt: skip
     assert wrote.returncode == 0, wrote.stderr[-2000:]
     start, _ = load_generator(tmp_path / "start.safetensors", task="colorize")
-    torch.manual_seed(shipped_config("colorize-tiny").train.seed * 1000)  # as a Ray run's rank 0 starts
+    seed_worker(shipped_config("colorize-tiny").train.seed, 0)  # as a Ray run's rank 0 starts
     fresh = build_networks(get_task(shipped_config("colorize-tiny"))).generator
     for a, b in zip(start.state_dict().values(), fresh.state_dict().values()):
         torch.testing.assert_close(a, b.half().float() if b.is_floating_point() else b)

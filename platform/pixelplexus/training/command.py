@@ -70,6 +70,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_arguments(parser).set_defaults(func=run)
 
 
+def parse_overrides(items: Sequence[str]) -> dict[str, object]:
+    """``--set KEY=VALUE`` flags → ``{dotted key: YAML value}`` for :meth:`TaskConfig.override`."""
+    changes = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        changes[key.strip()] = yaml.safe_load(value)
+    return changes
+
+
 def build_config(args: argparse.Namespace) -> TaskConfig:
     """The task config from ``--config`` (or the checkpoint being resumed, or the task default) and flags."""
     from pixelplexus.tasks import TASKS
@@ -89,12 +100,7 @@ def build_config(args: argparse.Namespace) -> TaskConfig:
         config = TASKS[args.task].default_config()
     if config.task != args.task:
         raise ConfigError(f"the config is for {config.task!r}, not {args.task!r}")
-    changes = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        changes[key.strip()] = yaml.safe_load(value)
+    changes = parse_overrides(args.overrides)
     if args.max_steps is not None:
         changes["train.max_steps"] = args.max_steps
     return config.override(**changes) if changes else config

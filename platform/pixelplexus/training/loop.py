@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from pixelplexus.config import TaskConfig, parse_config
 from pixelplexus.tasks import get_task
 from pixelplexus.training.checkpoints import fetch_checkpoint, save_checkpoint
 from pixelplexus.training.reporting import Reporter
-from pixelplexus.training.state import RunState
+from pixelplexus.training.state import RunState, seed_worker
 from pixelplexus.training.step import Amp, build_networks
 
 
@@ -57,7 +56,7 @@ def train_worker(spec: dict[str, Any]) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     config = loop.task_config()
     train = config.train
-    torch.manual_seed(train.seed * 1000 + rank)
+    seed_worker(train.seed, rank)
     device = ray.train.torch.get_device()
     task = get_task(config).to(device)
     nets = build_networks(task, device)

@@ -39,6 +39,13 @@ GENERATOR_FILE = "generator.safetensors"
 EMA_FILE = "ema.safetensors"
 
 
+def seed_worker(seed: int, rank: int) -> None:
+    """Seed torch's global generator as a training worker of rank ``rank`` does before it builds its task and
+    networks: the same ``train.seed`` gives every run of a config the same starting weights (what lets their
+    results be averaged)."""
+    torch.manual_seed(seed * 1000 + rank)
+
+
 def step_generator(seed: int, rank: int, step: int, device: torch.device | str) -> torch.Generator:
     """The ``torch.Generator`` of one rank's training step, on ``device``, for the draws a task makes on the
     device (:meth:`Task.device_batch`): seeded from (seed, rank, step) alone, so a run resumed at any step
